@@ -1,0 +1,639 @@
+//! The lifecycle of one port-change experiment over the [`crate::ports`] traits:
+//! pre-flight → plan → inject → watch → revert → record.
+//!
+//! Safety rules enforced here, whatever the adapters do:
+//! - nothing is written before pre-flight, planning and validation are done;
+//! - the opt-in tag is re-read right before the rule is created;
+//! - once a rule may exist, the revert runs on every path: a final verdict, an error, a
+//!   cancellation (Ctrl-C, SIGTERM) and a panic while watching;
+//! - a revert only ever removes a rule carrying this experiment's id tag.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt;
+use rand::Rng;
+use serde::Serialize;
+use tracing::{error, info, warn};
+
+use crate::config::Settings;
+use crate::detector::Detector;
+use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, ExperimentRecord, Plan, PORT_CHANGE};
+use crate::judge::{self, Verdict, WatchState};
+use crate::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
+use crate::ports::{
+    AuthorizeOutcome, CallError, Clock, Detectors, FailureKind, IngressRequest, Ingress, Recorder, RevokeOutcome,
+};
+use crate::selection::{self, GroupInfo, Ineligible};
+use crate::tags::{self, TagError, TaggedRule};
+use crate::time::rfc3339;
+
+/// Errors that stop a command before anything was written.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request itself is wrong (exit status 2); nothing was changed.
+    #[error("{0}")]
+    BadInput(String),
+    /// A call failed where no outcome applies (listing, reverting on request).
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// What `run` was asked to do beyond the settings.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Target this group instead of choosing one; it must be opted in.
+    pub target: Option<String>,
+}
+
+/// A group and whether it can take an experiment now.
+#[derive(Debug, Clone)]
+pub struct TargetStatus {
+    pub group: GroupInfo,
+    pub eligibility: Result<(), Ineligible>,
+}
+
+/// What the watch loop reports after every tick, for a progress display.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    pub record: &'a ExperimentRecord,
+    pub state: &'a WatchState,
+    pub now: SystemTime,
+}
+
+/// The result of reverting one experiment rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevertReport {
+    pub experiment_id: String,
+    pub security_group_id: String,
+    pub security_group_rule_id: String,
+    /// The rule is verified gone.
+    pub reverted: bool,
+    /// It was already gone before we revoked it.
+    pub already_gone: bool,
+    pub error: Option<String>,
+}
+
+/// A dry run: what would have been injected, and whether EC2 would allow it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRunReport {
+    pub schema: &'static str,
+    pub plan: Plan,
+    /// `would-succeed` or `denied: <reason>`.
+    pub permission_check: String,
+}
+
+/// How `run` ended.
+#[derive(Debug, Clone)]
+pub enum RunEnd {
+    Concluded { report: OutcomeReport, revert: Option<RevertReport>, record_failures: Vec<String> },
+    DryRun(DryRunReport),
+}
+
+/// Why the watch stopped.
+enum WatchEnd {
+    Verdict { outcome: Outcome, reason: String, detections: Vec<DetectionReport> },
+    Cancelled { reason: String, detections: Vec<DetectionReport> },
+}
+
+/// Drives experiments over the capability traits.
+pub struct Engine<I, D, R, C> {
+    pub ingress: I,
+    pub detectors: D,
+    pub recorder: R,
+    pub clock: C,
+    pub settings: Settings,
+    /// The AWS region, for reports.
+    pub region: Option<String>,
+}
+
+const REVERT_ATTEMPTS: u32 = 4;
+
+impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
+    /// Every opted-in group and whether it is eligible, with the reason when not.
+    pub async fn targets(&self) -> Result<Vec<TargetStatus>, EngineError> {
+        let groups = self.ingress.opted_in_groups(&self.settings.opt_in_tag).await?;
+        let active = self.active_by_group().await?;
+        let mut out = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut eligibility = selection::basic_eligibility(&group, &active, &self.settings);
+            if eligibility.is_ok() {
+                eligibility = self.config_eligibility(&group).await?;
+            }
+            out.push(TargetStatus { group, eligibility });
+        }
+        out.sort_by(|a, b| a.group.id.cmp(&b.group.id));
+        Ok(out)
+    }
+
+    /// Every rule carrying an experiment-id tag, decoded where the tags are intact.
+    pub async fn active(&self) -> Result<Vec<(TaggedRule, Result<ExperimentRecord, TagError>)>, EngineError> {
+        let rules = self.ingress.experiment_rules().await?;
+        Ok(rules.into_iter().map(|r| {
+            let decoded = tags::decode(&r);
+            (r, decoded)
+        }).collect())
+    }
+
+    async fn active_by_group(&self) -> Result<HashMap<String, ExperimentId>, CallError> {
+        let mut map = HashMap::new();
+        for rule in self.ingress.experiment_rules().await? {
+            let id = rule.experiment_id().and_then(|s| s.parse().ok()).unwrap_or_else(|| "cs-unknown".parse().expect("valid id"));
+            map.insert(rule.security_group_id.clone(), id);
+        }
+        Ok(map)
+    }
+
+    fn config_rules(&self) -> Vec<String> {
+        self.settings
+            .detectors
+            .iter()
+            .filter_map(|d| match d {
+                Detector::Config { rule } => Some(rule.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn config_eligibility(&self, group: &GroupInfo) -> Result<Result<(), Ineligible>, CallError> {
+        let rules = self.config_rules();
+        if rules.is_empty() {
+            return Ok(Ok(()));
+        }
+        let already = self.detectors.noncompliant_rules(&group.id, &rules).await?;
+        Ok(match already.into_iter().next() {
+            Some(rule) => Err(Ineligible::AlreadyNonCompliant { rule }),
+            None => Ok(()),
+        })
+    }
+
+    /// Runs one experiment to its end. `cancel` resolves when the user or the platform
+    /// asks to stop (Ctrl-C, SIGTERM, the Lambda deadline); the rule is then reverted.
+    pub async fn run(
+        &self,
+        request: &RunRequest,
+        rng: &mut (impl Rng + Send),
+        progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+        cancel: impl Future<Output = String> + Send,
+    ) -> Result<RunEnd, EngineError> {
+        // Validate the request before anything else: a target that is not opted in is
+        // refused without a single write.
+        let groups = match self.ingress.opted_in_groups(&self.settings.opt_in_tag).await {
+            Ok(g) => g,
+            Err(e) => return Ok(self.aborted(None, format!("could not list opted-in security groups: {e}")).await),
+        };
+        if let Some(target) = &request.target {
+            let found = groups.iter().find(|g| &g.id == target);
+            if !found.is_some_and(|g| self.settings.is_opted_in(g.tag_pairs())) {
+                return Err(EngineError::BadInput(format!(
+                    "security group {target} is not opted in (it needs tag {}={}) or does not exist; nothing was changed",
+                    self.settings.opt_in_tag, self.settings.opt_in_value
+                )));
+            }
+        }
+
+        if let Err(reason) = self.preflight().await {
+            return Ok(self.aborted(None, reason).await);
+        }
+
+        let plan = match self.plan(&groups, request, rng).await {
+            Ok(plan) => plan,
+            Err(reason) => return Ok(self.aborted(None, reason).await),
+        };
+        info!(experiment_id = %plan.id, group = %plan.security_group_id, protocol = %plan.protocol, ports = %plan.ports, "planned");
+
+        if self.settings.dry_run {
+            return Ok(RunEnd::DryRun(self.dry_run(plan).await));
+        }
+        self.inject_watch_revert(plan, progress, cancel).await
+    }
+
+    /// Pre-flight: any doubt means no injection.
+    async fn preflight(&self) -> Result<(), String> {
+        let s = &self.settings;
+        if !s.enabled {
+            return Err("the kill switch is on (CHAOSLINGR_ENABLED=false)".into());
+        }
+        let now = self.clock.now();
+        if let Some(hours) = s.allowed_hours {
+            if !hours.contains(now) {
+                return Err(format!("{} is outside the allowed hours (CHAOSLINGR_ALLOWED_HOURS)", rfc3339(now)));
+            }
+        }
+        let active = self
+            .ingress
+            .experiment_rules()
+            .await
+            .map_err(|e| format!("could not list active experiments: {e}"))?;
+        if active.len() >= s.max_active {
+            let ids: Vec<&str> = active.iter().filter_map(|r| r.experiment_id()).collect();
+            return Err(format!(
+                "{} experiment(s) already active ({}), the maximum is {} (CHAOSLINGR_MAX_ACTIVE)",
+                active.len(),
+                ids.join(", "),
+                s.max_active
+            ));
+        }
+        let alarm_detectors: Vec<String> = s
+            .detectors
+            .iter()
+            .filter_map(|d| match d {
+                Detector::Alarm { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut names = s.stop_alarms.clone();
+        names.extend(alarm_detectors.iter().cloned());
+        if !names.is_empty() {
+            let states = self
+                .detectors
+                .alarm_states(&names)
+                .await
+                .map_err(|e| format!("could not read alarm states: {e}"))?;
+            for stop in &s.stop_alarms {
+                match states.iter().find(|a| &a.name == stop) {
+                    Some(a) if a.state == "ALARM" => return Err(format!("stop-condition alarm {stop} is in ALARM")),
+                    Some(_) => {}
+                    None => return Err(format!("stop-condition alarm {stop} does not exist")),
+                }
+            }
+            for name in &alarm_detectors {
+                match states.iter().find(|a| &a.name == name) {
+                    Some(a) if a.state == "ALARM" => {
+                        return Err(format!(
+                            "detector alarm:{name} is already in ALARM, so it could not show a new detection"
+                        ))
+                    }
+                    Some(_) => {}
+                    None => return Err(format!("detector alarm:{name} does not exist")),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Plan: uniform over eligible groups, then a free port range on the chosen one.
+    async fn plan(&self, groups: &[GroupInfo], request: &RunRequest, rng: &mut (impl Rng + Send)) -> Result<Plan, String> {
+        let active = self.active_by_group().await.map_err(|e| format!("could not list active experiments: {e}"))?;
+        let candidates: Vec<&GroupInfo> = match &request.target {
+            Some(t) => groups.iter().filter(|g| &g.id == t).collect(),
+            None => selection::random_order(groups, rng),
+        };
+        let mut reasons: HashMap<String, usize> = HashMap::new();
+        for group in candidates {
+            let mut verdict = selection::basic_eligibility(group, &active, &self.settings);
+            if verdict.is_ok() {
+                verdict = self
+                    .config_eligibility(group)
+                    .await
+                    .map_err(|e| format!("could not read Config compliance of {}: {e}", group.id))?;
+            }
+            match verdict {
+                Ok(()) => {
+                    let req = selection::port_request(group, &self.settings);
+                    let (protocol, ports) = crate::port_choice::choose(&req, rng).map_err(|e| e.to_string())?;
+                    return Ok(Plan {
+                        id: ExperimentId::generate(self.clock.now(), rng),
+                        security_group_id: group.id.clone(),
+                        account: group.owner_id.clone(),
+                        protocol,
+                        ports,
+                        cidr: self.settings.cidr.clone(),
+                        detectors: self.settings.detectors.clone(),
+                        window: self.settings.window,
+                    });
+                }
+                Err(why) if request.target.is_some() => {
+                    return Err(format!("target {} is not eligible: {why}", group.id));
+                }
+                Err(Ineligible::NotOptedIn) => {}
+                Err(why) => *reasons.entry(why.to_string()).or_default() += 1,
+            }
+        }
+        let opted_in = groups.iter().filter(|g| self.settings.is_opted_in(g.tag_pairs())).count();
+        let mut summary: Vec<String> = reasons.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+        summary.sort();
+        Err(if opted_in == 0 {
+            format!(
+                "no security group is opted in (tag {}={})",
+                self.settings.opt_in_tag, self.settings.opt_in_value
+            )
+        } else {
+            format!("none of the {opted_in} opted-in security groups is eligible: {}", summary.join("; "))
+        })
+    }
+
+    fn ingress_request(&self, plan: &Plan, injected_at: SystemTime, dry_run: bool) -> Result<IngressRequest, TagError> {
+        let deadline = deadline_for(injected_at, plan.window);
+        Ok(IngressRequest {
+            security_group_id: plan.security_group_id.clone(),
+            protocol: plan.protocol,
+            ports: plan.ports,
+            cidr: plan.cidr.clone(),
+            description: plan.description(deadline),
+            tags: tags::encode(&plan.id, whole_millis(injected_at), deadline, &plan.detectors)?,
+            dry_run,
+        })
+    }
+
+    async fn dry_run(&self, plan: Plan) -> DryRunReport {
+        let permission_check = match self.ingress_request(&plan, self.clock.now(), true) {
+            Err(e) => format!("invalid: {e}"),
+            Ok(req) => match self.ingress.authorize(&req).await {
+                Ok(AuthorizeOutcome::WouldSucceed) | Ok(AuthorizeOutcome::Created { .. }) => "would-succeed".into(),
+                Ok(AuthorizeOutcome::Denied { code, message }) => format!("denied: {code}: {message}"),
+                Err(e) => format!("error: {e}"),
+            },
+        };
+        DryRunReport { schema: "chaoslingr.dry-run/v1", plan, permission_check }
+    }
+
+    async fn inject_watch_revert(
+        &self,
+        plan: Plan,
+        progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+        cancel: impl Future<Output = String> + Send,
+    ) -> Result<RunEnd, EngineError> {
+        let mut experiment = Experiment::planned(plan.clone());
+
+        // Re-check the opt-in tag on a fresh read right before writing: the group may have
+        // been opted out since it was listed.
+        match self.ingress.group(&plan.security_group_id).await {
+            Ok(Some(g)) if self.settings.is_opted_in(g.tag_pairs()) => {}
+            Ok(_) => {
+                return Ok(self.aborted(Some(&plan), format!("{} was opted out before injection", plan.security_group_id)).await)
+            }
+            Err(e) => return Ok(self.aborted(Some(&plan), format!("could not re-check the opt-in tag: {e}")).await),
+        }
+
+        let injected_at = self.clock.now();
+        let request = match self.ingress_request(&plan, injected_at, false) {
+            Ok(r) => r,
+            Err(e) => return Ok(self.aborted(Some(&plan), e.to_string()).await),
+        };
+        let rule_id = match self.ingress.authorize(&request).await {
+            Ok(AuthorizeOutcome::Created { rule_id }) => rule_id,
+            Ok(AuthorizeOutcome::Denied { code, message }) => {
+                let _ = experiment.conclude(Outcome::Prevented, &plan);
+                let reason = format!("EC2 refused to open the port: {code}: {message}");
+                return Ok(self.conclude(&plan, None, Outcome::Prevented, reason, vec![], None).await);
+            }
+            Ok(AuthorizeOutcome::WouldSucceed) => {
+                return Ok(self.aborted(Some(&plan), "EC2 answered a real call as a dry run".into()).await)
+            }
+            Err(e) => {
+                // The call may have created the rule before failing (a timeout after the
+                // write): look for it by our tag and remove it.
+                let cleanup = self.revert_by_id(&plan.id).await;
+                let reverted = cleanup.iter().all(|r| r.reverted);
+                let reason = format!("could not open the port: {e}");
+                let revert = cleanup.into_iter().next();
+                let mut end = self.conclude(&plan, None, Outcome::Failed, reason, vec![], revert).await;
+                if let RunEnd::Concluded { report, .. } = &mut end {
+                    report.reverted = reverted;
+                }
+                return Ok(end);
+            }
+        };
+        let record = experiment
+            .injected(rule_id, injected_at)
+            .expect("a planned experiment can be injected")
+            .clone();
+        info!(experiment_id = %record.id, rule = %record.security_group_rule_id, deadline = %rfc3339(record.deadline), "injected");
+
+        // From here on the rule exists: the revert below runs whatever the watch does,
+        // including when it panics or is cancelled.
+        let watched = AssertUnwindSafe(self.watch(&record, progress, cancel)).catch_unwind().await;
+        let revert = self.revert_record(&record).await;
+        let (outcome, reason, detections) = match watched {
+            Ok(WatchEnd::Verdict { outcome, reason, detections }) => (outcome, reason, detections),
+            Ok(WatchEnd::Cancelled { reason, detections }) => (Outcome::Aborted, reason, detections),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                error!(experiment_id = %record.id, panic = %what, "watch panicked; rule reverted");
+                (Outcome::Failed, format!("internal error while watching: {what}"), vec![])
+            }
+        };
+        let _ = experiment.conclude(outcome, &plan);
+        Ok(self.conclude(&plan, Some(&record), outcome, reason, detections, Some(revert)).await)
+    }
+
+    /// Observes until the judge's verdict is final or `cancel` resolves.
+    async fn watch(
+        &self,
+        record: &ExperimentRecord,
+        progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+        cancel: impl Future<Output = String> + Send,
+    ) -> WatchEnd {
+        let mut state = WatchState::new(record);
+        let mut cancel = std::pin::pin!(cancel);
+        loop {
+            let tick = self.tick(record, &mut state);
+            let verdict = tokio::select! {
+                biased;
+                reason = &mut cancel => return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) },
+                v = tick => v,
+            };
+            progress(&Progress { record, state: &state, now: self.clock.now() });
+            if let Verdict::Final { outcome, reason, detections } = verdict {
+                return WatchEnd::Verdict { outcome, reason, detections };
+            }
+            let now = self.clock.now();
+            let until_deadline = record.deadline.duration_since(now).unwrap_or_default();
+            let nap = self.settings.poll_interval.min(until_deadline).max(Duration::from_millis(200));
+            tokio::select! {
+                biased;
+                reason = &mut cancel => return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) },
+                _ = self.clock.sleep(nap) => {}
+            }
+        }
+    }
+
+    /// One observation of the rule and every detector, folded into `state`, judged.
+    pub async fn tick(&self, record: &ExperimentRecord, state: &mut WatchState) -> Verdict {
+        let (rule, readings) = tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.detectors.observe(record));
+        let now = self.clock.now();
+        let rule_present = match rule {
+            Ok(Some(r)) => r.experiment_id() == Some(record.id.as_str()),
+            Ok(None) => false,
+            Err(e) => {
+                // Not knowing is not "gone": keep the rule counted as present.
+                warn!(experiment_id = %record.id, error = %e, "could not read the rule; assuming it is still there");
+                true
+            }
+        };
+        state.observe(record, readings, rule_present, now);
+        judge::judge(record, state, now)
+    }
+
+    /// Reverts one experiment's rule: re-check it is ours, revoke (idempotent), verify it
+    /// is gone. Retries transient failures; never panics.
+    pub async fn revert_record(&self, record: &ExperimentRecord) -> RevertReport {
+        self.revert_rule(record.id.as_str(), &record.security_group_id, &record.security_group_rule_id).await
+    }
+
+    async fn revert_rule(&self, experiment_id: &str, group_id: &str, rule_id: &str) -> RevertReport {
+        let mut report = RevertReport {
+            experiment_id: experiment_id.to_string(),
+            security_group_id: group_id.to_string(),
+            security_group_rule_id: rule_id.to_string(),
+            reverted: false,
+            already_gone: false,
+            error: None,
+        };
+        let mut last_error = None;
+        for attempt in 0..REVERT_ATTEMPTS {
+            if attempt > 0 {
+                self.clock.sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
+            }
+            // Only ever remove a rule that carries this experiment's id.
+            match self.ingress.rule(rule_id).await {
+                Ok(None) => {
+                    report.reverted = true;
+                    report.already_gone = attempt == 0;
+                    return report;
+                }
+                Ok(Some(rule)) if rule.experiment_id() != Some(experiment_id) => {
+                    report.error = Some(format!(
+                        "rule {rule_id} does not carry experiment id {experiment_id}; refusing to remove it"
+                    ));
+                    return report;
+                }
+                Ok(Some(_)) => {}
+                Err(e) => {
+                    last_error = Some(e.to_string());
+                    continue;
+                }
+            }
+            match self.ingress.revoke(group_id, rule_id).await {
+                Ok(RevokeOutcome::Revoked) | Ok(RevokeOutcome::AlreadyGone) => {}
+                Err(e) => {
+                    warn!(experiment_id, rule_id, error = %e, attempt, "revoke failed");
+                    last_error = Some(e.to_string());
+                    continue;
+                }
+            }
+            // Verify by reading back; loop again if it is somehow still there.
+            match self.ingress.rule(rule_id).await {
+                Ok(None) => {
+                    report.reverted = true;
+                    info!(experiment_id, rule_id, "reverted");
+                    return report;
+                }
+                Ok(Some(_)) => last_error = Some(format!("rule {rule_id} still present after revoke")),
+                Err(e) => last_error = Some(format!("could not verify the revert: {e}")),
+            }
+        }
+        error!(experiment_id, rule_id, error = ?last_error, "REVERT FAILED: the port may still be open");
+        report.error = last_error;
+        report
+    }
+
+    /// Reverts every rule tagged with this experiment id.
+    pub async fn revert_by_id(&self, id: &ExperimentId) -> Vec<RevertReport> {
+        let rules = match self.ingress.experiment_rules().await {
+            Ok(r) => r,
+            Err(e) => {
+                return vec![RevertReport {
+                    experiment_id: id.to_string(),
+                    security_group_id: String::new(),
+                    security_group_rule_id: String::new(),
+                    reverted: false,
+                    already_gone: false,
+                    error: Some(format!("could not look for the experiment's rules: {e}")),
+                }]
+            }
+        };
+        let mut out = Vec::new();
+        for rule in rules.iter().filter(|r| r.experiment_id() == Some(id.as_str())) {
+            out.push(self.revert_rule(id.as_str(), &rule.security_group_id, &rule.security_group_rule_id).await);
+        }
+        out
+    }
+
+    /// The emergency stop: reverts every rule carrying an experiment-id tag, even one
+    /// whose other tags were damaged. Continues past failures and reports each.
+    pub async fn revert_all(&self) -> Result<Vec<RevertReport>, EngineError> {
+        let rules = self.ingress.experiment_rules().await?;
+        let mut out = Vec::new();
+        for rule in &rules {
+            let id = rule.experiment_id().unwrap_or_default().to_string();
+            out.push(self.revert_rule(&id, &rule.security_group_id, &rule.security_group_rule_id).await);
+        }
+        Ok(out)
+    }
+
+    async fn aborted(&self, plan: Option<&Plan>, reason: String) -> RunEnd {
+        warn!(reason = %reason, "aborted before injection");
+        let plan = plan.cloned();
+        match plan {
+            Some(p) => self.conclude(&p, None, Outcome::Aborted, reason, vec![], None).await,
+            None => {
+                let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
+                let report = self.report_for(&id, None, None, Outcome::Aborted, reason, vec![], true);
+                let failures = self.recorder.record(&report).await;
+                RunEnd::Concluded { report, revert: None, record_failures: failures.iter().map(ToString::to_string).collect() }
+            }
+        }
+    }
+
+    async fn conclude(
+        &self,
+        plan: &Plan,
+        record: Option<&ExperimentRecord>,
+        outcome: Outcome,
+        reason: String,
+        detections: Vec<DetectionReport>,
+        revert: Option<RevertReport>,
+    ) -> RunEnd {
+        let reverted = revert.as_ref().is_none_or(|r| r.reverted);
+        let report = self.report_for(&plan.id, Some(plan), record, outcome, reason, detections, reverted);
+        let failures = self.recorder.record(&report).await;
+        info!(experiment_id = %plan.id, outcome = %outcome, reverted, "concluded");
+        RunEnd::Concluded { report, revert, record_failures: failures.iter().map(ToString::to_string).collect() }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn report_for(
+        &self,
+        id: &ExperimentId,
+        plan: Option<&Plan>,
+        record: Option<&ExperimentRecord>,
+        outcome: Outcome,
+        reason: String,
+        detections: Vec<DetectionReport>,
+        reverted: bool,
+    ) -> OutcomeReport {
+        OutcomeReport {
+            schema: SCHEMA,
+            experiment_id: id.to_string(),
+            experiment: PORT_CHANGE,
+            account: plan.and_then(|p| p.account.clone()),
+            region: self.region.clone(),
+            security_group_id: plan.map(|p| p.security_group_id.clone()),
+            security_group_rule_id: record.map(|r| r.security_group_rule_id.clone()),
+            protocol: plan.map(|p| p.protocol.to_string()),
+            from_port: plan.map(|p| p.ports.from),
+            to_port: plan.map(|p| p.ports.to),
+            cidr: plan.map(|p| p.cidr.clone()),
+            injected_at: record.map(|r| crate::time::rfc3339_millis(r.injected_at)),
+            concluded_at: crate::time::rfc3339_millis(self.clock.now()),
+            outcome,
+            reason,
+            detections,
+            reverted,
+            dry_run: false,
+        }
+    }
+}
+
+/// Whether an error from the world is worth retrying.
+pub fn is_transient(e: &CallError) -> bool {
+    e.kind == FailureKind::Transient
+}

@@ -1,0 +1,376 @@
+//! The experiment: what is injected, its record, and its lifecycle.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use serde::Serialize;
+
+use crate::detector::Detector;
+use crate::outcome::Outcome;
+
+/// The kind of experiment this crate runs. It is the `Experiment` metric dimension and
+/// the `experiment` field and message attribute of every outcome.
+pub const PORT_CHANGE: &str = "port-change";
+
+/// The transport protocol of an injected rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "tcp" | "6" => Ok(Protocol::Tcp),
+            "udp" | "17" => Ok(Protocol::Udp),
+            other => Err(format!("unknown protocol `{other}`; expected `tcp` or `udp`")),
+        }
+    }
+}
+
+/// An inclusive port range, `from <= to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct PortRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+impl PortRange {
+    pub fn new(from: u16, to: u16) -> Option<Self> {
+        (from <= to).then_some(PortRange { from, to })
+    }
+    pub fn single(port: u16) -> Self {
+        PortRange { from: port, to: port }
+    }
+    pub fn width(self) -> u32 {
+        u32::from(self.to) - u32::from(self.from) + 1
+    }
+    pub fn overlaps(self, other: PortRange) -> bool {
+        self.from <= other.to && other.from <= self.to
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.from == self.to {
+            write!(f, "{}", self.from)
+        } else {
+            write!(f, "{}-{}", self.from, self.to)
+        }
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parse = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .map_err(|_| format!("`{p}` is not a port number (0-65535)"))
+        };
+        match s.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                PortRange::new(a, b).ok_or_else(|| format!("range `{s}` ends before it starts"))
+            }
+            None => Ok(PortRange::single(parse(s)?)),
+        }
+    }
+}
+
+/// Identifies one experiment everywhere: rule tags, logs, metrics, SNS.
+///
+/// Form: `cs-YYYYMMDDTHHMMSSZ-xxxxxx` (UTC start time and 24 random bits), so ids sort by
+/// start time and stay unique across concurrent starts.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ExperimentId(String);
+
+impl ExperimentId {
+    pub fn generate(now: SystemTime, rng: &mut impl Rng) -> Self {
+        let stamp = crate::time::rfc3339(now).replace(['-', ':'], "");
+        let suffix: u32 = rng.random_range(0..0x0100_0000);
+        ExperimentId(format!("cs-{stamp}-{suffix:06x}"))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExperimentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for ExperimentId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = s.len() <= 64
+            && s.starts_with("cs-")
+            && s.len() > 3
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if ok {
+            Ok(ExperimentId(s.to_string()))
+        } else {
+            Err(format!("`{s}` is not an experiment id (expected `cs-YYYYMMDDTHHMMSSZ-xxxxxx`)"))
+        }
+    }
+}
+
+/// What the planner decided to inject, before anything was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub id: ExperimentId,
+    pub security_group_id: String,
+    pub account: Option<String>,
+    pub protocol: Protocol,
+    pub ports: PortRange,
+    pub cidr: String,
+    pub detectors: Vec<Detector>,
+    #[serde(skip)]
+    pub window: Duration,
+}
+
+impl Plan {
+    /// The rule description, naming the experiment so anyone looking at the group in the
+    /// console knows what the rule is and when it goes away. Only characters EC2 allows
+    /// in descriptions.
+    pub fn description(&self, deadline: SystemTime) -> String {
+        format!(
+            "ChaoSlingr experiment {} - unauthorized by design, reverted by {}",
+            self.id,
+            crate::time::rfc3339(deadline)
+        )
+    }
+}
+
+/// Everything known about an injected experiment; stored on the rule (see [`crate::tags`])
+/// so any process can resume or revert it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentRecord {
+    pub id: ExperimentId,
+    pub security_group_id: String,
+    pub security_group_rule_id: String,
+    pub account: Option<String>,
+    pub protocol: Protocol,
+    pub ports: PortRange,
+    pub cidr: String,
+    pub injected_at: SystemTime,
+    pub deadline: SystemTime,
+    pub detectors: Vec<Detector>,
+}
+
+impl ExperimentRecord {
+    pub fn is_overdue(&self, now: SystemTime) -> bool {
+        now >= self.deadline
+    }
+    pub fn age(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.injected_at).unwrap_or_default()
+    }
+}
+
+/// Where an experiment is in its lifecycle.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Planned; nothing has been written.
+    Planned(Plan),
+    /// The rule exists; the experiment must be concluded and reverted.
+    Injected(ExperimentRecord),
+    /// Over; `record` is `None` when nothing was ever injected (prevented, aborted).
+    Concluded { outcome: Outcome, record: Option<ExperimentRecord>, plan: Plan },
+}
+
+/// A lifecycle transition that makes no sense, refused instead of performed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("experiment {0} is already injected; refusing to inject it twice")]
+    AlreadyInjected(ExperimentId),
+    #[error("experiment {0} is already concluded")]
+    AlreadyConcluded(ExperimentId),
+    #[error("experiment {0} was never injected, so it cannot end `{1}`")]
+    NeverInjected(ExperimentId, Outcome),
+}
+
+/// An experiment and its state; transitions are methods that refuse invalid moves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    state: State,
+}
+
+impl Experiment {
+    pub fn planned(plan: Plan) -> Self {
+        Experiment { state: State::Planned(plan) }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn id(&self) -> &ExperimentId {
+        match &self.state {
+            State::Planned(p) => &p.id,
+            State::Injected(r) => &r.id,
+            State::Concluded { plan, .. } => &plan.id,
+        }
+    }
+
+    /// The rule now exists: record when, its id, and its deadline.
+    pub fn injected(
+        &mut self,
+        rule_id: String,
+        injected_at: SystemTime,
+    ) -> Result<&ExperimentRecord, LifecycleError> {
+        match &self.state {
+            State::Planned(plan) => {
+                let record = ExperimentRecord {
+                    id: plan.id.clone(),
+                    security_group_id: plan.security_group_id.clone(),
+                    security_group_rule_id: rule_id,
+                    account: plan.account.clone(),
+                    protocol: plan.protocol,
+                    ports: plan.ports,
+                    cidr: plan.cidr.clone(),
+                    injected_at: whole_millis(injected_at),
+                    deadline: deadline_for(injected_at, plan.window),
+                    detectors: plan.detectors.clone(),
+                };
+                self.state = State::Injected(record);
+                match &self.state {
+                    State::Injected(r) => Ok(r),
+                    _ => unreachable!(),
+                }
+            }
+            State::Injected(r) => Err(LifecycleError::AlreadyInjected(r.id.clone())),
+            State::Concluded { plan, .. } => Err(LifecycleError::AlreadyConcluded(plan.id.clone())),
+        }
+    }
+
+    /// Ends the experiment. Outcomes that need an injection (detected, remediated,
+    /// undetected) are refused for an experiment that was never injected.
+    pub fn conclude(&mut self, outcome: Outcome, plan: &Plan) -> Result<(), LifecycleError> {
+        let record = match &self.state {
+            State::Planned(p) => {
+                if outcome.requires_injection() {
+                    return Err(LifecycleError::NeverInjected(p.id.clone(), outcome));
+                }
+                None
+            }
+            State::Injected(r) => Some(r.clone()),
+            State::Concluded { plan, .. } => return Err(LifecycleError::AlreadyConcluded(plan.id.clone())),
+        };
+        self.state = State::Concluded { outcome, record, plan: plan.clone() };
+        Ok(())
+    }
+}
+
+/// The deadline of an experiment injected at `at` with watch window `window`. Rounded up
+/// to a whole second so it survives the RFC 3339 tag round trip exactly.
+pub fn deadline_for(at: SystemTime, window: Duration) -> SystemTime {
+    let end = at + window;
+    let d = end.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = if d.subsec_nanos() > 0 { d.as_secs() + 1 } else { d.as_secs() };
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+/// Truncates to whole milliseconds: the precision the `injected-at` tag keeps.
+pub fn whole_millis(t: SystemTime) -> SystemTime {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    UNIX_EPOCH + Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn plan() -> Plan {
+        Plan {
+            id: "cs-20261123T120000Z-abcdef".parse().unwrap(),
+            security_group_id: "sg-1".into(),
+            account: Some("123456789012".into()),
+            protocol: Protocol::Tcp,
+            ports: PortRange::new(20000, 20002).unwrap(),
+            cidr: "0.0.0.0/0".into(),
+            detectors: vec![],
+            window: Duration::from_secs(600),
+        }
+    }
+
+    #[test]
+    fn ids_carry_the_start_time_and_differ() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let now = crate::time::parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
+        let a = ExperimentId::generate(now, &mut rng);
+        let b = ExperimentId::generate(now, &mut rng);
+        assert!(a.as_str().starts_with("cs-20261123T120000Z-"), "{a}");
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().parse::<ExperimentId>().unwrap(), a);
+        assert!("sg-123".parse::<ExperimentId>().is_err());
+        assert!("cs-a b".parse::<ExperimentId>().is_err());
+    }
+
+    #[test]
+    fn port_ranges_parse_and_overlap() {
+        assert_eq!("22".parse::<PortRange>().unwrap(), PortRange::single(22));
+        assert_eq!("8000-8080".parse::<PortRange>().unwrap(), PortRange::new(8000, 8080).unwrap());
+        assert!("9-1".parse::<PortRange>().is_err());
+        assert!("70000".parse::<PortRange>().is_err());
+        let r = PortRange::new(10, 20).unwrap();
+        assert!(r.overlaps(PortRange::single(20)));
+        assert!(!r.overlaps(PortRange::single(21)));
+        assert_eq!(r.width(), 11);
+    }
+
+    #[test]
+    fn lifecycle_refuses_double_injection_and_conclusion_of_what_never_ran() {
+        let p = plan();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut e = Experiment::planned(p.clone());
+        assert_eq!(
+            e.conclude(Outcome::Undetected, &p),
+            Err(LifecycleError::NeverInjected(p.id.clone(), Outcome::Undetected))
+        );
+        let rec = e.injected("sgr-1".into(), t0).unwrap().clone();
+        assert_eq!(rec.deadline, t0 + Duration::from_secs(600));
+        assert!(matches!(e.injected("sgr-2".into(), t0), Err(LifecycleError::AlreadyInjected(_))));
+        e.conclude(Outcome::Detected, &p).unwrap();
+        assert!(matches!(e.conclude(Outcome::Detected, &p), Err(LifecycleError::AlreadyConcluded(_))));
+        assert!(matches!(e.state(), State::Concluded { record: Some(_), .. }));
+    }
+
+    #[test]
+    fn prevented_and_aborted_need_no_injection() {
+        let p = plan();
+        let mut e = Experiment::planned(p.clone());
+        e.conclude(Outcome::Prevented, &p).unwrap();
+        assert!(matches!(e.state(), State::Concluded { record: None, outcome: Outcome::Prevented, .. }));
+    }
+
+    #[test]
+    fn deadlines_round_up_to_whole_seconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_500);
+        assert_eq!(deadline_for(t, Duration::from_secs(10)), UNIX_EPOCH + Duration::from_secs(12));
+        assert_eq!(whole_millis(t + Duration::from_nanos(999)), t);
+    }
+}

@@ -1,0 +1,27 @@
+//! The AWS-free core of ChaoSlingr.
+//!
+//! Everything that decides something lives here as plain functions over plain data:
+//! which security group to target ([`selection`]), which ports to open
+//! ([`port_choice`]), whether an experiment is over and how it ended ([`judge`]), how an
+//! experiment is written onto and read back from the injected rule's tags ([`tags`]),
+//! and the validated configuration ([`config`]). The [`ports`] module names the small
+//! capabilities the lifecycle needs from the world, and [`engine`] drives one experiment
+//! through its lifecycle over those capabilities. The AWS adapters live in
+//! `chaoslingr-aws`; nothing in this crate knows about the SDK.
+
+pub mod config;
+pub mod detector;
+pub mod engine;
+pub mod experiment;
+pub mod judge;
+pub mod outcome;
+pub mod port_choice;
+pub mod ports;
+pub mod selection;
+pub mod tags;
+pub mod time;
+
+pub use config::{ConfigError, Settings};
+pub use detector::Detector;
+pub use experiment::{Experiment, ExperimentId, ExperimentRecord, Protocol, PortRange};
+pub use outcome::{Outcome, OutcomeReport};
