@@ -270,8 +270,7 @@ impl Settings {
 
     /// Whether a group's tags opt it in.
     pub fn is_opted_in<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
-        tags.into_iter()
-            .any(|(k, v)| k == self.opt_in_tag && v.trim().eq_ignore_ascii_case(&self.opt_in_value))
+        tags.into_iter().any(|(k, v)| k == self.opt_in_tag && v.trim().eq_ignore_ascii_case(&self.opt_in_value))
     }
 }
 

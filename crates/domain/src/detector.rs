@@ -99,7 +99,12 @@ mod tests {
 
     #[test]
     fn every_form_round_trips() {
-        for s in ["config:vpc-sg-open-only-to-authorized-ports", "alarm:fw-new-port", "securityhub", "securityhub:aws-foundational/EC2.18"] {
+        for s in [
+            "config:vpc-sg-open-only-to-authorized-ports",
+            "alarm:fw-new-port",
+            "securityhub",
+            "securityhub:aws-foundational/EC2.18",
+        ] {
             let d: Detector = s.parse().unwrap();
             assert_eq!(d.to_string(), s);
         }

@@ -24,7 +24,7 @@ use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, Ex
 use crate::judge::{self, Verdict, WatchState};
 use crate::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use crate::ports::{
-    AuthorizeOutcome, CallError, Clock, Detectors, FailureKind, IngressRequest, Ingress, Recorder, RevokeOutcome,
+    AuthorizeOutcome, CallError, Clock, Detectors, FailureKind, Ingress, IngressRequest, Recorder, RevokeOutcome,
 };
 use crate::selection::{self, GroupInfo, Ineligible};
 use crate::tags::{self, TagError, TaggedRule};
@@ -89,7 +89,7 @@ pub struct DryRunReport {
 #[derive(Debug, Clone)]
 pub enum RunEnd {
     Concluded { report: OutcomeReport, revert: Option<RevertReport>, record_failures: Vec<String> },
-    DryRun(DryRunReport),
+    DryRun(Box<DryRunReport>),
 }
 
 /// Why the watch stopped.
@@ -131,16 +131,22 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// Every rule carrying an experiment-id tag, decoded where the tags are intact.
     pub async fn active(&self) -> Result<Vec<(TaggedRule, Result<ExperimentRecord, TagError>)>, EngineError> {
         let rules = self.ingress.experiment_rules().await?;
-        Ok(rules.into_iter().map(|r| {
-            let decoded = tags::decode(&r);
-            (r, decoded)
-        }).collect())
+        Ok(rules
+            .into_iter()
+            .map(|r| {
+                let decoded = tags::decode(&r);
+                (r, decoded)
+            })
+            .collect())
     }
 
     async fn active_by_group(&self) -> Result<HashMap<String, ExperimentId>, CallError> {
         let mut map = HashMap::new();
         for rule in self.ingress.experiment_rules().await? {
-            let id = rule.experiment_id().and_then(|s| s.parse().ok()).unwrap_or_else(|| "cs-unknown".parse().expect("valid id"));
+            let id = rule
+                .experiment_id()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| "cs-unknown".parse().expect("valid id"));
             map.insert(rule.security_group_id.clone(), id);
         }
         Ok(map)
@@ -205,7 +211,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         info!(experiment_id = %plan.id, group = %plan.security_group_id, protocol = %plan.protocol, ports = %plan.ports, "planned");
 
         if self.settings.dry_run {
-            return Ok(RunEnd::DryRun(self.dry_run(plan).await));
+            return Ok(RunEnd::DryRun(Box::new(self.dry_run(plan).await)));
         }
         self.inject_watch_revert(plan, progress, cancel).await
     }
@@ -222,11 +228,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 return Err(format!("{} is outside the allowed hours (CHAOSLINGR_ALLOWED_HOURS)", rfc3339(now)));
             }
         }
-        let active = self
-            .ingress
-            .experiment_rules()
-            .await
-            .map_err(|e| format!("could not list active experiments: {e}"))?;
+        let active =
+            self.ingress.experiment_rules().await.map_err(|e| format!("could not list active experiments: {e}"))?;
         if active.len() >= s.max_active {
             let ids: Vec<&str> = active.iter().filter_map(|r| r.experiment_id()).collect();
             return Err(format!(
@@ -247,11 +250,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let mut names = s.stop_alarms.clone();
         names.extend(alarm_detectors.iter().cloned());
         if !names.is_empty() {
-            let states = self
-                .detectors
-                .alarm_states(&names)
-                .await
-                .map_err(|e| format!("could not read alarm states: {e}"))?;
+            let states =
+                self.detectors.alarm_states(&names).await.map_err(|e| format!("could not read alarm states: {e}"))?;
             for stop in &s.stop_alarms {
                 match states.iter().find(|a| &a.name == stop) {
                     Some(a) if a.state == "ALARM" => return Err(format!("stop-condition alarm {stop} is in ALARM")),
@@ -275,7 +275,12 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     /// Plan: uniform over eligible groups, then a free port range on the chosen one.
-    async fn plan(&self, groups: &[GroupInfo], request: &RunRequest, rng: &mut (impl Rng + Send)) -> Result<Plan, String> {
+    async fn plan(
+        &self,
+        groups: &[GroupInfo],
+        request: &RunRequest,
+        rng: &mut (impl Rng + Send),
+    ) -> Result<Plan, String> {
         let active = self.active_by_group().await.map_err(|e| format!("could not list active experiments: {e}"))?;
         let candidates: Vec<&GroupInfo> = match &request.target {
             Some(t) => groups.iter().filter(|g| &g.id == t).collect(),
@@ -316,10 +321,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let mut summary: Vec<String> = reasons.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
         summary.sort();
         Err(if opted_in == 0 {
-            format!(
-                "no security group is opted in (tag {}={})",
-                self.settings.opt_in_tag, self.settings.opt_in_value
-            )
+            format!("no security group is opted in (tag {}={})", self.settings.opt_in_tag, self.settings.opt_in_value)
         } else {
             format!("none of the {opted_in} opted-in security groups is eligible: {}", summary.join("; "))
         })
@@ -357,15 +359,23 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         cancel: impl Future<Output = String> + Send,
     ) -> Result<RunEnd, EngineError> {
         let mut experiment = Experiment::planned(plan.clone());
+        let mut cancel = std::pin::pin!(cancel);
 
         // Re-check the opt-in tag on a fresh read right before writing: the group may have
         // been opted out since it was listed.
         match self.ingress.group(&plan.security_group_id).await {
             Ok(Some(g)) if self.settings.is_opted_in(g.tag_pairs()) => {}
             Ok(_) => {
-                return Ok(self.aborted(Some(&plan), format!("{} was opted out before injection", plan.security_group_id)).await)
+                return Ok(self
+                    .aborted(Some(&plan), format!("{} was opted out before injection", plan.security_group_id))
+                    .await)
             }
             Err(e) => return Ok(self.aborted(Some(&plan), format!("could not re-check the opt-in tag: {e}")).await),
+        }
+
+        // A stop requested during pre-flight or planning means no write at all.
+        if let Some(reason) = (&mut cancel).now_or_never() {
+            return Ok(self.aborted(Some(&plan), format!("{reason} before injection; nothing was changed")).await);
         }
 
         let injected_at = self.clock.now();
@@ -386,21 +396,21 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             Err(e) => {
                 // The call may have created the rule before failing (a timeout after the
                 // write): look for it by our tag and remove it.
+                // When the listing finds no rule, no rule exists to revert.
                 let cleanup = self.revert_by_id(&plan.id).await;
                 let reverted = cleanup.iter().all(|r| r.reverted);
+                let created = cleanup.first().map(|r| r.security_group_rule_id.clone()).filter(|id| !id.is_empty());
                 let reason = format!("could not open the port: {e}");
                 let revert = cleanup.into_iter().next();
                 let mut end = self.conclude(&plan, None, Outcome::Failed, reason, vec![], revert).await;
                 if let RunEnd::Concluded { report, .. } = &mut end {
                     report.reverted = reverted;
+                    report.security_group_rule_id = created;
                 }
                 return Ok(end);
             }
         };
-        let record = experiment
-            .injected(rule_id, injected_at)
-            .expect("a planned experiment can be injected")
-            .clone();
+        let record = experiment.injected(rule_id, injected_at).expect("a planned experiment can be injected").clone();
         info!(experiment_id = %record.id, rule = %record.security_group_rule_id, deadline = %rfc3339(record.deadline), "injected");
 
         // From here on the rule exists: the revert below runs whatever the watch does,
@@ -457,7 +467,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
     /// One observation of the rule and every detector, folded into `state`, judged.
     pub async fn tick(&self, record: &ExperimentRecord, state: &mut WatchState) -> Verdict {
-        let (rule, readings) = tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.detectors.observe(record));
+        let (rule, readings) =
+            tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.detectors.observe(record));
         let now = self.clock.now();
         let rule_present = match rule {
             Ok(Some(r)) => r.experiment_id() == Some(record.id.as_str()),
@@ -506,10 +517,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                     return report;
                 }
                 Ok(Some(_)) => {}
-                Err(e) => {
-                    last_error = Some(e.to_string());
-                    continue;
-                }
+                // The id came from our own authorize call or from a tag-filtered listing,
+                // so a failed re-read must not keep the port open: revoke anyway.
+                Err(e) => warn!(experiment_id, rule_id, error = %e, "could not re-read the rule; revoking it anyway"),
             }
             match self.ingress.revoke(group_id, rule_id).await {
                 Ok(RevokeOutcome::Revoked) | Ok(RevokeOutcome::AlreadyGone) => {}
@@ -578,7 +588,11 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
                 let report = self.report_for(&id, None, None, Outcome::Aborted, reason, vec![], true);
                 let failures = self.recorder.record(&report).await;
-                RunEnd::Concluded { report, revert: None, record_failures: failures.iter().map(ToString::to_string).collect() }
+                RunEnd::Concluded {
+                    report,
+                    revert: None,
+                    record_failures: failures.iter().map(ToString::to_string).collect(),
+                }
             }
         }
     }

@@ -83,11 +83,7 @@ impl fmt::Display for PortRange {
 impl FromStr for PortRange {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parse = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .map_err(|_| format!("`{p}` is not a port number (0-65535)"))
-        };
+        let parse = |p: &str| p.trim().parse::<u16>().map_err(|_| format!("`{p}` is not a port number (0-65535)"));
         match s.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (parse(a)?, parse(b)?);
@@ -236,11 +232,7 @@ impl Experiment {
     }
 
     /// The rule now exists: record when, its id, and its deadline.
-    pub fn injected(
-        &mut self,
-        rule_id: String,
-        injected_at: SystemTime,
-    ) -> Result<&ExperimentRecord, LifecycleError> {
+    pub fn injected(&mut self, rule_id: String, injected_at: SystemTime) -> Result<&ExperimentRecord, LifecycleError> {
         match &self.state {
             State::Planned(plan) => {
                 let record = ExperimentRecord {

@@ -77,7 +77,8 @@ impl WatchState {
                             track.fired = Some((at, evidence));
                         }
                     } else {
-                        track.last_note = Some(format!("ignored a detection at {} outside the experiment", rfc3339(at)));
+                        track.last_note =
+                            Some(format!("ignored a detection at {} outside the experiment", rfc3339(at)));
                     }
                 }
                 Reading::Error { message } => track.last_error = Some(message),
@@ -110,7 +111,11 @@ pub fn judge(record: &ExperimentRecord, state: &WatchState, now: SystemTime) -> 
         let reason = format!(
             "the rule was removed {}s after injection by something other than ChaoSlingr{}",
             seconds_between(record.injected_at, gone).round(),
-            if fired.is_empty() { String::new() } else { format!("; {} of {total} detectors noticed first", fired.len()) }
+            if fired.is_empty() {
+                String::new()
+            } else {
+                format!("; {} of {total} detectors noticed first", fired.len())
+            }
         );
         return Verdict::Final { outcome: Outcome::Remediated, reason, detections };
     }
@@ -121,9 +126,11 @@ pub fn judge(record: &ExperimentRecord, state: &WatchState, now: SystemTime) -> 
     if now < record.deadline {
         return Verdict::KeepWatching;
     }
-    let gaps: Vec<String> = state.detectors.iter().filter(|(_, t)| t.fired.is_none()).map(|(d, _)| d.to_string()).collect();
+    let gaps: Vec<String> =
+        state.detectors.iter().filter(|(_, t)| t.fired.is_none()).map(|(d, _)| d.to_string()).collect();
     if !fired.is_empty() {
-        let reason = format!("{} of {total} detectors noticed the port; not noticed by: {}", fired.len(), gaps.join(", "));
+        let reason =
+            format!("{} of {total} detectors noticed the port; not noticed by: {}", fired.len(), gaps.join(", "));
         return Verdict::Final { outcome: Outcome::Detected, reason, detections };
     }
     let unreadable: Vec<String> = state
@@ -283,7 +290,8 @@ mod tests {
     fn detections_outside_the_experiment_are_ignored() {
         let r = record(&["alarm:a"]);
         let mut s = WatchState::new(&r);
-        let before = (r.detectors[0].clone(), Reading::Fired { at: at(0) - Duration::from_secs(5), evidence: "old".into() });
+        let before =
+            (r.detectors[0].clone(), Reading::Fired { at: at(0) - Duration::from_secs(5), evidence: "old".into() });
         s.observe(&r, vec![before], true, at(10));
         s.observe(&r, vec![fired("alarm:a", 601)], true, at(601));
         let Verdict::Final { outcome, .. } = judge(&r, &s, at(601)) else { panic!() };

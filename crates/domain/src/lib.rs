@@ -23,5 +23,5 @@ pub mod time;
 
 pub use config::{ConfigError, Settings};
 pub use detector::Detector;
-pub use experiment::{Experiment, ExperimentId, ExperimentRecord, Protocol, PortRange};
+pub use experiment::{Experiment, ExperimentId, ExperimentRecord, PortRange, Protocol};
 pub use outcome::{Outcome, OutcomeReport};

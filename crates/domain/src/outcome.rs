@@ -78,10 +78,7 @@ impl fmt::Display for Outcome {
 impl FromStr for Outcome {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Outcome::ALL
-            .into_iter()
-            .find(|o| o.as_str() == s)
-            .ok_or_else(|| format!("unknown outcome `{s}`"))
+        Outcome::ALL.into_iter().find(|o| o.as_str() == s).ok_or_else(|| format!("unknown outcome `{s}`"))
     }
 }
 

@@ -106,23 +106,15 @@ pub fn free_ranges(req: &PortRequest<'_>, protocol: Protocol) -> Vec<PortRange> 
 /// 1..=`max_ports` (narrowed only when no gap is that wide), and a start uniformly among
 /// every position where a range of that width fits.
 pub fn choose(req: &PortRequest<'_>, rng: &mut impl Rng) -> Result<(Protocol, PortRange), NoFreeRange> {
-    let candidates: Vec<(Protocol, Vec<PortRange>)> = req
-        .protocols
-        .iter()
-        .map(|p| (*p, free_ranges(req, *p)))
-        .filter(|(_, f)| !f.is_empty())
-        .collect();
+    let candidates: Vec<(Protocol, Vec<PortRange>)> =
+        req.protocols.iter().map(|p| (*p, free_ranges(req, *p))).filter(|(_, f)| !f.is_empty()).collect();
     let Some((protocol, free)) = candidates.choose(rng) else {
         return Err(NoFreeRange::for_request(req));
     };
     let widest = free.iter().map(|r| r.width()).max().unwrap_or(1);
     let max_width = u32::from(req.max_ports.max(1)).min(widest);
     let width = rng.random_range(1..=max_width);
-    let positions: u64 = free
-        .iter()
-        .filter(|r| r.width() >= width)
-        .map(|r| u64::from(r.width() - width + 1))
-        .sum();
+    let positions: u64 = free.iter().filter(|r| r.width() >= width).map(|r| u64::from(r.width() - width + 1)).sum();
     let mut pick = rng.random_range(0..positions);
     for r in free.iter().filter(|r| r.width() >= width) {
         let n = u64::from(r.width() - width + 1);
@@ -145,8 +137,19 @@ mod tests {
         ExistingRule { ip_protocol: p.into(), from_port: Some(from), to_port: Some(to) }
     }
 
-    fn req<'a>(existing: &'a [ExistingRule], authorized: &'a [AuthorizedPort], bounds: (u16, u16), protocols: &'a [Protocol]) -> PortRequest<'a> {
-        PortRequest { existing, authorized, bounds: PortRange { from: bounds.0, to: bounds.1 }, protocols, max_ports: 6 }
+    fn req<'a>(
+        existing: &'a [ExistingRule],
+        authorized: &'a [AuthorizedPort],
+        bounds: (u16, u16),
+        protocols: &'a [Protocol],
+    ) -> PortRequest<'a> {
+        PortRequest {
+            existing,
+            authorized,
+            bounds: PortRange { from: bounds.0, to: bounds.1 },
+            protocols,
+            max_ports: 6,
+        }
     }
 
     #[test]
@@ -177,12 +180,20 @@ mod tests {
         for _ in 0..1_000 {
             let (p, range) = choose(&r, &mut rng).unwrap();
             assert_eq!(p, Protocol::Tcp, "udp is fully taken");
-            for taken in [PortRange::new(100, 104).unwrap(), PortRange::single(107), PortRange::new(110, 111).unwrap()] {
+            for taken in [PortRange::new(100, 104).unwrap(), PortRange::single(107), PortRange::new(110, 111).unwrap()]
+            {
                 assert!(!range.overlaps(taken), "{range} overlaps {taken}");
             }
         }
         let free = free_ranges(&r, Protocol::Tcp);
-        assert_eq!(free, vec![PortRange::new(105, 106).unwrap(), PortRange::new(108, 109).unwrap(), PortRange::new(112, 120).unwrap()]);
+        assert_eq!(
+            free,
+            vec![
+                PortRange::new(105, 106).unwrap(),
+                PortRange::new(108, 109).unwrap(),
+                PortRange::new(112, 120).unwrap()
+            ]
+        );
     }
 
     #[test]
@@ -219,7 +230,11 @@ mod tests {
         let mut high = 0;
         for _ in 0..1_000 {
             let (_, range) = choose(&r, &mut rng).unwrap();
-            if range.from < 1_005 { low += 1 } else { high += 1 }
+            if range.from < 1_005 {
+                low += 1
+            } else {
+                high += 1
+            }
         }
         // 5 free ports below, 5 above: about half each.
         assert!((400..=600).contains(&low), "low={low} high={high}");

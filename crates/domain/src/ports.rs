@@ -57,9 +57,14 @@ pub struct IngressRequest {
 /// What `AuthorizeSecurityGroupIngress` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthorizeOutcome {
-    Created { rule_id: String },
+    Created {
+        rule_id: String,
+    },
     /// Refused by a preventive control: the `prevented` outcome.
-    Denied { code: String, message: String },
+    Denied {
+        code: String,
+        message: String,
+    },
     /// Dry run: the call would have succeeded.
     WouldSucceed,
 }

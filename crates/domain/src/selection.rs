@@ -46,10 +46,9 @@ impl fmt::Display for Ineligible {
         match self {
             Ineligible::NotOptedIn => write!(f, "not opted in"),
             Ineligible::ActiveExperiment(id) => write!(f, "experiment {id} is already running on it"),
-            Ineligible::AlreadyNonCompliant { rule } => write!(
-                f,
-                "already NON_COMPLIANT for Config rule {rule}, so a new detection could not be told apart"
-            ),
+            Ineligible::AlreadyNonCompliant { rule } => {
+                write!(f, "already NON_COMPLIANT for Config rule {rule}, so a new detection could not be told apart")
+            }
             Ineligible::NoFreePorts(why) => write!(f, "{why}"),
         }
     }
@@ -113,7 +112,12 @@ mod tests {
         }
     }
 
-    fn first_eligible<'a>(groups: &'a [GroupInfo], active: &HashMap<String, ExperimentId>, s: &Settings, rng: &mut StdRng) -> Option<&'a GroupInfo> {
+    fn first_eligible<'a>(
+        groups: &'a [GroupInfo],
+        active: &HashMap<String, ExperimentId>,
+        s: &Settings,
+        rng: &mut StdRng,
+    ) -> Option<&'a GroupInfo> {
         random_order(groups, rng).into_iter().find(|g| basic_eligibility(g, active, s).is_ok())
     }
 

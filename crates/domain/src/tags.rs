@@ -92,11 +92,11 @@ pub fn decode(rule: &TaggedRule) -> Result<ExperimentRecord, TagError> {
     let id_s = get(EXPERIMENT_ID)?;
     let id: ExperimentId = id_s.parse().map_err(|e| invalid(EXPERIMENT_ID, id_s, e))?;
     let at_s = get(INJECTED_AT)?;
-    let injected_at = parse_rfc3339(at_s)
-        .ok_or_else(|| invalid(INJECTED_AT, at_s, "expected an RFC 3339 UTC timestamp".into()))?;
+    let injected_at =
+        parse_rfc3339(at_s).ok_or_else(|| invalid(INJECTED_AT, at_s, "expected an RFC 3339 UTC timestamp".into()))?;
     let dl_s = get(DEADLINE)?;
-    let deadline = parse_rfc3339(dl_s)
-        .ok_or_else(|| invalid(DEADLINE, dl_s, "expected an RFC 3339 UTC timestamp".into()))?;
+    let deadline =
+        parse_rfc3339(dl_s).ok_or_else(|| invalid(DEADLINE, dl_s, "expected an RFC 3339 UTC timestamp".into()))?;
     if deadline < injected_at {
         return Err(invalid(DEADLINE, dl_s, "the deadline is before the injection".into()));
     }
@@ -110,7 +110,9 @@ pub fn decode(rule: &TaggedRule) -> Result<ExperimentRecord, TagError> {
     let protocol: Protocol = rule.ip_protocol.parse().map_err(rule_err)?;
     let port = |p: Option<i32>| p.and_then(|p| u16::try_from(p).ok());
     let ports = match (port(rule.from_port), port(rule.to_port)) {
-        (Some(a), Some(b)) => PortRange::new(a, b).ok_or_else(|| rule_err(format!("port range {a}-{b} is reversed")))?,
+        (Some(a), Some(b)) => {
+            PortRange::new(a, b).ok_or_else(|| rule_err(format!("port range {a}-{b} is reversed")))?
+        }
         _ => return Err(rule_err("has no port range".into())),
     };
     let cidr = rule.cidr.clone().ok_or_else(|| rule_err("has no CIDR source".into()))?;
@@ -147,7 +149,10 @@ mod tests {
             cidr: "0.0.0.0/0".into(),
             injected_at: at,
             deadline: deadline_for(at, Duration::from_secs(900)),
-            detectors: vec!["config:vpc-sg-open-only-to-authorized-ports".parse().unwrap(), "alarm:fw".parse().unwrap()],
+            detectors: vec![
+                "config:vpc-sg-open-only-to-authorized-ports".parse().unwrap(),
+                "alarm:fw".parse().unwrap(),
+            ],
         }
     }
 
@@ -219,7 +224,8 @@ mod tests {
     #[test]
     fn detector_lists_too_long_for_a_tag_are_refused() {
         let r = record();
-        let many: Vec<Detector> = (0..30).map(|i| format!("alarm:firewall-alarm-number-{i}").parse().unwrap()).collect();
+        let many: Vec<Detector> =
+            (0..30).map(|i| format!("alarm:firewall-alarm-number-{i}").parse().unwrap()).collect();
         assert!(matches!(encode(&r.id, r.injected_at, r.deadline, &many), Err(TagError::DetectorsTooLong(_))));
     }
 }

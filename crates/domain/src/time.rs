@@ -14,9 +14,7 @@ pub fn rfc3339_millis(t: SystemTime) -> String {
 
 /// Parses an RFC 3339 UTC timestamp (`Z` suffix, optional fractional seconds).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
-        .ok()
-        .filter(|_| s.ends_with('Z'))
+    humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).ok().filter(|_| s.ends_with('Z'))
 }
 
 /// Parses a duration such as `90s`, `10m`, `1h30m` or `2h`.

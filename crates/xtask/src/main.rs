@@ -1,1 +1,474 @@
-fn main() {}
+//! Project automation for ChaoSlingr, run as `cargo xtask <command>` (a cargo alias).
+//!
+//! Standard library only, so that it builds in seconds on a fresh machine.
+//!
+//! - `cargo xtask demo`: start the AWS API emulator on 127.0.0.1, seed it, and run a real
+//!   experiment with the `chaoslingr` CLI against it.
+//! - `cargo xtask test`: every check CI runs, in order, stopping at the first failure.
+
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "\
+Project automation for ChaoSlingr.
+
+Usage:
+  cargo xtask demo                       run a real experiment against the local lab
+  cargo xtask test [CARGO_TEST_ARGS] [-- TEST_ARGS]
+                                         run every check CI runs
+  cargo xtask help                       show this text
+
+demo:
+  Installs and starts the AWS API emulator (moto) on 127.0.0.1, seeds it with a VPC,
+  opted-in security groups and an SNS topic feeding an SQS queue, builds `chaoslingr`
+  and runs `targets`, `run`, `status` against it, then shows the outcome message that
+  arrived over SNS. The emulator is stopped at the end, also on failure. Nothing is
+  sent to AWS: the CLI gets AWS_ENDPOINT_URL=http://127.0.0.1:PORT and dummy
+  credentials, and none of your AWS_* or CHAOSLINGR_* settings.
+
+test:
+  1. infra/emulator.sh install
+  2. cargo fmt --all -- --check
+  3. cargo clippy --workspace --all-targets -- -D warnings
+  4. cargo build -p chaoslingr-cli
+  5. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
+     with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server
+      and CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
+  Stops at the first failing step and exits non-zero.
+  Example: cargo xtask test -- --test-threads 1
+
+The target directory is $CARGO_TARGET_DIR when set, else <workspace>/target.
+";
+
+/// Exit code of `chaoslingr run` when the experiment ended `undetected`.
+const EXIT_UNDETECTED: i32 = 3;
+/// Exit code of `chaoslingr` for bad input.
+const EXIT_BAD_INPUT: i32 = 2;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    if rest.iter().any(|a| a == "-h" || a == "--help") && !rest.contains(&"--".to_string()) {
+        print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let result = match command.as_str() {
+        "-h" | "--help" | "help" => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        "demo" if rest.is_empty() => demo(),
+        "demo" => Err(format!("`demo` takes no arguments, got: {}", rest.join(" "))),
+        "test" => test(rest),
+        other => {
+            eprintln!("xtask: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("\nxtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// --- the workspace ----------------------------------------------------------------------
+
+struct Workspace {
+    root: PathBuf,
+    target_dir: PathBuf,
+    /// Whether CARGO_TARGET_DIR was set (then child cargo runs get it as an absolute path).
+    target_dir_from_env: bool,
+}
+
+impl Workspace {
+    fn discover() -> Result<Self> {
+        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let root = manifest_dir
+            .join("../..")
+            .canonicalize()
+            .map_err(|e| format!("cannot find the workspace root from {}: {e}", manifest_dir.display()))?;
+        let (target_dir, target_dir_from_env) = match env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => {
+                let dir = PathBuf::from(dir);
+                // Cargo reads a relative CARGO_TARGET_DIR against the directory it was
+                // started in; pin that down, because the steps below run in the root.
+                let dir = if dir.is_absolute() {
+                    dir
+                } else {
+                    env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?.join(dir)
+                };
+                (dir, true)
+            }
+            _ => (root.join("target"), false),
+        };
+        Ok(Self { root, target_dir, target_dir_from_env })
+    }
+
+    fn infra(&self, file: &str) -> PathBuf {
+        self.root.join("infra").join(file)
+    }
+
+    fn venv_bin(&self, program: &str) -> PathBuf {
+        self.root.join("infra/.venv/bin").join(program)
+    }
+
+    fn chaoslingr_bin(&self) -> PathBuf {
+        self.target_dir.join("debug").join(format!("chaoslingr{}", env::consts::EXE_SUFFIX))
+    }
+
+    /// `cargo` as started by `cargo xtask` (the same toolchain), in the workspace root.
+    fn cargo<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Command {
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(args).current_dir(&self.root);
+        if self.target_dir_from_env {
+            command.env("CARGO_TARGET_DIR", &self.target_dir);
+        }
+        command
+    }
+
+    fn emulator(&self, subcommand: &str) -> Command {
+        let mut command = Command::new("bash");
+        command.arg(self.infra("emulator.sh")).arg(subcommand).current_dir(&self.root);
+        command
+    }
+
+    fn seed<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Command {
+        let mut command = Command::new(self.venv_bin("python"));
+        command.arg(self.infra("seed.py")).args(args).current_dir(&self.root);
+        command
+    }
+
+    /// `chaoslingr` pointed at the emulator with dummy credentials and nothing of the
+    /// caller's AWS or ChaoSlingr configuration (no profile, session token, per-service
+    /// endpoint override, ...), so the demo can only ever reach 127.0.0.1.
+    fn chaoslingr(&self, endpoint: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(self.chaoslingr_bin());
+        command.args(args).current_dir(&self.root);
+        for (key, _) in env::vars_os() {
+            let key_str = key.to_string_lossy();
+            if key_str.starts_with("AWS_") || key_str.starts_with("CHAOSLINGR_") {
+                command.env_remove(&key);
+            }
+        }
+        let aws_dir = self.root.join("infra/.run/aws");
+        command
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", aws_dir.join("config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", aws_dir.join("credentials"));
+        command
+    }
+
+    /// Empty AWS config and credentials files, so the SDK reads none of ~/.aws.
+    fn write_empty_aws_files(&self) -> Result<()> {
+        let aws_dir = self.root.join("infra/.run/aws");
+        fs::create_dir_all(&aws_dir).map_err(|e| format!("cannot create {}: {e}", aws_dir.display()))?;
+        for name in ["config", "credentials"] {
+            let path = aws_dir.join(name);
+            fs::write(&path, "").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// A command line as the user would type it, paths shown relative to the root.
+    fn show(&self, command: &Command) -> String {
+        let shorten = |s: &OsStr| {
+            let path = Path::new(s);
+            let text = path
+                .strip_prefix(&self.root)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| path.to_path_buf())
+                .to_string_lossy()
+                .into_owned();
+            if text.is_empty() || text.contains(char::is_whitespace) {
+                format!("'{text}'")
+            } else {
+                text
+            }
+        };
+        let program = command.get_program();
+        let program =
+            if env::var_os("CARGO").as_deref() == Some(program) { "cargo".to_string() } else { shorten(program) };
+        std::iter::once(program).chain(command.get_args().map(shorten)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+// --- running things ---------------------------------------------------------------------
+
+fn header(title: &str) {
+    println!("\n==> {title}");
+}
+
+/// Runs `command` with inherited stdio and returns its exit status.
+fn run(ws: &Workspace, command: &mut Command) -> Result<ExitStatus> {
+    println!("$ {}", ws.show(command));
+    command.stdin(Stdio::inherit()).status().map_err(|e| format!("cannot run `{}`: {e}", ws.show(command)))
+}
+
+/// Runs `command` and fails unless it exits 0.
+fn run_ok(ws: &Workspace, command: &mut Command) -> Result<()> {
+    let status = run(ws, command)?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{}` failed ({})", ws.show(command), describe(status)))
+    }
+}
+
+/// Runs `command`, showing its stderr, and returns its stdout; fails unless it exits 0.
+fn capture(ws: &Workspace, command: &mut Command) -> Result<String> {
+    println!("$ {}", ws.show(command));
+    let output = command
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run `{}`: {e}", ws.show(command)))?;
+    if !output.status.success() {
+        return Err(format!("`{}` failed ({})", ws.show(command), describe(output.status)));
+    }
+    String::from_utf8(output.stdout).map_err(|_| format!("`{}` printed invalid UTF-8", ws.show(command)))
+}
+
+fn describe(status: ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exit code {code}"),
+        None => "killed by a signal".to_string(),
+    }
+}
+
+fn human(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        let whole = duration.as_secs();
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    }
+}
+
+/// The value of a top-level string field in the JSON object `seed.py seed` prints.
+fn json_string_field(json: &str, key: &str) -> Option<String> {
+    let needle = format!("\"{key}\"");
+    let after_key = &json[json.find(&needle)? + needle.len()..];
+    let after_colon = after_key.trim_start().strip_prefix(':')?.trim_start();
+    let mut chars = after_colon.strip_prefix('"')?.chars();
+    let mut value = String::new();
+    loop {
+        match chars.next()? {
+            '"' => return Some(value),
+            '\\' => match chars.next()? {
+                'n' => value.push('\n'),
+                't' => value.push('\t'),
+                'r' => value.push('\r'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    value.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                other => value.push(other), // \" \\ \/
+            },
+            c => value.push(c),
+        }
+    }
+}
+
+// --- cargo xtask demo -------------------------------------------------------------------
+
+/// Stops the emulator when dropped: at the end of the demo, on an error, on a panic.
+struct EmulatorGuard<'a> {
+    ws: &'a Workspace,
+}
+
+impl Drop for EmulatorGuard<'_> {
+    fn drop(&mut self) {
+        header("Stopping the emulator");
+        let mut stop = self.ws.emulator("stop");
+        if let Err(e) = run_ok(self.ws, &mut stop) {
+            eprintln!("xtask: warning: {e}; stop it with: infra/emulator.sh stop");
+        }
+    }
+}
+
+fn demo() -> Result<()> {
+    let ws = Workspace::discover()?;
+    let started = Instant::now();
+
+    header("[1/7] Installing the AWS API emulator (moto, from PyPI) into infra/.venv");
+    run_ok(&ws, &mut ws.emulator("install"))?;
+
+    header("[2/7] Building the chaoslingr CLI");
+    run_ok(&ws, &mut ws.cargo(["build", "-p", "chaoslingr-cli"]))?;
+    let bin = ws.chaoslingr_bin();
+    if !bin.is_file() {
+        return Err(format!("the build did not produce {}", bin.display()));
+    }
+
+    header("[3/7] Starting the emulator on 127.0.0.1");
+    let _guard = EmulatorGuard { ws: &ws };
+    let out = capture(&ws, &mut ws.emulator("start"))?;
+    let endpoint = out.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string();
+    if !endpoint.starts_with("http://127.0.0.1:") {
+        return Err(format!("emulator.sh start printed {endpoint:?}, expected http://127.0.0.1:PORT"));
+    }
+    println!("Emulator endpoint: {endpoint}");
+
+    header("[4/7] Seeding: a VPC, five security groups (three opted in), an SNS topic and its SQS inbox");
+    run_ok(&ws, &mut ws.seed(["reset", "--endpoint", &endpoint]))?;
+    let seeded = capture(&ws, &mut ws.seed(["seed", "--endpoint", &endpoint]))?;
+    print!("{seeded}");
+    let field = |key: &str| json_string_field(&seeded, key).ok_or_else(|| format!("seed.py printed no `{key}`"));
+    let topic_arn = field("topic_arn")?;
+    let queue_url = field("queue_url")?;
+
+    ws.write_empty_aws_files()?;
+    println!(
+        "\nThe CLI runs with AWS_ENDPOINT_URL={endpoint} AWS_REGION=us-east-1 and the dummy \
+         credentials testing/testing; nothing goes to AWS."
+    );
+
+    header("[5/7] chaoslingr targets: which security groups may be experimented on");
+    run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["targets"]))?;
+
+    header("[6/7] chaoslingr run: open an unauthorized port and watch for 20 s");
+    println!(
+        "The local lab has no detector yet: no Config rule, alarm or Security Hub check watches\n\
+         these groups. So this experiment is expected to end `undetected` (exit code 3): that\n\
+         is the security gap ChaoSlingr exists to find. The injected rule is reverted either way.\n"
+    );
+    let mut run_cmd =
+        ws.chaoslingr(&endpoint, &["run", "--window", "20s", "--poll-interval", "2s", "--topic-arn", &topic_arn]);
+    let status = run(&ws, &mut run_cmd)?;
+    match status.code() {
+        Some(0) => println!("\nOutcome: the hypothesis held (exit code 0), surprisingly for a lab without detectors."),
+        Some(EXIT_UNDETECTED) => {
+            println!("\nOutcome: undetected (exit code 3), as expected: nothing in the lab noticed the open port.")
+        }
+        Some(EXIT_BAD_INPUT) => return Err("`chaoslingr run` rejected its input (exit code 2)".to_string()),
+        _ => return Err(format!("`chaoslingr run` failed ({})", describe(status))),
+    }
+
+    header("[7/7] chaoslingr status, and the outcome message that arrived over SNS");
+    run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["status"]))?;
+    println!("\nThe SQS queue subscribed to {topic_arn} received:");
+    run_ok(
+        &ws,
+        &mut ws.seed(["receive", "--endpoint", &endpoint, "--queue-url", &queue_url, "--wait", "5", "--require"]),
+    )?;
+
+    println!("\nDemo finished in {}.", human(started.elapsed()));
+    Ok(())
+}
+
+// --- cargo xtask test -------------------------------------------------------------------
+
+fn test(args: &[String]) -> Result<()> {
+    let ws = Workspace::discover()?;
+    let (cargo_args, test_args) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &args[args.len()..]),
+    };
+
+    let moto_server = ws.venv_bin("moto_server");
+    let bin = ws.chaoslingr_bin();
+    let mut cargo_test = ws.cargo(["test", "--workspace"]);
+    cargo_test.args(cargo_args);
+    if !test_args.is_empty() {
+        cargo_test.arg("--").args(test_args);
+    }
+    cargo_test.env("CHAOSLINGR_MOTO_SERVER", &moto_server).env("CHAOSLINGR_BIN", &bin);
+
+    let steps: Vec<(&str, Command)> = vec![
+        ("install the AWS API emulator", ws.emulator("install")),
+        ("check formatting", ws.cargo(["fmt", "--all", "--", "--check"])),
+        ("lint", ws.cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
+        ("build the chaoslingr CLI", ws.cargo(["build", "-p", "chaoslingr-cli"])),
+        ("run all tests", cargo_test),
+    ];
+
+    let total = steps.len();
+    let started = Instant::now();
+    let mut results: Vec<(&str, Duration, bool)> = Vec::new();
+    let mut failure = None;
+    for (i, (title, mut command)) in steps.into_iter().enumerate() {
+        header(&format!("[{}/{total}] {title}", i + 1));
+        if title == "run all tests" {
+            println!("  CHAOSLINGR_MOTO_SERVER={}", moto_server.display());
+            println!("  CHAOSLINGR_BIN={}", bin.display());
+        }
+        let step_started = Instant::now();
+        let outcome = run_ok(&ws, &mut command);
+        let elapsed = step_started.elapsed();
+        let ok = outcome.is_ok();
+        println!("--- {title}: {} in {}", if ok { "ok" } else { "FAILED" }, human(elapsed));
+        results.push((title, elapsed, ok));
+        if let Err(e) = outcome {
+            failure = Some(format!("step {}/{total} ({title}) failed: {e}", i + 1));
+            break;
+        }
+    }
+
+    println!("\n==> Summary");
+    for (i, (title, elapsed, ok)) in results.iter().enumerate() {
+        let mark = if *ok { "ok" } else { "FAILED" };
+        println!("  [{}/{total}] {mark:<7} {:>8}  {title}", i + 1, human(*elapsed));
+    }
+    for i in results.len()..total {
+        println!("  [{}/{total}] {:<7} {:>8}", i + 1, "skipped", "");
+    }
+    match failure {
+        None => {
+            println!("All {total} steps passed in {}.", human(started.elapsed()));
+            Ok(())
+        }
+        Some(message) => {
+            println!("Failed after {}.", human(started.elapsed()));
+            Err(message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_string_fields_of_the_seed_output() {
+        let json = r#"{
+  "endpoint": "http://127.0.0.1:5000",
+  "security_groups": {"web": "sg-1"},
+  "topic_arn" : "arn:aws:sns:us-east-1:123456789012:chaoslingr-outcomes",
+  "queue_url": "http:\/\/127.0.0.1:5000\/123456789012\/q\u0021"
+}"#;
+        assert_eq!(
+            json_string_field(json, "topic_arn").as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:chaoslingr-outcomes")
+        );
+        assert_eq!(json_string_field(json, "queue_url").as_deref(), Some("http://127.0.0.1:5000/123456789012/q!"));
+        assert_eq!(json_string_field(json, "missing"), None);
+        assert_eq!(json_string_field(json, "security_groups"), None);
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human(Duration::from_millis(1234)), "1.2s");
+        assert_eq!(human(Duration::from_secs(125)), "2m 05s");
+    }
+}

@@ -1,0 +1,135 @@
+//! Recording outcomes: CloudWatch metrics (one `PutMetricData` per outcome) and one SNS
+//! message with the outcome JSON.
+
+use std::time::SystemTime;
+
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_sns::types::MessageAttributeValue;
+use aws_smithy_types::DateTime;
+use chaoslingr_domain::ports::{CallError, FailureKind, Recorder};
+use chaoslingr_domain::{Outcome, OutcomeReport};
+use tracing::{error, info, instrument};
+
+use crate::errors::call_error;
+
+/// [`Recorder`] on CloudWatch and SNS.
+#[derive(Debug, Clone)]
+pub struct AwsRecorder {
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    sns: aws_sdk_sns::Client,
+    namespace: String,
+    topic_arn: Option<String>,
+}
+
+impl AwsRecorder {
+    pub fn new(
+        cloudwatch: aws_sdk_cloudwatch::Client,
+        sns: aws_sdk_sns::Client,
+        namespace: String,
+        topic_arn: Option<String>,
+    ) -> Self {
+        AwsRecorder { cloudwatch, sns, namespace, topic_arn }
+    }
+}
+
+fn dimension(name: &str, value: &str) -> Dimension {
+    Dimension::builder().name(name).value(value).build()
+}
+
+fn count(name: &str, value: f64, experiment: &str, at: DateTime) -> MetricDatum {
+    MetricDatum::builder()
+        .metric_name(name)
+        .dimensions(dimension("Experiment", experiment))
+        .value(value)
+        .unit(StandardUnit::Count)
+        .timestamp(at)
+        .build()
+}
+
+/// The metric data of one outcome: `Experiments`, the outcome's own count (the other
+/// outcome counts at zero so dashboards sum cleanly), `TimeToDetect` per detector that
+/// noticed, and `RevertFailures`.
+pub fn metric_data(report: &OutcomeReport, at: SystemTime) -> Vec<MetricDatum> {
+    let at = DateTime::from(at);
+    let exp = report.experiment;
+    let mut data = vec![count("Experiments", 1.0, exp, at)];
+    for o in Outcome::ALL {
+        data.push(count(o.metric_name(), if o == report.outcome { 1.0 } else { 0.0 }, exp, at));
+    }
+    for d in report.detections.iter().filter(|d| d.detected) {
+        if let Some(secs) = d.seconds_to_detect {
+            data.push(
+                MetricDatum::builder()
+                    .metric_name("TimeToDetect")
+                    .dimensions(dimension("Experiment", exp))
+                    .dimensions(dimension("Detector", &d.detector))
+                    .value(secs)
+                    .unit(StandardUnit::Seconds)
+                    .timestamp(at)
+                    .build(),
+            );
+        }
+    }
+    data.push(count("RevertFailures", if report.reverted { 0.0 } else { 1.0 }, exp, at));
+    data
+}
+
+fn attribute(value: &str) -> MessageAttributeValue {
+    MessageAttributeValue::builder().data_type("String").string_value(value).build().expect("data_type is set")
+}
+
+impl AwsRecorder {
+    #[instrument(skip(self, report), fields(experiment_id = %report.experiment_id), err)]
+    async fn put_metrics(&self, report: &OutcomeReport) -> Result<(), CallError> {
+        self.cloudwatch
+            .put_metric_data()
+            .namespace(&self.namespace)
+            .set_metric_data(Some(metric_data(report, SystemTime::now())))
+            .send()
+            .await
+            .map_err(|e| call_error("PutMetricData", &e))?;
+        Ok(())
+    }
+
+    #[instrument(skip(self, report), fields(experiment_id = %report.experiment_id), err)]
+    async fn publish(&self, topic: &str, report: &OutcomeReport) -> Result<(), CallError> {
+        let mut subject =
+            format!("ChaoSlingr: {} on {}", report.outcome, report.security_group_id.as_deref().unwrap_or("no target"));
+        subject.truncate(100);
+        self.sns
+            .publish()
+            .topic_arn(topic)
+            .subject(subject)
+            .message(report.to_json())
+            .message_attributes("outcome", attribute(report.outcome.as_str()))
+            .message_attributes("experiment", attribute(report.experiment))
+            .send()
+            .await
+            .map_err(|e| call_error("Publish", &e))?;
+        Ok(())
+    }
+}
+
+impl Recorder for AwsRecorder {
+    async fn record(&self, report: &OutcomeReport) -> Vec<CallError> {
+        let topic = self.topic_arn.clone();
+        let publish = async {
+            match &topic {
+                Some(t) => self.publish(t, report).await,
+                None => Ok(()),
+            }
+        };
+        let (metrics, published) = tokio::join!(self.put_metrics(report), publish);
+        // One structured line per outcome, whatever else worked.
+        info!(target: "chaoslingr::outcome", outcome = %report.outcome, experiment_id = %report.experiment_id, report = %report.to_json(), "outcome");
+        let failures: Vec<CallError> = [metrics.err(), published.err()].into_iter().flatten().collect();
+        for f in &failures {
+            error!(error = %f, "could not record the outcome");
+        }
+        if failures.is_empty() && topic.is_none() {
+            tracing::debug!("no topic configured; outcome not published");
+        }
+        let _ = FailureKind::Other;
+        failures
+    }
+}

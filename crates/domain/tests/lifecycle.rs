@@ -1,0 +1,1017 @@
+//! The experiment lifecycle end to end: `Engine` driven over in-memory fakes of the
+//! `ports` traits (security groups, detectors, the recorder and a clock).
+//!
+//! The fake clock only moves when the engine sleeps, so a 15-minute window runs in
+//! microseconds and every timestamp in these tests is exact.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::{pending, Future};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use chaoslingr_domain::config::{self, Settings};
+use chaoslingr_domain::detector::Detector;
+use chaoslingr_domain::engine::{Engine, EngineError, Progress, RevertReport, RunEnd, RunRequest};
+use chaoslingr_domain::experiment::{ExperimentRecord, PortRange, Protocol};
+use chaoslingr_domain::judge::Reading;
+use chaoslingr_domain::outcome::{Outcome, OutcomeReport};
+use chaoslingr_domain::ports::{
+    AlarmState, AuthorizeOutcome, CallError, Clock, Detectors, FailureKind, Ingress, IngressRequest, Recorder,
+    RevokeOutcome,
+};
+use chaoslingr_domain::selection::{GroupInfo, Ineligible};
+use chaoslingr_domain::tags::{self, TagError, TaggedRule};
+use chaoslingr_domain::time::parse_rfc3339;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// A Monday, at noon UTC.
+const T0: &str = "2026-11-23T12:00:00Z";
+const OPT_IN_TAG: &str = "chaoslingr:opt-in";
+const ACCOUNT: &str = "123456789012";
+const CONFIG_RULE: &str = "vpc-sg-open-only-to-authorized-ports";
+
+/// A poisoned lock (a test that panicked on purpose) still holds valid fake state.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+// ---------------------------------------------------------------------------------------
+// Fakes
+// ---------------------------------------------------------------------------------------
+
+/// Time that only moves when the engine sleeps.
+#[derive(Clone)]
+struct FakeClock(Arc<Mutex<SystemTime>>);
+
+impl FakeClock {
+    fn at(rfc3339: &str) -> Self {
+        FakeClock(Arc::new(Mutex::new(parse_rfc3339(rfc3339).expect("valid timestamp"))))
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> SystemTime {
+        *lock(&self.0)
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        let time = Arc::clone(&self.0);
+        async move {
+            *lock(&time) += duration;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// Security groups and their rules, with switches for the ways EC2 can misbehave.
+#[derive(Default)]
+struct World {
+    groups: Vec<GroupInfo>,
+    rules: BTreeMap<String, TaggedRule>,
+    /// Every rule ever created by `authorize`, kept after it is revoked.
+    created: Vec<TaggedRule>,
+    /// Calls that change something, in order: `authorize sg-1`, `revoke sg-1 sgr-0001`, ...
+    calls: Vec<String>,
+    next_rule: u32,
+    /// A preventive control (SCP) refuses to open the port.
+    deny_authorize: bool,
+    /// The rule is written, then the call fails (a timeout after the write).
+    fail_authorize_after_create: bool,
+    /// How many revoke calls fail transiently before they start working.
+    fail_revoke_times: u32,
+    /// The fresh read right before injection shows the group opted out.
+    opt_out_before_inject: bool,
+    /// Something other than ChaoSlingr removes an experiment rule this long after injection.
+    remediate_after: Option<Duration>,
+}
+
+impl World {
+    fn new_rule_id(&mut self) -> String {
+        self.next_rule += 1;
+        format!("sgr-{:04}", self.next_rule)
+    }
+}
+
+#[derive(Clone)]
+struct FakeWorld {
+    state: Arc<Mutex<World>>,
+    clock: FakeClock,
+}
+
+impl FakeWorld {
+    fn with<R>(&self, f: impl FnOnce(&mut World) -> R) -> R {
+        f(&mut lock(&self.state))
+    }
+
+    /// The authorize and revoke calls made so far.
+    fn writes(&self) -> Vec<String> {
+        self.with(|w| {
+            w.calls.iter().filter(|c| c.starts_with("authorize") || c.starts_with("revoke")).cloned().collect()
+        })
+    }
+
+    fn revokes(&self) -> usize {
+        self.with(|w| w.calls.iter().filter(|c| c.starts_with("revoke")).count())
+    }
+
+    fn rule_ids(&self) -> Vec<String> {
+        self.with(|w| w.rules.keys().cloned().collect())
+    }
+
+    fn created(&self) -> Vec<TaggedRule> {
+        self.with(|w| w.created.clone())
+    }
+
+    /// Puts a rule on a group directly, as if an earlier run (or a person) had.
+    fn plant(&self, group_id: &str, tags: Vec<(String, String)>) -> String {
+        self.with(|w| {
+            let id = w.new_rule_id();
+            let rule = TaggedRule {
+                security_group_id: group_id.into(),
+                security_group_rule_id: id.clone(),
+                account: Some(ACCOUNT.into()),
+                ip_protocol: "tcp".into(),
+                from_port: Some(20_000),
+                to_port: Some(20_000),
+                cidr: Some("0.0.0.0/0".into()),
+                is_egress: false,
+                tags,
+            };
+            w.rules.insert(id.clone(), rule);
+            id
+        })
+    }
+}
+
+impl Ingress for FakeWorld {
+    async fn opted_in_groups(&self, tag_key: &str) -> Result<Vec<GroupInfo>, CallError> {
+        Ok(self.with(|w| w.groups.iter().filter(|g| g.tags.iter().any(|(k, _)| k == tag_key)).cloned().collect()))
+    }
+
+    async fn group(&self, group_id: &str) -> Result<Option<GroupInfo>, CallError> {
+        Ok(self.with(|w| {
+            let mut group = w.groups.iter().find(|g| g.id == group_id).cloned();
+            if w.opt_out_before_inject {
+                if let Some(g) = &mut group {
+                    g.tags.retain(|(k, _)| k != OPT_IN_TAG);
+                }
+            }
+            group
+        }))
+    }
+
+    async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
+        Ok(self.with(|w| w.rules.values().filter(|r| r.tag(tags::EXPERIMENT_ID).is_some()).cloned().collect()))
+    }
+
+    async fn rule(&self, rule_id: &str) -> Result<Option<TaggedRule>, CallError> {
+        let now = self.clock.now();
+        Ok(self.with(|w| {
+            if let (Some(after), Some(rule)) = (w.remediate_after, w.rules.get(rule_id)) {
+                let injected = rule.tag(tags::INJECTED_AT).and_then(parse_rfc3339);
+                if injected.is_some_and(|at| now >= at + after) {
+                    w.rules.remove(rule_id);
+                    w.calls.push(format!("remediated {rule_id}"));
+                }
+            }
+            w.rules.get(rule_id).cloned()
+        }))
+    }
+
+    async fn authorize(&self, request: &IngressRequest) -> Result<AuthorizeOutcome, CallError> {
+        self.with(|w| {
+            let dry = if request.dry_run { "(dry-run)" } else { "" };
+            w.calls.push(format!("authorize{dry} {}", request.security_group_id));
+            if w.deny_authorize {
+                return Ok(AuthorizeOutcome::Denied {
+                    code: "UnauthorizedOperation".into(),
+                    message: "explicit deny in a service control policy".into(),
+                });
+            }
+            let Some(group) = w.groups.iter().find(|g| g.id == request.security_group_id) else {
+                return Err(CallError::new(
+                    "AuthorizeSecurityGroupIngress",
+                    FailureKind::NotFound,
+                    Some("InvalidGroup.NotFound".into()),
+                    format!("{} does not exist", request.security_group_id),
+                ));
+            };
+            if request.dry_run {
+                return Ok(AuthorizeOutcome::WouldSucceed);
+            }
+            let account = group.owner_id.clone();
+            let rule_id = w.new_rule_id();
+            let rule = TaggedRule {
+                security_group_id: request.security_group_id.clone(),
+                security_group_rule_id: rule_id.clone(),
+                account,
+                ip_protocol: request.protocol.to_string(),
+                from_port: Some(i32::from(request.ports.from)),
+                to_port: Some(i32::from(request.ports.to)),
+                cidr: Some(request.cidr.clone()),
+                is_egress: false,
+                tags: request.tags.clone(),
+            };
+            w.rules.insert(rule_id.clone(), rule.clone());
+            w.created.push(rule);
+            if w.fail_authorize_after_create {
+                return Err(CallError::new(
+                    "AuthorizeSecurityGroupIngress",
+                    FailureKind::Transient,
+                    Some("RequestTimeout".into()),
+                    "the connection timed out after the rule was written",
+                ));
+            }
+            Ok(AuthorizeOutcome::Created { rule_id })
+        })
+    }
+
+    async fn revoke(&self, group_id: &str, rule_id: &str) -> Result<RevokeOutcome, CallError> {
+        self.with(|w| {
+            w.calls.push(format!("revoke {group_id} {rule_id}"));
+            if w.fail_revoke_times > 0 {
+                w.fail_revoke_times -= 1;
+                return Err(CallError::new(
+                    "RevokeSecurityGroupIngress",
+                    FailureKind::Transient,
+                    Some("RequestLimitExceeded".into()),
+                    "rate exceeded",
+                ));
+            }
+            match w.rules.get(rule_id) {
+                Some(r) if r.security_group_id == group_id => {
+                    w.rules.remove(rule_id);
+                    Ok(RevokeOutcome::Revoked)
+                }
+                Some(_) => Err(CallError::new(
+                    "RevokeSecurityGroupIngress",
+                    FailureKind::NotFound,
+                    Some("InvalidSecurityGroupRuleId.NotFound".into()),
+                    format!("{rule_id} is not a rule of {group_id}"),
+                )),
+                None => Ok(RevokeOutcome::AlreadyGone),
+            }
+        })
+    }
+}
+
+/// The security controls, scripted.
+#[derive(Default)]
+struct Controls {
+    /// Alarm name -> state (`OK`, `ALARM`); absent alarms do not exist.
+    alarms: HashMap<String, String>,
+    /// Group -> Config rules that already report it NON_COMPLIANT.
+    noncompliant: HashMap<String, Vec<String>>,
+    /// A detector fires, stamped injection + this, once the clock has passed that time.
+    fires_after: HashMap<Detector, Duration>,
+    /// `observe` panics with this message.
+    panic_on_observe: Option<String>,
+    /// The groups whose Config compliance was asked for, in order.
+    compliance_queries: Vec<String>,
+}
+
+#[derive(Clone)]
+struct FakeDetectors {
+    state: Arc<Mutex<Controls>>,
+    clock: FakeClock,
+}
+
+impl FakeDetectors {
+    fn with<R>(&self, f: impl FnOnce(&mut Controls) -> R) -> R {
+        f(&mut lock(&self.state))
+    }
+
+    fn alarm(&self, name: &str, state: &str) {
+        self.with(|c| c.alarms.insert(name.into(), state.into()));
+    }
+
+    fn fires_after(&self, detector: &str, after: Duration) {
+        self.with(|c| c.fires_after.insert(detector.parse().expect("valid detector"), after));
+    }
+}
+
+impl Detectors for FakeDetectors {
+    async fn alarm_states(&self, names: &[String]) -> Result<Vec<AlarmState>, CallError> {
+        Ok(self.with(|c| {
+            names
+                .iter()
+                .filter_map(|n| {
+                    c.alarms.get(n).map(|s| AlarmState { name: n.clone(), state: s.clone(), updated: None })
+                })
+                .collect()
+        }))
+    }
+
+    async fn noncompliant_rules(&self, group_id: &str, rules: &[String]) -> Result<Vec<String>, CallError> {
+        Ok(self.with(|c| {
+            c.compliance_queries.push(group_id.to_string());
+            let bad = c.noncompliant.get(group_id).cloned().unwrap_or_default();
+            rules.iter().filter(|r| bad.contains(r)).cloned().collect()
+        }))
+    }
+
+    async fn observe(&self, record: &ExperimentRecord) -> Vec<(Detector, Reading)> {
+        let now = self.clock.now();
+        // Take what is needed and drop the lock before panicking.
+        let (panic_with, fires_after) = self.with(|c| (c.panic_on_observe.clone(), c.fires_after.clone()));
+        if let Some(message) = panic_with {
+            panic!("{message}");
+        }
+        record
+            .detectors
+            .iter()
+            .map(|d| {
+                let reading = match fires_after.get(d) {
+                    Some(after) if now >= record.injected_at + *after => {
+                        Reading::Fired { at: record.injected_at + *after, evidence: format!("{d} fired") }
+                    }
+                    _ => Reading::Quiet { note: format!("{d} quiet") },
+                };
+                (d.clone(), reading)
+            })
+            .collect()
+    }
+}
+
+/// Keeps every outcome it is asked to record.
+#[derive(Clone, Default)]
+struct FakeRecorder(Arc<Mutex<Vec<OutcomeReport>>>);
+
+impl Recorder for FakeRecorder {
+    async fn record(&self, report: &OutcomeReport) -> Vec<CallError> {
+        lock(&self.0).push(report.clone());
+        vec![]
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------
+
+type TestEngine = Engine<FakeWorld, FakeDetectors, FakeRecorder, FakeClock>;
+
+/// The fakes, shared with the engine so a test can script and inspect them.
+struct Harness {
+    clock: FakeClock,
+    world: FakeWorld,
+    detectors: FakeDetectors,
+    recorder: FakeRecorder,
+}
+
+impl Harness {
+    fn new(groups: Vec<GroupInfo>) -> Self {
+        let clock = FakeClock::at(T0);
+        let world =
+            FakeWorld { state: Arc::new(Mutex::new(World { groups, ..World::default() })), clock: clock.clone() };
+        let detectors = FakeDetectors { state: Arc::default(), clock: clock.clone() };
+        Harness { clock, world, detectors, recorder: FakeRecorder::default() }
+    }
+
+    /// One opted-in group, `sg-1`.
+    fn one_group() -> Self {
+        Harness::new(vec![group("sg-1", Some("true"))])
+    }
+
+    fn engine(&self, settings: Settings) -> TestEngine {
+        Engine {
+            ingress: self.world.clone(),
+            detectors: self.detectors.clone(),
+            recorder: self.recorder.clone(),
+            clock: self.clock.clone(),
+            settings,
+            region: Some("eu-west-1".into()),
+        }
+    }
+
+    fn reports(&self) -> Vec<OutcomeReport> {
+        lock(&self.recorder.0).clone()
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.clock.now().duration_since(parse_rfc3339(T0).unwrap()).unwrap()
+    }
+}
+
+fn group(id: &str, opt_in: Option<&str>) -> GroupInfo {
+    let mut tags = vec![("Name".to_string(), format!("{id}-name"))];
+    if let Some(v) = opt_in {
+        tags.push((OPT_IN_TAG.to_string(), v.to_string()));
+    }
+    GroupInfo {
+        id: id.into(),
+        name: format!("{id}-name"),
+        vpc_id: Some("vpc-1".into()),
+        owner_id: Some(ACCOUNT.into()),
+        tags,
+        ingress: vec![],
+    }
+}
+
+fn settings(detectors: &[&str], window: Duration) -> Settings {
+    Settings {
+        detectors: detectors.iter().map(|d| d.parse().expect("valid detector")).collect(),
+        window,
+        ..Settings::default()
+    }
+}
+
+/// Runs with a seeded rng, no progress display and no cancellation.
+async fn run(engine: &TestEngine, request: &RunRequest, seed: u64) -> Result<RunEnd, EngineError> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    engine.run(request, &mut rng, &mut |_: &Progress<'_>| {}, pending()).await
+}
+
+fn concluded(end: RunEnd) -> (OutcomeReport, Option<RevertReport>) {
+    match end {
+        RunEnd::Concluded { report, revert, record_failures } => {
+            assert!(record_failures.is_empty(), "{record_failures:?}");
+            (report, revert)
+        }
+        RunEnd::DryRun(d) => panic!("expected a concluded run, got a dry run: {d:?}"),
+    }
+}
+
+fn detection<'a>(report: &'a OutcomeReport, detector: &str) -> &'a chaoslingr_domain::outcome::DetectionReport {
+    report
+        .detections
+        .iter()
+        .find(|d| d.detector == detector)
+        .unwrap_or_else(|| panic!("no detection report for {detector}: {:?}", report.detections))
+}
+
+fn experiment_tags(id: &str, injected_at: SystemTime) -> Vec<(String, String)> {
+    let detectors: Vec<Detector> = vec![];
+    tags::encode(&id.parse().unwrap(), injected_at, injected_at + secs(900), &detectors).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Runs that reach a verdict
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_unnoticed_port_is_undetected_and_reverted_at_the_deadline() {
+    // GIVEN one opted-in group and an alarm detector that stays OK, window 10m, poll 15s
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    let engine = h.engine(settings(&["alarm:fw"], secs(600)));
+    let mut ticks: Vec<SystemTime> = Vec::new();
+
+    // WHEN the experiment runs
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut progress = |p: &Progress<'_>| ticks.push(p.now);
+    let end = engine.run(&RunRequest::default(), &mut rng, &mut progress, pending()).await.unwrap();
+    let (report, revert) = concluded(end);
+
+    // THEN nothing noticed: undetected, with the gap named
+    assert_eq!(report.outcome, Outcome::Undetected, "{}", report.reason);
+    assert!(report.reason.contains("alarm:fw"), "{}", report.reason);
+    assert!(!detection(&report, "alarm:fw").detected);
+    assert!(!detection(&report, "remediation").detected);
+    // AND the watch lasted the whole window, observing every 15s
+    assert!(h.elapsed() >= secs(600), "{:?}", h.elapsed());
+    assert_eq!(ticks.len(), 41, "ticks at 0s, 15s, ..., 600s");
+    // AND the rule was created, then revoked by us and verified gone
+    let revert = revert.expect("a revert report");
+    assert!(revert.reverted && !revert.already_gone && revert.error.is_none(), "{revert:?}");
+    assert!(report.reverted);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.world.writes(), ["authorize sg-1", "revoke sg-1 sgr-0001"]);
+    // AND exactly one outcome was recorded, the one returned
+    let reports = h.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0], report);
+    assert_eq!(report.schema, "chaoslingr.outcome/v1");
+    assert_eq!(report.experiment, "port-change");
+    assert_eq!(report.security_group_id.as_deref(), Some("sg-1"));
+    assert_eq!(report.security_group_rule_id.as_deref(), Some("sgr-0001"));
+    assert_eq!(report.account.as_deref(), Some(ACCOUNT));
+    assert_eq!(report.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(report.injected_at.as_deref(), Some("2026-11-23T12:00:00.000Z"));
+    assert!(!report.dry_run);
+    // AND the ports were inside the bounds and at most 6 wide
+    let (from, to) = (report.from_port.unwrap(), report.to_port.unwrap());
+    let ports = PortRange::new(from, to).expect("from <= to");
+    assert!(from >= 10_000 && to <= 65_000, "{ports}");
+    assert!((1..=6).contains(&ports.width()), "{ports}");
+    // AND the rule that existed was exactly what the report says, tagged with the experiment
+    let created = h.world.created();
+    assert_eq!(created.len(), 1);
+    let rule = &created[0];
+    assert_eq!(Some(rule.ip_protocol.clone()), report.protocol);
+    assert_eq!((rule.from_port, rule.to_port), (Some(i32::from(from)), Some(i32::from(to))));
+    assert_eq!(rule.cidr.as_deref(), Some("0.0.0.0/0"));
+    let record = tags::decode(rule).expect("the rule's tags decode");
+    assert_eq!(record.id.as_str(), report.experiment_id);
+    assert_eq!(record.deadline.duration_since(record.injected_at).unwrap(), secs(600));
+    assert_eq!(record.detectors, vec!["alarm:fw".parse::<Detector>().unwrap()]);
+}
+
+#[tokio::test]
+async fn detection_times_come_from_the_detectors_own_timestamps() {
+    // GIVEN an alarm that fires at +42s and a Config rule at +95s, polled every 15s
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    h.detectors.fires_after("alarm:fw", secs(42));
+    h.detectors.fires_after(&format!("config:{CONFIG_RULE}"), secs(95));
+    let engine = h.engine(settings(&["alarm:fw", &format!("config:{CONFIG_RULE}")], secs(600)));
+
+    // WHEN the experiment runs
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 2).await.unwrap());
+
+    // THEN detected, with 42s and 95s (not the 45s and 105s at which they were polled)
+    assert_eq!(report.outcome, Outcome::Detected, "{}", report.reason);
+    assert!(report.reason.contains("all 2 detectors"), "{}", report.reason);
+    let alarm = detection(&report, "alarm:fw");
+    assert!(alarm.detected);
+    assert_eq!(alarm.seconds_to_detect, Some(42.0));
+    let config = detection(&report, &format!("config:{CONFIG_RULE}"));
+    assert!(config.detected);
+    assert_eq!(config.seconds_to_detect, Some(95.0));
+    assert!(!detection(&report, "remediation").detected);
+    assert!(report.gaps().is_empty());
+    // AND the watch stopped as soon as both had fired, long before the deadline
+    assert!(h.elapsed() >= secs(95) && h.elapsed() < secs(120), "{:?}", h.elapsed());
+    // AND the rule was reverted
+    assert!(revert.unwrap().reverted);
+    assert!(report.reverted);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.world.writes(), ["authorize sg-1", "revoke sg-1 sgr-0001"]);
+}
+
+#[tokio::test]
+async fn a_rule_removed_by_someone_else_is_remediated_and_needs_no_revoke() {
+    // GIVEN auto-remediation that deletes the rule 50s after injection, and a quiet alarm
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    h.world.with(|w| w.remediate_after = Some(secs(50)));
+    let engine = h.engine(settings(&["alarm:fw"], secs(600)));
+
+    // WHEN the experiment runs
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 3).await.unwrap());
+
+    // THEN remediated, measured to the first observation that found it gone (60s)
+    assert_eq!(report.outcome, Outcome::Remediated, "{}", report.reason);
+    let remediation = detection(&report, "remediation");
+    assert!(remediation.detected);
+    assert_eq!(remediation.seconds_to_detect, Some(60.0));
+    assert!(!detection(&report, "alarm:fw").detected);
+    assert!(h.elapsed() < secs(120), "{:?}", h.elapsed());
+    // AND the revert found it already gone and never called revoke
+    let revert = revert.unwrap();
+    assert!(revert.reverted && revert.already_gone, "{revert:?}");
+    assert!(report.reverted);
+    assert_eq!(h.world.writes(), ["authorize sg-1"]);
+    assert!(h.world.with(|w| w.calls.contains(&"remediated sgr-0001".to_string())));
+}
+
+#[tokio::test]
+async fn a_refused_authorize_is_prevented_and_nothing_is_left_behind() {
+    // GIVEN an SCP that denies AuthorizeSecurityGroupIngress
+    let h = Harness::one_group();
+    h.world.with(|w| w.deny_authorize = true);
+    let engine = h.engine(Settings::default());
+
+    // WHEN the experiment runs
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 4).await.unwrap());
+
+    // THEN prevented, with EC2's reason, and no rule exists or was revoked
+    assert_eq!(report.outcome, Outcome::Prevented);
+    assert!(report.outcome.hypothesis_held());
+    assert!(report.reason.contains("UnauthorizedOperation"), "{}", report.reason);
+    assert!(revert.is_none());
+    assert!(report.reverted, "nothing was injected, so nothing is open");
+    assert_eq!(report.security_group_rule_id, None);
+    assert_eq!(report.injected_at, None);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.world.writes(), ["authorize sg-1"]);
+    // AND the outcome was recorded
+    let reports = h.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].outcome, Outcome::Prevented);
+    assert_eq!(reports[0].security_group_id.as_deref(), Some("sg-1"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Every path after injection reverts
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_cancelled_run_is_aborted_with_the_reason_and_reverted() {
+    // GIVEN a cancel signal fired from the progress display once 30s have passed
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    let engine = h.engine(settings(&["alarm:fw"], secs(600)));
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let mut tx = Some(tx);
+    let mut progress = |p: &Progress<'_>| {
+        if p.now >= p.record.injected_at + secs(30) {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send("SIGTERM received".to_string());
+            }
+        }
+    };
+    let cancel = async move { rx.await.unwrap_or_else(|_| "the cancel sender was dropped".into()) };
+
+    // WHEN the experiment runs
+    let mut rng = StdRng::seed_from_u64(5);
+    let end = engine.run(&RunRequest::default(), &mut rng, &mut progress, cancel).await.unwrap();
+    let (report, revert) = concluded(end);
+
+    // THEN aborted with the cancel reason, right after the 30s tick
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert_eq!(report.reason, "SIGTERM received");
+    assert!(h.elapsed() >= secs(30) && h.elapsed() < secs(45), "{:?}", h.elapsed());
+    // AND what was seen until then is still reported
+    assert!(!detection(&report, "alarm:fw").detected);
+    // AND the rule was reverted
+    assert!(revert.unwrap().reverted);
+    assert!(report.reverted);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.world.writes(), ["authorize sg-1", "revoke sg-1 sgr-0001"]);
+    assert_eq!(h.reports().len(), 1);
+}
+
+#[tokio::test]
+async fn a_panic_while_watching_is_failed_and_the_rule_is_still_reverted() {
+    // GIVEN a detector adapter that panics when observed
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    h.detectors.with(|c| c.panic_on_observe = Some("detector adapter exploded".into()));
+    let engine = h.engine(settings(&["alarm:fw"], secs(600)));
+
+    // WHEN the experiment runs
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 6).await.unwrap());
+
+    // THEN failed, naming the panic
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(report.reason.contains("detector adapter exploded"), "{}", report.reason);
+    // AND the rule that had been created was reverted anyway
+    assert_eq!(h.world.created().len(), 1);
+    assert!(revert.unwrap().reverted);
+    assert!(report.reverted);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.world.writes(), ["authorize sg-1", "revoke sg-1 sgr-0001"]);
+    assert_eq!(h.reports().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rule_created_by_a_failed_authorize_is_found_by_its_tag_and_removed() {
+    // GIVEN an authorize call that writes the rule and then times out
+    let h = Harness::one_group();
+    h.world.with(|w| w.fail_authorize_after_create = true);
+    let engine = h.engine(Settings::default());
+
+    // WHEN the experiment runs
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 7).await.unwrap());
+
+    // THEN failed, with the call's error
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(report.reason.contains("could not open the port"), "{}", report.reason);
+    assert!(report.reason.contains("RequestTimeout"), "{}", report.reason);
+    // AND the rule it did create, tagged with this experiment, was revoked and is gone
+    let created = h.world.created();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].experiment_id(), Some(report.experiment_id.as_str()));
+    let revert = revert.expect("the cleanup is reported");
+    assert_eq!(revert.security_group_rule_id, "sgr-0001");
+    assert!(revert.reverted && !revert.already_gone, "{revert:?}");
+    assert!(report.reverted);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.world.writes(), ["authorize sg-1", "revoke sg-1 sgr-0001"]);
+}
+
+#[tokio::test]
+async fn a_revoke_that_fails_transiently_is_retried_until_it_works() {
+    // GIVEN revoke throttled twice, then working
+    let h = Harness::one_group();
+    h.world.with(|w| w.fail_revoke_times = 2);
+    let engine = h.engine(settings(&[], secs(60)));
+
+    // WHEN the experiment runs to its end
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 8).await.unwrap());
+
+    // THEN the third revoke removed the rule
+    assert_eq!(report.outcome, Outcome::Undetected, "{}", report.reason);
+    let revert = revert.unwrap();
+    assert!(revert.reverted && !revert.already_gone && revert.error.is_none(), "{revert:?}");
+    assert!(report.reverted);
+    assert_eq!(h.world.revokes(), 3);
+    assert!(h.world.rule_ids().is_empty());
+}
+
+#[tokio::test]
+async fn a_revoke_that_never_works_is_reported_as_not_reverted() {
+    // GIVEN revoke failing on every call
+    let h = Harness::one_group();
+    h.world.with(|w| w.fail_revoke_times = u32::MAX);
+    let engine = h.engine(settings(&[], secs(60)));
+
+    // WHEN the experiment runs to its end
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 9).await.unwrap());
+
+    // THEN the verdict stands, but the revert failed after several attempts and says why
+    assert_eq!(report.outcome, Outcome::Undetected, "{}", report.reason);
+    let revert = revert.unwrap();
+    assert!(!revert.reverted, "{revert:?}");
+    assert!(revert.error.as_deref().is_some_and(|e| e.contains("RequestLimitExceeded")), "{revert:?}");
+    assert!(h.world.revokes() >= 3, "retried: {:?}", h.world.writes());
+    // AND the recorded outcome says the port may still be open; it is
+    assert!(!report.reverted);
+    assert!(!h.reports()[0].reverted);
+    assert_eq!(h.world.rule_ids(), ["sgr-0001"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Nothing is written unless every check passed
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_target_that_is_not_opted_in_or_does_not_exist_is_bad_input() {
+    // GIVEN a group opted in, one tagged `false`, and a target that does not exist
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-off", Some("false"))]);
+    let engine = h.engine(Settings::default());
+
+    for target in ["sg-off", "sg-ghost"] {
+        // WHEN it is targeted
+        let request = RunRequest { target: Some(target.into()) };
+        let err = run(&engine, &request, 10).await.expect_err("refused");
+
+        // THEN it is refused as bad input, naming the target
+        match err {
+            EngineError::BadInput(msg) => assert!(msg.contains(target) && msg.contains("not opted in"), "{msg}"),
+            other => panic!("expected BadInput for {target}, got {other:?}"),
+        }
+    }
+    // AND nothing was written or recorded
+    assert!(h.world.writes().is_empty(), "{:?}", h.world.writes());
+    assert!(h.reports().is_empty());
+}
+
+#[tokio::test]
+async fn an_opted_in_target_is_the_one_injected() {
+    // GIVEN several opted-in groups
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-2", Some("TRUE")), group("sg-3", Some("true"))]);
+    let engine = h.engine(settings(&[], secs(60)));
+
+    // WHEN sg-2 is targeted
+    let request = RunRequest { target: Some("sg-2".into()) };
+    let (report, _) = concluded(run(&engine, &request, 11).await.unwrap());
+
+    // THEN it is the one that got the rule
+    assert_eq!(report.security_group_id.as_deref(), Some("sg-2"));
+    assert_eq!(h.world.writes(), ["authorize sg-2", "revoke sg-2 sgr-0001"]);
+}
+
+#[tokio::test]
+async fn a_group_opted_out_after_listing_is_not_injected() {
+    // GIVEN a group whose opt-in tag is gone by the time it is re-read before writing
+    let h = Harness::one_group();
+    h.world.with(|w| w.opt_out_before_inject = true);
+    let engine = h.engine(Settings::default());
+
+    // WHEN the experiment runs
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 12).await.unwrap());
+
+    // THEN aborted without any write
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert!(report.reason.contains("sg-1 was opted out before injection"), "{}", report.reason);
+    assert!(revert.is_none());
+    assert!(h.world.writes().is_empty(), "{:?}", h.world.writes());
+    assert!(h.world.created().is_empty());
+    // AND the aborted plan is recorded
+    let reports = h.reports();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0].security_group_id.as_deref(), Some("sg-1"));
+}
+
+/// Runs and checks that pre-flight aborted with `expected` in the reason, before planning
+/// and without a single write.
+async fn assert_preflight_abort(h: &Harness, settings: Settings, expected: &str) {
+    let writes_before = h.world.writes();
+    let reports_before = h.reports().len();
+    let end = run(&h.engine(settings), &RunRequest::default(), 13).await.expect("an abort is an outcome, not an error");
+    let (report, revert) = concluded(end);
+    assert_eq!(report.outcome, Outcome::Aborted, "{}", report.reason);
+    assert!(report.reason.contains(expected), "expected `{expected}` in: {}", report.reason);
+    assert!(revert.is_none());
+    assert!(report.reverted);
+    assert_eq!(report.security_group_id, None, "nothing was planned");
+    assert_eq!(h.world.writes(), writes_before, "nothing was written");
+    assert_eq!(h.reports().len(), reports_before + 1, "the abort is recorded");
+}
+
+#[tokio::test]
+async fn the_kill_switch_aborts_before_any_write() {
+    // GIVEN CHAOSLINGR_ENABLED=false
+    let h = Harness::one_group();
+    let s = Settings { enabled: false, ..Settings::default() };
+    // WHEN run THEN aborted, no write
+    assert_preflight_abort(&h, s, "kill switch").await;
+}
+
+#[tokio::test]
+async fn the_maximum_of_active_experiments_aborts_before_any_write() {
+    // GIVEN an experiment already active on another group, max_active 1
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-2", Some("true"))]);
+    let earlier = parse_rfc3339("2026-11-23T11:55:00Z").unwrap();
+    let planted = h.world.plant("sg-2", experiment_tags("cs-20261123T115500Z-00beef", earlier));
+    // WHEN run THEN aborted, naming the active experiment
+    assert_preflight_abort(&h, Settings::default(), "cs-20261123T115500Z-00beef").await;
+    // AND the active experiment was left alone
+    assert_eq!(h.world.rule_ids(), [planted]);
+}
+
+#[tokio::test]
+async fn a_stop_alarm_in_alarm_or_missing_aborts_and_an_ok_one_does_not() {
+    // GIVEN a stop-condition alarm in ALARM
+    let h = Harness::one_group();
+    h.detectors.alarm("ops-page", "ALARM");
+    let s = Settings { stop_alarms: vec!["ops-page".into()], window: secs(60), ..Settings::default() };
+    // WHEN run THEN aborted
+    assert_preflight_abort(&h, s.clone(), "stop-condition alarm ops-page is in ALARM").await;
+
+    // GIVEN a stop-condition alarm that does not exist WHEN run THEN aborted
+    let missing = Settings { stop_alarms: vec!["no-such-alarm".into()], ..s.clone() };
+    assert_preflight_abort(&h, missing, "stop-condition alarm no-such-alarm does not exist").await;
+
+    // GIVEN the alarm back to OK WHEN run THEN the experiment goes ahead
+    h.detectors.alarm("ops-page", "OK");
+    let (report, _) = concluded(run(&h.engine(s), &RunRequest::default(), 14).await.unwrap());
+    assert_eq!(report.outcome, Outcome::Undetected);
+    assert_eq!(h.world.writes(), ["authorize sg-1", "revoke sg-1 sgr-0001"]);
+}
+
+#[tokio::test]
+async fn an_alarm_detector_already_in_alarm_aborts_naming_it() {
+    // GIVEN the detector alarm is already in ALARM, so it could not show a new detection
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "ALARM");
+    // WHEN run THEN aborted, naming the alarm
+    assert_preflight_abort(&h, settings(&["alarm:fw"], secs(600)), "detector alarm:fw is already in ALARM").await;
+}
+
+#[tokio::test]
+async fn a_missing_alarm_detector_aborts() {
+    // GIVEN a configured alarm detector that does not exist
+    let h = Harness::one_group();
+    // WHEN run THEN aborted
+    assert_preflight_abort(&h, settings(&["alarm:fw"], secs(600)), "detector alarm:fw does not exist").await;
+}
+
+#[tokio::test]
+async fn a_run_outside_the_allowed_hours_aborts() {
+    // GIVEN it is Monday noon and experiments may only start at weekends
+    let h = Harness::one_group();
+    let hours = config::allowed_hours("sat,sun 10:00-12:00", "CHAOSLINGR_ALLOWED_HOURS").unwrap();
+    let s = Settings { allowed_hours: Some(hours), ..Settings::default() };
+    // WHEN run THEN aborted
+    assert_preflight_abort(&h, s, "outside the allowed hours").await;
+}
+
+#[tokio::test]
+async fn a_group_already_noncompliant_for_the_config_detector_is_never_chosen() {
+    // GIVEN two opted-in groups, sg-a already NON_COMPLIANT for the configured Config rule,
+    // and a group that is not opted in
+    let h = Harness::new(vec![group("sg-a", Some("true")), group("sg-b", Some("true")), group("sg-c", Some("false"))]);
+    h.detectors.with(|c| c.noncompliant.insert("sg-a".into(), vec![CONFIG_RULE.into()]));
+    h.detectors.fires_after(&format!("config:{CONFIG_RULE}"), secs(20));
+    let engine = h.engine(settings(&[&format!("config:{CONFIG_RULE}")], secs(120)));
+
+    // WHEN many experiments run with different seeds
+    for seed in 0..16 {
+        let (report, _) = concluded(run(&engine, &RunRequest::default(), seed).await.unwrap());
+        // THEN sg-b is always the target
+        assert_eq!(report.security_group_id.as_deref(), Some("sg-b"), "seed {seed}");
+        assert_eq!(report.outcome, Outcome::Detected, "seed {seed}: {}", report.reason);
+    }
+    assert!(h.world.writes().iter().all(|c| c.contains("sg-b")), "{:?}", h.world.writes());
+    assert!(h.world.rule_ids().is_empty());
+    // AND sg-a was really considered (and skipped) at least once, not just never drawn
+    let queries = h.detectors.with(|c| c.compliance_queries.clone());
+    assert!(queries.iter().any(|g| g == "sg-a"), "{queries:?}");
+    assert!(!queries.iter().any(|g| g == "sg-c"), "not opted in: no Config call needed");
+
+    // WHEN the targets are listed
+    let targets = engine.targets().await.unwrap();
+
+    // THEN each group comes with its eligibility and the reason when not eligible
+    let ids: Vec<&str> = targets.iter().map(|t| t.group.id.as_str()).collect();
+    assert_eq!(ids, ["sg-a", "sg-b", "sg-c"]);
+    assert_eq!(targets[0].eligibility, Err(Ineligible::AlreadyNonCompliant { rule: CONFIG_RULE.into() }));
+    assert!(targets[0].eligibility.as_ref().unwrap_err().to_string().contains(CONFIG_RULE));
+    assert_eq!(targets[1].eligibility, Ok(()));
+    assert_eq!(targets[2].eligibility, Err(Ineligible::NotOptedIn));
+}
+
+#[tokio::test]
+async fn a_dry_run_checks_permission_without_creating_anything() {
+    // GIVEN dry-run mode
+    let h = Harness::one_group();
+    let s = Settings { dry_run: true, ..Settings::default() };
+    let engine = h.engine(s);
+
+    // WHEN run
+    let end = run(&engine, &RunRequest::default(), 15).await.unwrap();
+
+    // THEN the plan is reported with EC2's answer, and no rule was created
+    let RunEnd::DryRun(dry) = end else { panic!("expected a dry run, got {end:?}") };
+    assert_eq!(dry.schema, "chaoslingr.dry-run/v1");
+    assert_eq!(dry.permission_check, "would-succeed");
+    assert_eq!(dry.plan.security_group_id, "sg-1");
+    assert!(dry.plan.ports.from >= 10_000 && dry.plan.ports.to <= 65_000);
+    assert!(matches!(dry.plan.protocol, Protocol::Tcp | Protocol::Udp));
+    assert_eq!(h.world.writes(), ["authorize(dry-run) sg-1"]);
+    assert!(h.world.rule_ids().is_empty());
+    assert!(h.world.created().is_empty());
+
+    // GIVEN an SCP that denies the call WHEN dry-run again THEN the denial is reported
+    h.world.with(|w| w.deny_authorize = true);
+    let RunEnd::DryRun(dry) = run(&engine, &RunRequest::default(), 16).await.unwrap() else { panic!("dry run") };
+    assert!(dry.permission_check.starts_with("denied: UnauthorizedOperation"), "{}", dry.permission_check);
+    assert!(h.world.rule_ids().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// Reverting on request
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn revert_all_removes_every_experiment_rule_even_damaged_ones_and_nothing_else() {
+    // GIVEN two intact experiment rules, one whose deadline tag was damaged, and a rule
+    // that is not an experiment's
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-2", Some("true"))]);
+    let earlier = parse_rfc3339("2026-11-23T11:00:00Z").unwrap();
+    h.world.plant("sg-1", experiment_tags("cs-20261123T110000Z-00000a", earlier));
+    h.world.plant("sg-2", experiment_tags("cs-20261123T110000Z-00000b", earlier));
+    let mut damaged = experiment_tags("cs-20261123T110000Z-00000c", earlier);
+    damaged.retain(|(k, _)| k != tags::DEADLINE);
+    damaged.push((tags::DEADLINE.into(), "soon".into()));
+    let damaged_id = h.world.plant("sg-2", damaged);
+    let customer = h.world.plant("sg-1", vec![("Name".into(), "ssh from the office".into())]);
+    let engine = h.engine(Settings::default());
+
+    // WHEN the active experiments are listed
+    let active = engine.active().await.unwrap();
+    // THEN all three experiment rules show, the damaged one with its tag error
+    assert_eq!(active.len(), 3);
+    let (_, decoded) = active.iter().find(|(r, _)| r.security_group_rule_id == damaged_id).unwrap();
+    assert!(matches!(decoded, Err(TagError::Invalid { key, .. }) if *key == tags::DEADLINE), "{decoded:?}");
+
+    // WHEN everything is reverted
+    let reports = engine.revert_all().await.unwrap();
+
+    // THEN each experiment rule was revoked and verified gone; the other rule stays
+    assert_eq!(reports.len(), 3);
+    assert!(reports.iter().all(|r| r.reverted && r.error.is_none()), "{reports:?}");
+    assert!(reports.iter().any(|r| r.security_group_rule_id == damaged_id && r.experiment_id.ends_with("00000c")));
+    assert_eq!(h.world.rule_ids(), [customer.as_str()]);
+    assert_eq!(h.world.revokes(), 3);
+
+    // WHEN reverted again THEN nothing to do, no call, still success
+    let again = engine.revert_all().await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(h.world.revokes(), 3);
+    assert_eq!(h.world.rule_ids(), [customer]);
+}
+
+#[tokio::test]
+async fn a_rule_not_tagged_with_the_experiment_is_never_removed() {
+    // GIVEN a rule of another experiment and a rule that is no experiment's
+    let h = Harness::one_group();
+    let earlier = parse_rfc3339("2026-11-23T11:00:00Z").unwrap();
+    let other = h.world.plant("sg-1", experiment_tags("cs-20261123T110000Z-0000aa", earlier));
+    let customer = h.world.plant("sg-1", vec![("Name".into(), "https".into())]);
+    let engine = h.engine(Settings::default());
+    let mine = |rule_id: &str| ExperimentRecord {
+        id: "cs-20261123T110000Z-0000bb".parse().unwrap(),
+        security_group_id: "sg-1".into(),
+        security_group_rule_id: rule_id.into(),
+        account: None,
+        protocol: Protocol::Tcp,
+        ports: PortRange::single(20_000),
+        cidr: "0.0.0.0/0".into(),
+        injected_at: earlier,
+        deadline: earlier + secs(900),
+        detectors: vec![],
+    };
+
+    for rule_id in [&other, &customer] {
+        // WHEN asked to revert it as this experiment's rule
+        let report = engine.revert_record(&mine(rule_id)).await;
+
+        // THEN it is refused, with the reason
+        assert!(!report.reverted && !report.already_gone, "{report:?}");
+        let error = report.error.unwrap_or_default();
+        assert!(error.contains("does not carry experiment id cs-20261123T110000Z-0000bb"), "{error}");
+    }
+    // AND reverting by this experiment's id finds nothing of its own
+    assert!(engine.revert_by_id(&"cs-20261123T110000Z-0000bb".parse().unwrap()).await.is_empty());
+    // AND both rules are still there, never revoked
+    assert_eq!(h.world.rule_ids(), [other, customer]);
+    assert_eq!(h.world.revokes(), 0);
+}
