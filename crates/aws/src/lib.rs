@@ -16,11 +16,51 @@ pub use ec2::Ec2Ingress;
 pub use errors::call_error;
 pub use recorder::{metric_data, AwsRecorder};
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
-/// Loads the standard AWS configuration chain (environment, profile, SSO, IMDS).
+/// Loads the standard AWS configuration chain (environment, profile, SSO, IMDS), with
+/// timeouts so that no call can hang an experiment (and its revert) forever.
 pub async fn load_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// The three adapters, built once from one SDK configuration.
+#[derive(Debug, Clone)]
+pub struct AwsAdapters {
+    pub ingress: Ec2Ingress,
+    pub detectors: AwsDetectors,
+    pub recorder: AwsRecorder,
+    pub region: Option<String>,
+}
+
+impl AwsAdapters {
+    pub fn new(conf: &SdkConfig, namespace: String, topic_arn: Option<String>) -> Self {
+        let region = conf.region().map(|r| r.to_string());
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(conf);
+        AwsAdapters {
+            ingress: Ec2Ingress::new(aws_sdk_ec2::Client::new(conf)),
+            detectors: AwsDetectors::new(
+                cloudwatch.clone(),
+                aws_sdk_config::Client::new(conf),
+                aws_sdk_securityhub::Client::new(conf),
+                region.clone(),
+            ),
+            recorder: AwsRecorder::new(cloudwatch, aws_sdk_sns::Client::new(conf), namespace, topic_arn),
+            region,
+        }
+    }
 }
 
 /// The ARN partition of a region.

@@ -1,1 +1,287 @@
-fn main() {}
+//! `chaoslingr`: run, watch, revert and inspect security chaos experiments.
+
+mod inspect;
+mod output;
+mod run;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chaoslingr_aws::AwsAdapters;
+use chaoslingr_domain::config::{self, ConfigError, ENV_VARS};
+use chaoslingr_domain::engine::{Engine, EngineError};
+use chaoslingr_domain::ports::SystemClock;
+use chaoslingr_domain::Settings;
+use clap::{Args, Parser, Subcommand};
+
+/// Exit statuses, documented in `--help` and the README.
+pub mod exit {
+    /// The hypothesis held: detected, remediated or prevented (or the command succeeded).
+    pub const OK: u8 = 0;
+    /// Something failed: an AWS error, an aborted run, a revert that did not complete.
+    pub const FAILURE: u8 = 1;
+    /// Bad input or configuration; nothing was changed.
+    pub const BAD_INPUT: u8 = 2;
+    /// The experiment ended `undetected`: a security gap.
+    pub const UNDETECTED: u8 = 3;
+    /// Interrupted by Ctrl-C or SIGTERM (the rule was reverted first).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const EXIT_HELP: &str = "\
+Exit status:
+  0    the hypothesis held (detected, remediated, prevented), or the command succeeded
+  1    failure: an AWS error, an aborted run, or a revert that could not be verified
+  2    bad input or configuration; nothing was changed
+  3    the experiment ended undetected: a security gap was found
+  130  interrupted by Ctrl-C or SIGTERM; the injected rule was reverted first";
+
+fn env_help() -> String {
+    let mut s = String::from("Configuration (environment; flags override):\n");
+    for (name, what) in ENV_VARS {
+        s.push_str(&format!("  {name:<28} {what}\n"));
+    }
+    s.push_str("  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL and the other standard AWS settings apply unchanged.\n\n");
+    s.push_str(EXIT_HELP);
+    s
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaoslingr",
+    version,
+    about = "Security chaos engineering for AWS: open an unauthorized port on an opted-in security group, measure how fast your controls notice, and always revert it.",
+    after_long_help = env_help(),
+)]
+struct Cli {
+    /// More logs on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the opted-in security groups, which are eligible, and why not where not.
+    Targets(ListArgs),
+    /// Run one experiment: pre-flight, plan, inject, watch, revert, record.
+    #[command(after_long_help = env_help())]
+    Run(RunArgs),
+    /// Show active experiments (from the injected rules' tags) with age and deadline.
+    Status(ListArgs),
+    /// Revert one experiment by id, or every experiment with --all (the emergency stop).
+    Revert(RevertArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Target this security group instead of a random eligible one; it must be opted in.
+    #[arg(long, value_name = "SG_ID")]
+    target: Option<String>,
+
+    /// A detector to watch; repeat for several. Replaces CHAOSLINGR_DETECTORS.
+    /// Forms: config:<rule-name>, alarm:<alarm-name>, securityhub, securityhub:<generator-id>.
+    #[arg(long = "detector", value_name = "DETECTOR")]
+    detectors: Vec<String>,
+
+    /// How long to wait for detection, e.g. 90s, 10m, 1h [default: 15m].
+    #[arg(long, value_name = "DURATION")]
+    window: Option<String>,
+
+    /// How often to observe the detectors while watching [default: 15s].
+    #[arg(long, value_name = "DURATION")]
+    poll_interval: Option<String>,
+
+    /// Plan and ask EC2 whether the change would be allowed (DryRun), without writing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// SNS topic to publish the outcome to.
+    #[arg(long, value_name = "ARN")]
+    topic_arn: Option<String>,
+
+    /// Print the outcome object (schema chaoslingr.outcome/v1) instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["experiment_id", "all"])))]
+struct RevertArgs {
+    /// The experiment to revert (see `chaoslingr status`).
+    experiment_id: Option<String>,
+
+    /// Revert every active experiment in this account and region.
+    #[arg(long)]
+    all: bool,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure with the exit status it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: u8,
+    pub error: anyhow::Error,
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure { status: exit::BAD_INPUT, error: e.into() }
+    }
+}
+
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        let status = match e {
+            EngineError::BadInput(_) => exit::BAD_INPUT,
+            EngineError::Call(_) => exit::FAILURE,
+        };
+        Failure { status, error: e.into() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        Failure { status: exit::FAILURE, error }
+    }
+}
+
+pub type AwsEngine =
+    Engine<chaoslingr_aws::Ec2Ingress, chaoslingr_aws::AwsDetectors, chaoslingr_aws::AwsRecorder, SystemClock>;
+
+/// Builds the engine once: settings validated, AWS configuration loaded, clients built.
+async fn engine(settings: Settings) -> Result<AwsEngine, Failure> {
+    let conf = chaoslingr_aws::load_config().await;
+    if conf.region().is_none() {
+        return Err(Failure {
+            status: exit::BAD_INPUT,
+            error: anyhow::anyhow!("no AWS region configured: set AWS_REGION or a region in your AWS profile"),
+        });
+    }
+    let adapters = AwsAdapters::new(&conf, settings.namespace.clone(), settings.topic_arn.clone());
+    Ok(Engine {
+        ingress: adapters.ingress,
+        detectors: adapters.detectors,
+        recorder: adapters.recorder,
+        clock: SystemClock,
+        settings,
+        region: adapters.region,
+    })
+}
+
+/// Settings from the environment, then the run flags on top, all validated before any
+/// AWS call.
+fn run_settings(args: &RunArgs) -> Result<Settings, ConfigError> {
+    let mut s = Settings::from_env()?;
+    if !args.detectors.is_empty() {
+        let joined = args.detectors.join(",");
+        s.detectors = config::detectors(&joined, "--detector")?;
+    }
+    if let Some(w) = &args.window {
+        s.window = config::window(w, "--window")?;
+        // A short window with the default poll interval would watch only once.
+        if args.poll_interval.is_none() && s.poll_interval > s.window / 4 {
+            s.poll_interval = (s.window / 4).max(std::time::Duration::from_secs(1));
+        }
+    }
+    if let Some(p) = &args.poll_interval {
+        s.poll_interval = config::poll_interval(p, "--poll-interval")?;
+    }
+    if let Some(t) = &args.topic_arn {
+        s.topic_arn = Some(config::topic_arn(t, "--topic-arn")?);
+    }
+    if let Some(t) = &args.target {
+        let ok = t.starts_with("sg-") && t.len() > 3 && t[3..].chars().all(|c| c.is_ascii_hexdigit());
+        if !ok {
+            return Err(ConfigError {
+                source_name: "--target".into(),
+                value: t.clone(),
+                expected: "a security group id such as `sg-0123456789abcdef0`".into(),
+            });
+        }
+    }
+    s.dry_run |= args.dry_run;
+    s.check().map_err(|mut e| {
+        if args.poll_interval.is_some() {
+            e.source_name = "--poll-interval".into();
+        }
+        e
+    })?;
+    Ok(s)
+}
+
+fn init_logging(verbose: u8, json: bool) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,aws_config=warn,aws_smithy_runtime=warn",
+        _ => "debug,aws_smithy_runtime=info,hyper=info,aws_config=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Targets(args) => {
+            let engine = engine(Settings::from_env()?).await?;
+            inspect::targets(&engine, args.json).await
+        }
+        Command::Status(args) => {
+            let engine = engine(Settings::from_env()?).await?;
+            inspect::status(&engine, args.json).await
+        }
+        Command::Revert(args) => {
+            let id = match &args.experiment_id {
+                Some(id) => Some(
+                    id.parse().map_err(|e: String| Failure { status: exit::BAD_INPUT, error: anyhow::anyhow!(e) })?,
+                ),
+                None => None,
+            };
+            let engine = engine(Settings::from_env()?).await?;
+            inspect::revert(&engine, id, args.json).await
+        }
+        Command::Run(args) => {
+            let settings = run_settings(&args)?;
+            // Signal handlers are installed before anything is written, so a Ctrl-C at
+            // any moment is turned into "stop and revert" instead of killing the process.
+            let signals = run::Signals::install().context("could not install signal handlers")?;
+            let engine = engine(settings).await?;
+            run::run(&engine, &args, signals).await
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_json);
+    match dispatch(cli).await {
+        Ok(status) => ExitCode::from(status),
+        Err(f) => {
+            eprintln!("chaoslingr: error: {:#}", f.error);
+            ExitCode::from(f.status)
+        }
+    }
+}

@@ -580,7 +580,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     async fn aborted(&self, plan: Option<&Plan>, reason: String) -> RunEnd {
-        warn!(reason = %reason, "aborted before injection");
+        info!(reason = %reason, "aborted before injection");
         let plan = plan.cloned();
         match plan {
             Some(p) => self.conclude(&p, None, Outcome::Aborted, reason, vec![], None).await,

@@ -404,6 +404,7 @@ fn test(args: &[String]) -> Result<()> {
     ];
 
     let total = steps.len();
+    let titles: Vec<&str> = steps.iter().map(|(title, _)| *title).collect();
     let started = Instant::now();
     let mut results: Vec<(&str, Duration, bool)> = Vec::new();
     let mut failure = None;
@@ -430,8 +431,8 @@ fn test(args: &[String]) -> Result<()> {
         let mark = if *ok { "ok" } else { "FAILED" };
         println!("  [{}/{total}] {mark:<7} {:>8}  {title}", i + 1, human(*elapsed));
     }
-    for i in results.len()..total {
-        println!("  [{}/{total}] {:<7} {:>8}", i + 1, "skipped", "");
+    for (i, title) in titles.iter().enumerate().skip(results.len()) {
+        println!("  [{}/{total}] {:<7} {:>8}  {title}", i + 1, "skipped", "-");
     }
     match failure {
         None => {

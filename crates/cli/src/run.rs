@@ -1,0 +1,113 @@
+//! `chaoslingr run`: one experiment, with a live progress line and a final summary.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chaoslingr_domain::engine::{Progress, RunEnd, RunRequest};
+use chaoslingr_domain::time::{human, rfc3339};
+use chaoslingr_domain::Outcome;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::output::{print_dry_run, print_summary, progress_line};
+use crate::{exit, AwsEngine, Failure, RunArgs};
+
+/// SIGINT and SIGTERM, registered up front.
+pub struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
+    /// Resolves with a reason on the first signal.
+    async fn first(mut self, fired: Arc<AtomicBool>) -> String {
+        let reason = tokio::select! {
+            _ = self.interrupt.recv() => "interrupted by Ctrl-C (SIGINT)",
+            _ = self.terminate.recv() => "terminated by SIGTERM",
+        };
+        fired.store(true, Ordering::SeqCst);
+        eprintln!("\nchaoslingr: {reason}: reverting the injected rule before exiting...");
+        // Keep the handlers installed (by keeping `self` alive in a detached task) so a
+        // second Ctrl-C cannot kill the process in the middle of the revert.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = self.interrupt.recv() => eprintln!("chaoslingr: still reverting; please wait"),
+                    _ = self.terminate.recv() => eprintln!("chaoslingr: still reverting; please wait"),
+                }
+            }
+        });
+        reason.to_string()
+    }
+}
+
+pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result<u8, Failure> {
+    let request = RunRequest { target: args.target.clone() };
+    let mut rng = StdRng::from_os_rng();
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    let mut announced = false;
+    let mut progress = |p: &Progress<'_>| {
+        if !announced {
+            announced = true;
+            let r = p.record;
+            eprintln!(
+                "chaoslingr: experiment {} opened {} {} from {} on {} (rule {}); watching until {} ({})",
+                r.id,
+                r.protocol,
+                r.ports,
+                r.cidr,
+                r.security_group_id,
+                r.security_group_rule_id,
+                rfc3339(r.deadline),
+                human(r.deadline.duration_since(r.injected_at).unwrap_or_default())
+            );
+        }
+        if tty {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{}", progress_line(p));
+            let _ = err.flush();
+        }
+    };
+    let fired = Arc::new(AtomicBool::new(false));
+    let cancel = signals.first(fired.clone());
+    let started = SystemTime::now();
+    let end = engine.run(&request, &mut rng, &mut progress, cancel).await?;
+    if tty && announced {
+        eprintln!();
+    }
+    match end {
+        RunEnd::DryRun(report) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&*report).expect("serializable"));
+            } else {
+                print_dry_run(&report);
+            }
+            Ok(if report.permission_check.starts_with("error") { exit::FAILURE } else { exit::OK })
+        }
+        RunEnd::Concluded { report, revert, record_failures } => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print_summary(&report, revert.as_ref(), &record_failures, started);
+            }
+            if !report.reverted {
+                return Ok(exit::FAILURE);
+            }
+            if fired.load(Ordering::SeqCst) {
+                return Ok(exit::INTERRUPTED);
+            }
+            Ok(match report.outcome {
+                o if o.hypothesis_held() => exit::OK,
+                Outcome::Undetected => exit::UNDETECTED,
+                _ => exit::FAILURE,
+            })
+        }
+    }
+}
