@@ -1,1 +1,379 @@
+//! Harness for the end-to-end tests: a private AWS API emulator (moto server) on a free
+//! loopback port per test, seeding helpers on the official SDK, and the `chaoslingr`
+//! binary run the way a user runs it.
+//!
+//! The emulator is installed by `cargo xtask test` (or `infra/emulator.sh install`). A
+//! missing emulator or binary is a test failure with instructions, never a skip.
 
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, SecurityGroupRule, Tag, TagSpecification};
+use std::io::{Read, Write};
+
+pub const REGION: &str = "us-east-1";
+pub const OPT_IN: &str = "chaoslingr:opt-in";
+pub const EXPERIMENT_TAG: &str = "chaoslingr:experiment-id";
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+fn moto_server() -> PathBuf {
+    let path = std::env::var_os("CHAOSLINGR_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("infra/.venv/bin/moto_server"));
+    assert!(
+        path.exists(),
+        "the AWS API emulator is not installed at {}; run `cargo xtask test` (or `infra/emulator.sh install`) first",
+        path.display()
+    );
+    path
+}
+
+/// The `chaoslingr` binary under test.
+pub fn chaoslingr_bin() -> PathBuf {
+    let path = std::env::var_os("CHAOSLINGR_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        // target/debug/deps/e2e-HASH -> target/debug/chaoslingr
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent().and_then(Path::parent).expect("target/debug").join("chaoslingr")
+    });
+    assert!(
+        path.exists(),
+        "the chaoslingr binary is not built at {}; run `cargo xtask test` (it builds it first)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind a loopback port").local_addr().expect("local addr").port()
+}
+
+fn ready(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && buf[..12].ends_with(b"200"))
+}
+
+/// A private emulator, killed when dropped.
+pub struct Emulator {
+    child: Child,
+    pub endpoint: String,
+    pub config: SdkConfig,
+}
+
+impl Emulator {
+    pub async fn start() -> Emulator {
+        let server = moto_server();
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            let mut child = std::process::Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto_server");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if ready(port) {
+                    let endpoint = format!("http://127.0.0.1:{port}");
+                    let config = sdk_config(&endpoint).await;
+                    return Emulator { child, endpoint, config };
+                }
+                if let Ok(Some(status)) = child.try_wait() {
+                    last_err = format!("moto_server exited with {status}");
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            if last_err.is_empty() {
+                last_err = "moto_server did not become ready in 30s".into();
+            }
+        }
+        panic!("could not start the emulator: {last_err}");
+    }
+
+    pub fn ec2(&self) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.config)
+    }
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        aws_sdk_cloudwatch::Client::new(&self.config)
+    }
+    pub fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.config)
+    }
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.config)
+    }
+
+    /// `chaoslingr` with this emulator as its only AWS endpoint and nothing inherited
+    /// from the caller's AWS or ChaoSlingr environment.
+    pub fn cli(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(chaoslingr_bin());
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().to_string();
+            if k.starts_with("AWS_") || k.starts_with("CHAOSLINGR_") || k == "RUST_LOG" {
+                cmd.env_remove(&k);
+            }
+        }
+        let empty = workspace_root().join("tests/harness/empty-aws-config");
+        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", &empty)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn sdk_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "e2e"))
+        .load()
+        .await
+}
+
+/// The finished output of a CLI run.
+#[derive(Debug)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+/// Runs the CLI to completion (at most `limit`).
+pub async fn run_cli(emu: &Emulator, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = emu.cli();
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn chaoslingr");
+    finish(child, limit).await
+}
+
+/// Waits for a spawned CLI to finish (at most `limit`).
+pub async fn finish(child: tokio::process::Child, limit: Duration) -> Output {
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("chaoslingr did not finish within {limit:?}"))
+        .expect("wait for chaoslingr");
+    Output {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+// ---- seeding and inspection on the SDK ----
+
+pub async fn create_vpc(emu: &Emulator) -> String {
+    let out = emu.ec2().create_vpc().cidr_block("10.42.0.0/16").send().await.expect("create vpc");
+    out.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string()
+}
+
+/// Creates a group; `opt_in` is the opt-in tag's value, or `None` for no tag.
+pub async fn create_group(emu: &Emulator, vpc: &str, name: &str, opt_in: Option<&str>) -> String {
+    let mut req = emu.ec2().create_security_group().group_name(name).description(format!("e2e {name}")).vpc_id(vpc);
+    if let Some(v) = opt_in {
+        req = req.tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .tags(Tag::builder().key(OPT_IN).value(v).build())
+                .build(),
+        );
+    }
+    req.send().await.expect("create security group").group_id().expect("group id").to_string()
+}
+
+pub async fn add_ingress(emu: &Emulator, group: &str, protocol: &str, from: i32, to: i32, cidr: &str) {
+    emu.ec2()
+        .authorize_security_group_ingress()
+        .group_id(group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol(protocol)
+                .from_port(from)
+                .to_port(to)
+                .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("add ingress");
+}
+
+/// Plants an experiment rule the way ChaoSlingr writes one, with the given tags.
+pub async fn plant_experiment(emu: &Emulator, group: &str, port: i32, tags: &[(&str, &str)]) -> String {
+    let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect();
+    let out = emu
+        .ec2()
+        .authorize_security_group_ingress()
+        .group_id(group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(port)
+                .to_port(port)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .tag_specifications(
+            TagSpecification::builder().resource_type(ResourceType::SecurityGroupRule).set_tags(Some(tags)).build(),
+        )
+        .send()
+        .await
+        .expect("plant experiment rule");
+    out.security_group_rules()[0].security_group_rule_id().expect("rule id").to_string()
+}
+
+/// Every ingress rule of a group, as comparable strings (`tcp 443-443 0.0.0.0/0 sgr-…`).
+pub async fn ingress_of(emu: &Emulator, group: &str) -> Vec<String> {
+    let out = emu
+        .ec2()
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(group).build())
+        .send()
+        .await
+        .expect("describe rules");
+    let mut rules: Vec<String> = out
+        .security_group_rules()
+        .iter()
+        .filter(|r| !r.is_egress().unwrap_or(false))
+        .map(|r| {
+            format!(
+                "{} {}-{} {} {}",
+                r.ip_protocol().unwrap_or_default(),
+                r.from_port().unwrap_or_default(),
+                r.to_port().unwrap_or_default(),
+                r.cidr_ipv4().or(r.cidr_ipv6()).unwrap_or_default(),
+                r.security_group_rule_id().unwrap_or_default()
+            )
+        })
+        .collect();
+    rules.sort();
+    rules
+}
+
+/// Every rule carrying the experiment-id tag.
+pub async fn experiment_rules(emu: &Emulator) -> Vec<SecurityGroupRule> {
+    emu.ec2()
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("tag-key").values(EXPERIMENT_TAG).build())
+        .send()
+        .await
+        .expect("describe experiment rules")
+        .security_group_rules()
+        .to_vec()
+}
+
+/// Polls until an experiment rule exists (the CLI injected), at most `limit`.
+pub async fn wait_for_experiment_rule(emu: &Emulator, limit: Duration) -> SecurityGroupRule {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(r) = experiment_rules(emu).await.into_iter().next() {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "no experiment rule appeared within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An SNS topic with an SQS queue subscribed (raw delivery): returns (topic ARN, queue URL).
+pub async fn topic_with_inbox(emu: &Emulator) -> (String, String) {
+    let topic = emu.sns().create_topic().name("outcomes").send().await.expect("create topic");
+    let topic_arn = topic.topic_arn().expect("topic arn").to_string();
+    let queue = emu.sqs().create_queue().queue_name("outcomes-inbox").send().await.expect("create queue");
+    let queue_url = queue.queue_url().expect("queue url").to_string();
+    let attrs = emu
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes");
+    let queue_arn = attrs
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+        .expect("queue arn")
+        .clone();
+    emu.sns()
+        .subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+    (topic_arn, queue_url)
+}
+
+/// Every message waiting on the queue: (body, message attributes as name -> string).
+pub async fn receive_all(emu: &Emulator, queue_url: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let out = emu
+        .sqs()
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    out.messages()
+        .iter()
+        .map(|m| {
+            let mut attrs: Vec<(String, String)> = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter().map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string())).collect()
+                })
+                .unwrap_or_default();
+            attrs.sort();
+            (m.body().unwrap_or_default().to_string(), attrs)
+        })
+        .collect()
+}
+
+/// Sends a signal to a child process.
+pub fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("child still running");
+    let ok = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().expect("kill");
+    assert!(ok.success(), "kill -{sig} {pid} failed");
+}

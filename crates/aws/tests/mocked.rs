@@ -1141,18 +1141,3 @@ mod recorder {
         assert_eq!(sns.num_calls(), 0);
     }
 }
-
-#[tokio::test]
-async fn zz_tmp_default_backoff_timing() {
-    use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput;
-    let rule = mock!(aws_sdk_ec2::Client::describe_security_groups)
-        .sequence()
-        .http_response(|| ec2_error(503, "RequestLimitExceeded"))
-        .times(2)
-        .output(|| DescribeSecurityGroupsOutput::builder().build())
-        .build();
-    let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule]);
-    let started = Instant::now();
-    Ec2Ingress::new(client).opted_in_groups("k").await.unwrap();
-    eprintln!("TIMING default backoff: {:?} calls={}", started.elapsed(), rule.num_calls());
-}
