@@ -361,9 +361,7 @@ pub async fn receive_all(emu: &Emulator, queue_url: &str) -> Vec<(String, Vec<(S
         .map(|m| {
             let mut attrs: Vec<(String, String)> = m
                 .message_attributes()
-                .map(|a| {
-                    a.iter().map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string())).collect()
-                })
+                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string())).collect())
                 .unwrap_or_default();
             attrs.sort();
             (m.body().unwrap_or_default().to_string(), attrs)
