@@ -368,7 +368,8 @@ async fn bad_targets_and_bad_configuration_change_nothing() {
 
     // WHEN targeting a group that is not opted in, one without the tag, one that does
     // not exist, or a malformed id; or with a bad setting
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["run", "--target", &a.opted_out], vec![], "is not opted in"),
         (vec!["run", "--target", &a.untagged], vec![], "is not opted in"),
         (vec!["run", "--target", "sg-0123456789abcdef0"], vec![], "is not opted in"),

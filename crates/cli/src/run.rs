@@ -85,7 +85,7 @@ pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result
     match end {
         RunEnd::DryRun(report) => {
             if args.json {
-                println!("{}", serde_json::to_string(&*report).expect("serializable"));
+                println!("{}", serde_json::to_string(&report).expect("serializable"));
             } else {
                 print_dry_run(&report);
             }

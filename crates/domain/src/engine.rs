@@ -86,10 +86,12 @@ pub struct DryRunReport {
 }
 
 /// How `run` ended.
+// One value per run, moved once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum RunEnd {
     Concluded { report: OutcomeReport, revert: Option<RevertReport>, record_failures: Vec<String> },
-    DryRun(Box<DryRunReport>),
+    DryRun(DryRunReport),
 }
 
 /// Why the watch stopped.
@@ -211,7 +213,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         info!(experiment_id = %plan.id, group = %plan.security_group_id, protocol = %plan.protocol, ports = %plan.ports, "planned");
 
         if self.settings.dry_run {
-            return Ok(RunEnd::DryRun(Box::new(self.dry_run(plan).await)));
+            return Ok(RunEnd::DryRun(self.dry_run(plan).await));
         }
         self.inject_watch_revert(plan, progress, cancel).await
     }
