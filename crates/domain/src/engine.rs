@@ -143,15 +143,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     async fn active_by_group(&self) -> Result<HashMap<String, ExperimentId>, CallError> {
-        let mut map = HashMap::new();
-        for rule in self.ingress.experiment_rules().await? {
-            let id = rule
-                .experiment_id()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| "cs-unknown".parse().expect("valid id"));
-            map.insert(rule.security_group_id.clone(), id);
-        }
-        Ok(map)
+        Ok(by_group(&self.ingress.experiment_rules().await?))
     }
 
     fn config_rules(&self) -> Vec<String> {
@@ -202,11 +194,15 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             }
         }
 
-        if let Err(reason) = self.preflight().await {
+        let active = match self.ingress.experiment_rules().await {
+            Ok(rules) => rules,
+            Err(e) => return Ok(self.aborted(None, format!("could not list active experiments: {e}")).await),
+        };
+        if let Err(reason) = self.preflight(&active).await {
             return Ok(self.aborted(None, reason).await);
         }
 
-        let plan = match self.plan(&groups, request, rng).await {
+        let plan = match self.plan(&groups, request, &active, rng).await {
             Ok(plan) => plan,
             Err(reason) => return Ok(self.aborted(None, reason).await),
         };
@@ -219,7 +215,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     /// Pre-flight: any doubt means no injection.
-    async fn preflight(&self) -> Result<(), String> {
+    async fn preflight(&self, active: &[TaggedRule]) -> Result<(), String> {
         let s = &self.settings;
         if !s.enabled {
             return Err("the kill switch is on (CHAOSLINGR_ENABLED=false)".into());
@@ -230,8 +226,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 return Err(format!("{} is outside the allowed hours (CHAOSLINGR_ALLOWED_HOURS)", rfc3339(now)));
             }
         }
-        let active =
-            self.ingress.experiment_rules().await.map_err(|e| format!("could not list active experiments: {e}"))?;
         if active.len() >= s.max_active {
             let ids: Vec<&str> = active.iter().filter_map(|r| r.experiment_id()).collect();
             return Err(format!(
@@ -281,9 +275,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         &self,
         groups: &[GroupInfo],
         request: &RunRequest,
+        active_rules: &[TaggedRule],
         rng: &mut (impl Rng + Send),
     ) -> Result<Plan, String> {
-        let active = self.active_by_group().await.map_err(|e| format!("could not list active experiments: {e}"))?;
+        let active = by_group(active_rules);
         let candidates: Vec<&GroupInfo> = match &request.target {
             Some(t) => groups.iter().filter(|g| &g.id == t).collect(),
             None => selection::random_order(groups, rng),
@@ -449,11 +444,15 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             let tick = self.tick(record, &mut state);
             let verdict = tokio::select! {
                 biased;
-                reason = &mut cancel => return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) },
+                reason = &mut cancel => {
+                    info!(experiment_id = %record.id, reason = %reason, "watch cancelled");
+                    return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) };
+                }
                 v = tick => v,
             };
             progress(&Progress { record, state: &state, now: self.clock.now() });
             if let Verdict::Final { outcome, reason, detections } = verdict {
+                info!(experiment_id = %record.id, outcome = %outcome, ticks = state.ticks, "watch ended");
                 return WatchEnd::Verdict { outcome, reason, detections };
             }
             let now = self.clock.now();
@@ -461,7 +460,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             let nap = self.settings.poll_interval.min(until_deadline).max(Duration::from_millis(200));
             tokio::select! {
                 biased;
-                reason = &mut cancel => return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) },
+                reason = &mut cancel => {
+                    info!(experiment_id = %record.id, reason = %reason, "watch cancelled");
+                    return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) };
+                }
                 _ = self.clock.sleep(nap) => {}
             }
         }
@@ -469,6 +471,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
     /// One observation of the rule and every detector, folded into `state`, judged.
     pub async fn tick(&self, record: &ExperimentRecord, state: &mut WatchState) -> Verdict {
+        tracing::debug!(experiment_id = %record.id, tick = state.ticks + 1, "tick");
         let (rule, readings) =
             tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.detectors.observe(record));
         let now = self.clock.now();
@@ -647,6 +650,21 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             dry_run: false,
         }
     }
+}
+
+/// The active experiment of each group that has one.
+fn by_group(rules: &[TaggedRule]) -> HashMap<String, ExperimentId> {
+    rules
+        .iter()
+        .map(|rule| {
+            // A rule whose id tag is unreadable still marks its group as busy.
+            let id = rule
+                .experiment_id()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| "cs-unknown".parse().expect("valid id"));
+            (rule.security_group_id.clone(), id)
+        })
+        .collect()
 }
 
 /// Whether an error from the world is worth retrying.
