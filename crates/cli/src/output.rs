@@ -118,6 +118,10 @@ pub fn print_summary(
     let took = SystemTime::now().duration_since(started).unwrap_or_default();
     out.push_str(&format!("  took        {} (concluded {})\n", human(took), report.concluded_at));
     out.push_str(&format!("  hypothesis  {}\n", verdict_line(report.outcome)));
+    let gaps = report.gaps();
+    if !gaps.is_empty() && report.outcome.hypothesis_held() {
+        out.push_str(&format!("  gaps        did not notice within the window: {}\n", gaps.join(", ")));
+    }
     for f in record_failures {
         out.push_str(&format!("  warning     could not record the outcome: {f}\n"));
     }

@@ -173,7 +173,7 @@ impl Default for Settings {
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("CHAOSLINGR_OPT_IN_TAG", "tag key that opts a security group in [default: chaoslingr:opt-in]"),
     ("CHAOSLINGR_OPT_IN_VALUE", "tag value that opts in, any case [default: true]"),
-    ("CHAOSLINGR_DETECTORS", "comma-separated detectors: config:<rule>, alarm:<name>, securityhub[:<generator-id>]"),
+    ("CHAOSLINGR_DETECTORS", "config:<rule>, alarm:<name>, securityhub[:<id>], comma-separated"),
     ("CHAOSLINGR_WINDOW", "detection window, 10s..24h [default: 15m]"),
     ("CHAOSLINGR_POLL_INTERVAL", "observation cadence while watching, 1s..5m [default: 15s]"),
     ("CHAOSLINGR_PORT_RANGE", "bounds of injected ports [default: 10000-65000]"),
@@ -187,7 +187,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CHAOSLINGR_ENABLED", "kill switch: false stops every run [default: true]"),
     ("CHAOSLINGR_DRY_RUN", "plan and check permissions without writing [default: false]"),
     ("CHAOSLINGR_STOP_ALARMS", "comma-separated alarms that block starts while in ALARM"),
-    ("CHAOSLINGR_ALLOWED_HOURS", "when runs may start, UTC, e.g. `mon-fri 09:00-17:00` [default: any time]"),
+    ("CHAOSLINGR_ALLOWED_HOURS", "UTC start hours, e.g. `mon-fri 09:00-17:00` [default: any]"),
 ];
 
 impl Settings {
