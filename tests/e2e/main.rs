@@ -568,3 +568,69 @@ async fn twelve_hundred_opted_in_groups_are_all_reachable() {
     }
     assert!(picked.len() >= 2, "three random picks among 1,200 should differ: {picked:?}");
 }
+
+async fn import_finding(emu: &Emulator, id: &str, group: &str, created: SystemTime) {
+    use aws_sdk_securityhub::types::{AwsSecurityFinding, Resource, Severity, SeverityLabel};
+    let at = aws_smithy_types::DateTime::from(created)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .expect("format timestamp");
+    let finding = AwsSecurityFinding::builder()
+        .schema_version("2018-10-08")
+        .id(id)
+        .product_arn(format!("arn:aws:securityhub:{REGION}:123456789012:product/123456789012/default"))
+        .generator_id("firewall-manager/open-port")
+        .aws_account_id("123456789012")
+        .types("Software and Configuration Checks/Industry and Regulatory Standards")
+        .created_at(&at)
+        .updated_at(&at)
+        .severity(Severity::builder().label(SeverityLabel::High).build())
+        .title("Security group allows unrestricted ingress")
+        .description("A world-open port appeared")
+        .resources(
+            Resource::builder()
+                .r#type("AwsEc2SecurityGroup")
+                .id(format!("arn:aws:ec2:{REGION}:123456789012:security-group/{group}"))
+                .build(),
+        )
+        .build();
+    let client = aws_sdk_securityhub::Client::new(&emu.config);
+    let out = client.batch_import_findings().findings(finding).send().await.expect("import finding");
+    assert_eq!(out.failed_count(), Some(0), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_security_hub_finding_on_the_group_is_detected_and_others_are_not() {
+    // GIVEN an opted-in group, and findings that must not count: an old one on this group
+    // and a fresh one on another group (the emulator ignores GetFindings filters, so the
+    // detector's own checks are what keeps them out)
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let g = create_group(&emu, &vpc, "target", Some("true")).await;
+    let other = create_group(&emu, &vpc, "other", None).await;
+    import_finding(&emu, "old-finding", &g, SystemTime::now() - Duration::from_secs(3600)).await;
+    let mut c = emu.cli();
+    c.args(["run", "--target", &g, "--detector", "securityhub", "--window", "2m", "--poll-interval", "1s", "--json"]);
+    let child = c.spawn().unwrap();
+    wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
+    import_finding(&emu, "other-group", &other, SystemTime::now()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // WHEN the finding about this group arrives
+    let created = SystemTime::now();
+    import_finding(&emu, "this-group", &g, created).await;
+
+    // THEN the run is detected with the finding's own CreatedAt
+    let out = finish(child, LIMIT).await;
+    assert_eq!(out.status, 0, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["outcome"], "detected");
+    let d = v["detections"].as_array().unwrap().iter().find(|d| d["detector"] == "securityhub").unwrap();
+    let secs = d["seconds_to_detect"].as_f64().unwrap();
+    let injected = seconds_since_epoch(v["injected_at"].as_str().unwrap());
+    let expected = created.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64() - injected;
+    assert!(
+        secs >= 2.0 && (secs - expected).abs() < 1.0,
+        "seconds_to_detect {secs}, finding created {expected:.3}s after injection"
+    );
+    assert!(experiment_rules(&emu).await.is_empty());
+}
