@@ -637,6 +637,25 @@ async fn a_cancelled_run_is_aborted_with_the_reason_and_reverted() {
 }
 
 #[tokio::test]
+async fn a_stop_requested_before_injection_writes_nothing() {
+    // GIVEN a cancel signal that has already fired (Ctrl-C during pre-flight or planning)
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let cancel = std::future::ready("interrupted by Ctrl-C (SIGINT)".to_string());
+
+    // WHEN the experiment runs
+    let mut rng = StdRng::seed_from_u64(8);
+    let end = engine.run(&RunRequest::default(), &mut rng, &mut |_: &Progress<'_>| {}, cancel).await.unwrap();
+    let (report, revert) = concluded(end);
+
+    // THEN it is aborted before any write
+    assert_eq!(report.outcome, Outcome::Aborted);
+    assert!(report.reason.contains("before injection"), "{}", report.reason);
+    assert!(revert.is_none());
+    assert!(h.world.writes().is_empty(), "{:?}", h.world.writes());
+}
+
+#[tokio::test]
 async fn a_panic_while_watching_is_failed_and_the_rule_is_still_reverted() {
     // GIVEN a detector adapter that panics when observed
     let h = Harness::one_group();
