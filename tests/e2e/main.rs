@@ -6,6 +6,8 @@ use std::time::{Duration, Instant, SystemTime};
 use chaoslingr_e2e::*;
 use serde_json::Value;
 
+mod lab;
+
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// The three groups of the original ChaoSlingr acceptance test, each with one existing rule.

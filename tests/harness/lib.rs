@@ -121,26 +121,111 @@ impl Emulator {
     /// `chaoslingr` with this emulator as its only AWS endpoint and nothing inherited
     /// from the caller's AWS or ChaoSlingr environment.
     pub fn cli(&self) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(chaoslingr_bin());
+        cli_at(&self.endpoint)
+    }
+}
+
+/// `chaoslingr` with `endpoint` as its only AWS endpoint and nothing inherited from the
+/// caller's AWS or ChaoSlingr environment.
+pub fn cli_at(endpoint: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(chaoslingr_bin());
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if k.starts_with("AWS_") || k.starts_with("CHAOSLINGR_") || k == "RUST_LOG" {
+            cmd.env_remove(&k);
+        }
+    }
+    let empty = workspace_root().join("tests/harness/empty-aws-config");
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", &empty)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// The `chaoslingr-lab` binary under test.
+pub fn lab_bin() -> PathBuf {
+    let path = std::env::var_os("CHAOSLINGR_LAB_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent().and_then(Path::parent).expect("target/debug").join("chaoslingr-lab")
+    });
+    assert!(
+        path.exists(),
+        "the chaoslingr-lab binary is not built at {}; run `cargo xtask test` (it builds it first)",
+        path.display()
+    );
+    path
+}
+
+/// The detection lab in front of an emulator, killed when dropped. Point the CLI at
+/// `endpoint` (see [`Lab::cli`]): every service is served there.
+pub struct Lab {
+    child: Child,
+    pub endpoint: String,
+    /// The lab's first line of output (its settings).
+    pub banner: String,
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Lab {
+    /// Starts `chaoslingr-lab --upstream <emulator> --scan-interval 250ms ARGS` and waits
+    /// until it listens. Set `CHAOSLINGR_LAB_LOG=1` to see its log on stderr.
+    pub fn start(emu: &Emulator, args: &[&str]) -> Lab {
+        use std::io::BufRead;
+        let mut cmd = std::process::Command::new(lab_bin());
+        cmd.args(["--upstream", &emu.endpoint, "--scan-interval", "250ms"]).args(args);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy().to_string();
-            if k.starts_with("AWS_") || k.starts_with("CHAOSLINGR_") || k == "RUST_LOG" {
+            if k.starts_with("AWS_") || (k.starts_with("CHAOSLINGR_") && k != "CHAOSLINGR_LAB_LOG") {
                 cmd.env_remove(&k);
             }
         }
-        let empty = workspace_root().join("tests/harness/empty-aws-config");
-        cmd.env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_REGION", REGION)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", &empty)
-            .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+        let log = std::env::var_os("CHAOSLINGR_LAB_LOG").is_some();
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+            .stderr(if log { Stdio::inherit() } else { Stdio::null() })
+            .spawn()
+            .expect("start chaoslingr-lab");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut banner = String::new();
+        // The lab prints its banner once listening, or exits with an error.
+        let n = stdout.read_line(&mut banner).expect("read the lab's first line");
+        if n == 0 {
+            let status = child.wait().expect("lab exit status");
+            panic!("chaoslingr-lab exited ({status}) before listening; rerun with CHAOSLINGR_LAB_LOG=1");
+        }
+        let endpoint = banner
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line from chaoslingr-lab: {banner}"))
+            .to_string();
+        Lab { child, endpoint, banner, _stdout: stdout }
+    }
+
+    /// `chaoslingr` pointed at the lab.
+    pub fn cli(&self) -> tokio::process::Command {
+        cli_at(&self.endpoint)
+    }
+
+    /// Runs `chaoslingr` against the lab to completion (at most `limit`).
+    pub async fn run_cli(&self, args: &[&str], limit: Duration) -> Output {
+        run_cli_at(&self.endpoint, args, &[], limit).await
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -177,7 +262,12 @@ impl Output {
 
 /// Runs the CLI to completion (at most `limit`).
 pub async fn run_cli(emu: &Emulator, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
-    let mut cmd = emu.cli();
+    run_cli_at(&emu.endpoint, args, env, limit).await
+}
+
+/// Runs the CLI against `endpoint` to completion (at most `limit`).
+pub async fn run_cli_at(endpoint: &str, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut cmd = cli_at(endpoint);
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);

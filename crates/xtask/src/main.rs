@@ -17,27 +17,31 @@ const USAGE: &str = "\
 Project automation for ChaoSlingr.
 
 Usage:
-  cargo xtask demo                       run a real experiment against the local lab
+  cargo xtask demo                       run real experiments against the local lab
   cargo xtask test [CARGO_TEST_ARGS] [-- TEST_ARGS]
                                          run every check CI runs
   cargo xtask help                       show this text
 
 demo:
-  Installs and starts the AWS API emulator (moto) on 127.0.0.1, seeds it with a VPC,
-  opted-in security groups and an SNS topic feeding an SQS queue, builds `chaoslingr`
-  and runs `targets`, `run`, `status` against it, then shows the outcome message that
-  arrived over SNS. The emulator is stopped at the end, also on failure. Nothing is
-  sent to AWS: the CLI gets AWS_ENDPOINT_URL=http://127.0.0.1:PORT and dummy
-  credentials, and none of your AWS_* or CHAOSLINGR_* settings.
+  Installs and starts the AWS API emulator (moto) on 127.0.0.1 with the detection lab
+  (chaoslingr-lab: AWS Config and a firewall) in front of it, seeds a VPC, opted-in
+  security groups and an SNS topic feeding an SQS queue, and runs `chaoslingr run`
+  twice with a Config detector and a firewall alarm detector: once with both controls
+  on (ends `detected`, with each time-to-detect), once with Config switched off (the
+  gap is reported). Then shows the outcome messages that arrived over SNS. The lab and
+  the emulator are stopped at the end, also on failure. Nothing is sent to AWS: the
+  CLI gets AWS_ENDPOINT_URL=http://127.0.0.1:PORT and dummy credentials, and none of
+  your AWS_* or CHAOSLINGR_* settings.
 
 test:
   1. infra/emulator.sh install
   2. cargo fmt --all -- --check
   3. cargo clippy --workspace --all-targets -- -D warnings
-  4. cargo build -p chaoslingr-cli
+  4. cargo build -p chaoslingr-cli -p chaoslingr-lab
   5. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
-     with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server
-      and CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
+     with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server,
+          CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
+      and CHAOSLINGR_LAB_BIN=<target dir>/debug/chaoslingr-lab
   Stops at the first failing step and exits non-zero.
   Example: cargo xtask test -- --test-threads 1
 
@@ -130,6 +134,10 @@ impl Workspace {
         self.target_dir.join("debug").join(format!("chaoslingr{}", env::consts::EXE_SUFFIX))
     }
 
+    fn lab_bin(&self) -> PathBuf {
+        self.target_dir.join("debug").join(format!("chaoslingr-lab{}", env::consts::EXE_SUFFIX))
+    }
+
     /// `cargo` as started by `cargo xtask` (the same toolchain), in the workspace root.
     fn cargo<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(&self, args: I) -> Command {
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -141,9 +149,13 @@ impl Workspace {
         command
     }
 
-    fn emulator(&self, subcommand: &str) -> Command {
+    /// `bash infra/<script> ARGS` in the workspace root.
+    fn script(&self, script: &str, args: &[&str]) -> Command {
         let mut command = Command::new("bash");
-        command.arg(self.infra("emulator.sh")).arg(subcommand).current_dir(&self.root);
+        command.arg(self.infra(script)).args(args).current_dir(&self.root);
+        if self.target_dir_from_env {
+            command.env("CARGO_TARGET_DIR", &self.target_dir);
+        }
         command
     }
 
@@ -292,18 +304,67 @@ fn json_string_field(json: &str, key: &str) -> Option<String> {
 
 // --- cargo xtask demo -------------------------------------------------------------------
 
-/// Stops the emulator when dropped: at the end of the demo, on an error, on a panic.
-struct EmulatorGuard<'a> {
+/// Stops the lab and the emulator when dropped: at the end of the demo, on an error, on a
+/// panic.
+struct LabGuard<'a> {
     ws: &'a Workspace,
 }
 
-impl Drop for EmulatorGuard<'_> {
+impl Drop for LabGuard<'_> {
     fn drop(&mut self) {
-        header("Stopping the emulator");
-        let mut stop = self.ws.emulator("stop");
-        if let Err(e) = run_ok(self.ws, &mut stop) {
-            eprintln!("xtask: warning: {e}; stop it with: infra/emulator.sh stop");
+        header("Stopping the lab and the emulator");
+        for (script, what) in [("lab.sh", "lab"), ("emulator.sh", "emulator")] {
+            let mut stop = self.ws.script(script, &["stop"]);
+            if let Err(e) = run_ok(self.ws, &mut stop) {
+                eprintln!("xtask: warning: {e}; stop the {what} with: infra/{script} stop");
+            }
         }
+    }
+}
+
+/// The Config rule and the firewall alarm the lab provides.
+const DEMO_CONFIG: &str = "config:vpc-sg-open-only-to-authorized-ports";
+const DEMO_ALARM: &str = "alarm:chaoslingr-lab-firewall";
+
+/// Starts (or restarts) the lab with `args` and returns its endpoint URL.
+fn start_lab(ws: &Workspace, args: &[&str]) -> Result<String> {
+    let mut command = ws.script("lab.sh", &["start"]);
+    command.args(args).env("CHAOSLINGR_LAB_BIN", ws.lab_bin());
+    let out = capture(ws, &mut command)?;
+    let endpoint = out.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string();
+    if !endpoint.starts_with("http://127.0.0.1:") {
+        return Err(format!("lab.sh start printed {endpoint:?}, expected http://127.0.0.1:PORT"));
+    }
+    Ok(endpoint)
+}
+
+/// Runs one experiment with the lab's Config rule and firewall alarm as detectors.
+fn demo_run(ws: &Workspace, endpoint: &str, window: &str, topic_arn: &str) -> Result<()> {
+    let mut run_cmd = ws.chaoslingr(
+        endpoint,
+        &[
+            "run",
+            "--detector",
+            DEMO_CONFIG,
+            "--detector",
+            DEMO_ALARM,
+            "--window",
+            window,
+            "--poll-interval",
+            "1s",
+            "--topic-arn",
+            topic_arn,
+        ],
+    );
+    let status = run(ws, &mut run_cmd)?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(EXIT_UNDETECTED) => {
+            println!("\n(exit code 3: undetected, nothing in the lab noticed the open port)");
+            Ok(())
+        }
+        Some(EXIT_BAD_INPUT) => Err("`chaoslingr run` rejected its input (exit code 2)".to_string()),
+        _ => Err(format!("`chaoslingr run` failed ({})", describe(status))),
     }
 }
 
@@ -311,32 +372,37 @@ fn demo() -> Result<()> {
     let ws = Workspace::discover()?;
     let started = Instant::now();
 
-    header("[1/7] Installing the AWS API emulator (moto, from PyPI) into infra/.venv");
-    run_ok(&ws, &mut ws.emulator("install"))?;
+    header("[1/8] Installing the AWS API emulator (moto, from PyPI) into infra/.venv");
+    run_ok(&ws, &mut ws.script("emulator.sh", &["install"]))?;
 
-    header("[2/7] Building the chaoslingr CLI");
-    run_ok(&ws, &mut ws.cargo(["build", "-p", "chaoslingr-cli"]))?;
-    let bin = ws.chaoslingr_bin();
-    if !bin.is_file() {
-        return Err(format!("the build did not produce {}", bin.display()));
+    header("[2/8] Building the chaoslingr CLI and the detection lab");
+    run_ok(&ws, &mut ws.cargo(["build", "-p", "chaoslingr-cli", "-p", "chaoslingr-lab"]))?;
+    for bin in [ws.chaoslingr_bin(), ws.lab_bin()] {
+        if !bin.is_file() {
+            return Err(format!("the build did not produce {}", bin.display()));
+        }
     }
 
-    header("[3/7] Starting the emulator on 127.0.0.1");
-    let _guard = EmulatorGuard { ws: &ws };
-    let out = capture(&ws, &mut ws.emulator("start"))?;
-    let endpoint = out.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string();
-    if !endpoint.starts_with("http://127.0.0.1:") {
-        return Err(format!("emulator.sh start printed {endpoint:?}, expected http://127.0.0.1:PORT"));
-    }
-    println!("Emulator endpoint: {endpoint}");
+    header("[3/8] Starting the emulator and the detection lab on 127.0.0.1");
+    println!(
+        "The lab answers AWS Config (rule vpc-sg-open-only-to-authorized-ports, 443/tcp authorized,\n\
+         3 s evaluation latency) and plays a firewall that sets the CloudWatch alarm\n\
+         chaoslingr-lab-firewall 2 s after a world-open unauthorized port appears.\n"
+    );
+    let _guard = LabGuard { ws: &ws };
+    let endpoint = start_lab(&ws, &[])?;
+    let emulator = capture(&ws, &mut ws.script("emulator.sh", &["url"]))?.trim().to_string();
+    println!("Emulator: {emulator}   Lab (what the CLI talks to): {endpoint}");
 
-    header("[4/7] Seeding: a VPC, five security groups (three opted in), an SNS topic and its SQS inbox");
-    run_ok(&ws, &mut ws.seed(["reset", "--endpoint", &endpoint]))?;
-    let seeded = capture(&ws, &mut ws.seed(["seed", "--endpoint", &endpoint]))?;
+    header("[4/8] Seeding: a VPC, five security groups (three opted in), an SNS topic and its SQS inbox");
+    run_ok(&ws, &mut ws.seed(["reset", "--endpoint", &emulator]))?;
+    let seeded = capture(&ws, &mut ws.seed(["seed", "--endpoint", &emulator]))?;
     print!("{seeded}");
     let field = |key: &str| json_string_field(&seeded, key).ok_or_else(|| format!("seed.py printed no `{key}`"));
     let topic_arn = field("topic_arn")?;
     let queue_url = field("queue_url")?;
+    // The lab's first scan after seeding is Config's baseline for the new groups.
+    std::thread::sleep(Duration::from_secs(2));
 
     ws.write_empty_aws_files()?;
     println!(
@@ -344,33 +410,24 @@ fn demo() -> Result<()> {
          credentials testing/testing; nothing goes to AWS."
     );
 
-    header("[5/7] chaoslingr targets: which security groups may be experimented on");
+    header("[5/8] chaoslingr targets: which security groups may be experimented on");
     run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["targets"]))?;
 
-    header("[6/7] chaoslingr run: open an unauthorized port and watch for 20 s");
-    println!(
-        "The local lab has no detector yet: no Config rule, alarm or Security Hub check watches\n\
-         these groups. So this experiment is expected to end `undetected` (exit code 3): that\n\
-         is the security gap ChaoSlingr exists to find. The injected rule is reverted either way.\n"
-    );
-    let mut run_cmd =
-        ws.chaoslingr(&endpoint, &["run", "--window", "20s", "--poll-interval", "2s", "--topic-arn", &topic_arn]);
-    let status = run(&ws, &mut run_cmd)?;
-    match status.code() {
-        Some(0) => println!("\nOutcome: the hypothesis held (exit code 0), surprisingly for a lab without detectors."),
-        Some(EXIT_UNDETECTED) => {
-            println!("\nOutcome: undetected (exit code 3), as expected: nothing in the lab noticed the open port.")
-        }
-        Some(EXIT_BAD_INPUT) => return Err("`chaoslingr run` rejected its input (exit code 2)".to_string()),
-        _ => return Err(format!("`chaoslingr run` failed ({})", describe(status))),
-    }
+    header("[6/8] chaoslingr run, with AWS Config and the firewall both watching");
+    println!("Expected: `detected`, with each control's own time-to-detect.\n");
+    demo_run(&ws, &endpoint, "60s", &topic_arn)?;
 
-    header("[7/7] chaoslingr status, and the outcome message that arrived over SNS");
+    header("[7/8] The same run with AWS Config switched off in the lab");
+    println!("Expected: the firewall still notices, and Config is reported as the gap.\n");
+    let endpoint = start_lab(&ws, &["--config-mode", "off"])?;
+    demo_run(&ws, &endpoint, "15s", &topic_arn)?;
+
+    header("[8/8] chaoslingr status, and the outcome messages that arrived over SNS");
     run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["status"]))?;
     println!("\nThe SQS queue subscribed to {topic_arn} received:");
     run_ok(
         &ws,
-        &mut ws.seed(["receive", "--endpoint", &endpoint, "--queue-url", &queue_url, "--wait", "5", "--require"]),
+        &mut ws.seed(["receive", "--endpoint", &emulator, "--queue-url", &queue_url, "--wait", "5", "--require"]),
     )?;
 
     println!("\nDemo finished in {}.", human(started.elapsed()));
@@ -388,18 +445,22 @@ fn test(args: &[String]) -> Result<()> {
 
     let moto_server = ws.venv_bin("moto_server");
     let bin = ws.chaoslingr_bin();
+    let lab_bin = ws.lab_bin();
     let mut cargo_test = ws.cargo(["test", "--workspace"]);
     cargo_test.args(cargo_args);
     if !test_args.is_empty() {
         cargo_test.arg("--").args(test_args);
     }
-    cargo_test.env("CHAOSLINGR_MOTO_SERVER", &moto_server).env("CHAOSLINGR_BIN", &bin);
+    cargo_test
+        .env("CHAOSLINGR_MOTO_SERVER", &moto_server)
+        .env("CHAOSLINGR_BIN", &bin)
+        .env("CHAOSLINGR_LAB_BIN", &lab_bin);
 
     let steps: Vec<(&str, Command)> = vec![
-        ("install the AWS API emulator", ws.emulator("install")),
+        ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
         ("check formatting", ws.cargo(["fmt", "--all", "--", "--check"])),
         ("lint", ws.cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
-        ("build the chaoslingr CLI", ws.cargo(["build", "-p", "chaoslingr-cli"])),
+        ("build the CLI and the lab", ws.cargo(["build", "-p", "chaoslingr-cli", "-p", "chaoslingr-lab"])),
         ("run all tests", cargo_test),
     ];
 
@@ -413,6 +474,7 @@ fn test(args: &[String]) -> Result<()> {
         if title == "run all tests" {
             println!("  CHAOSLINGR_MOTO_SERVER={}", moto_server.display());
             println!("  CHAOSLINGR_BIN={}", bin.display());
+            println!("  CHAOSLINGR_LAB_BIN={}", lab_bin.display());
         }
         let step_started = Instant::now();
         let outcome = run_ok(&ws, &mut command);

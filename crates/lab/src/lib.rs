@@ -1,0 +1,16 @@
+//! The detection lab: AWS Config, a firewall and an auto-remediator on loopback, in front
+//! of the AWS API emulator, so a whole experiment — injection, detection, time-to-detect,
+//! revert — runs offline.
+//!
+//! One endpoint serves every service: AWS Config operations are answered by the lab
+//! ([`config_api`]), detector reads can fail on purpose, everything else is forwarded to
+//! the emulator ([`proxy`]). A scan loop ([`world`]) evaluates the managed rule
+//! `vpc-sg-open-only-to-authorized-ports` ([`rules`]) and drives the firewall alarm,
+//! Security Hub findings and the remediator with configurable latencies ([`state`]).
+
+pub mod config_api;
+pub mod proxy;
+pub mod rules;
+pub mod settings;
+pub mod state;
+pub mod world;

@@ -1,0 +1,261 @@
+//! `chaoslingr-lab`: the detection lab server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use chaoslingr_lab::proxy::{self, Front};
+use chaoslingr_lab::rules::OpenPortsRule;
+use chaoslingr_lab::settings::{parse_fault, FileSettings, LabSettings, Mode};
+use chaoslingr_lab::state::LabState;
+use chaoslingr_lab::world::{self, Upstream};
+use clap::Parser;
+use hyper::Uri;
+use tokio::net::TcpListener;
+
+const AFTER_HELP: &str = "\
+What it does:
+  Listens on 127.0.0.1 and forwards every request to the AWS API emulator unchanged,
+  except AWS Config (GetComplianceDetailsByResource, GetComplianceDetailsByConfigRule,
+  DescribeConfigRules, DescribeConfigurationRecorderStatus), which it answers itself.
+  Every --scan-interval it reads the emulator's security groups and:
+    - evaluates the managed rule vpc-sg-open-only-to-authorized-ports, recording each
+      change after --config-latency (real ConfigRuleInvokedTime / ResultRecordedTime);
+    - as a firewall, sets the CloudWatch alarm --firewall-alarm to ALARM after
+      --firewall-latency when a new world-open unauthorized port appears (and back to OK
+      when none remains), and imports a Security Hub finding about the group;
+    - optionally revokes such rules after --remediate-after (the auto-remediator).
+
+Modes: on (react after the latency), off (never react), slow (react after an hour).
+Faults: none, throttle[:N], error[:N] — the next N requests (all, without N) to that
+detector's API fail with throttling or a 5xx: Config for --config-fault, DescribeAlarms
+for --firewall-fault, GetFindings for --securityhub-fault.
+
+Point the CLI at the lab, not at the emulator:
+  AWS_ENDPOINT_URL=http://127.0.0.1:PORT chaoslingr run \\
+      --detector config:vpc-sg-open-only-to-authorized-ports \\
+      --detector alarm:chaoslingr-lab-firewall
+
+A TOML file (--config) sets the same things; flags override it. Example:
+  scan_interval = \"1s\"
+  [config]
+  mode = \"on\"            # on | off | slow
+  latency = \"3s\"
+  fault = \"none\"         # none | throttle[:N] | error[:N]
+  [[config.rules]]
+  name = \"vpc-sg-open-only-to-authorized-ports\"
+  authorized_tcp_ports = \"443\"
+  authorized_udp_ports = \"\"
+  [firewall]
+  mode = \"on\"
+  latency = \"2s\"
+  alarm = \"chaoslingr-lab-firewall\"
+  securityhub_findings = true
+  [securityhub]
+  fault = \"none\"
+  [remediator]
+  mode = \"off\"
+  latency = \"5s\"";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chaoslingr-lab",
+    version,
+    about = "The ChaoSlingr detection lab: AWS Config, a firewall and an auto-remediator on loopback, in front of the AWS API emulator.",
+    after_long_help = AFTER_HELP
+)]
+struct Args {
+    /// The emulator to forward to, e.g. http://127.0.0.1:5000 (loopback only).
+    #[arg(long, env = "CHAOSLINGR_LAB_UPSTREAM", value_name = "URL")]
+    upstream: String,
+
+    /// Where to listen (loopback only); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    listen: SocketAddr,
+
+    /// A TOML file with the lab's settings (see --help).
+    #[arg(long = "config", value_name = "FILE")]
+    config_file: Option<PathBuf>,
+
+    /// Write the chosen port to this file once listening.
+    #[arg(long, value_name = "FILE")]
+    port_file: Option<PathBuf>,
+
+    /// How often to scan the emulator's security groups [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    scan_interval: Option<String>,
+
+    /// AWS Config: on, off or slow [default: on].
+    #[arg(long, value_name = "MODE")]
+    config_mode: Option<String>,
+    /// AWS Config evaluation latency [default: 3s].
+    #[arg(long, value_name = "DURATION")]
+    config_latency: Option<String>,
+    /// Failures of the Config API: none, throttle[:N], error[:N].
+    #[arg(long, value_name = "FAULT")]
+    config_fault: Option<String>,
+    /// Largest page of Config results [default: 100].
+    #[arg(long, value_name = "N")]
+    config_page_size: Option<usize>,
+    /// authorizedTcpPorts of the Config rule (and the firewall), e.g. 443,8443 [default: 443].
+    #[arg(long, value_name = "PORTS")]
+    authorized_tcp_ports: Option<String>,
+    /// authorizedUdpPorts of the Config rule (and the firewall) [default: none].
+    #[arg(long, value_name = "PORTS")]
+    authorized_udp_ports: Option<String>,
+
+    /// Firewall: on, off or slow [default: on].
+    #[arg(long, value_name = "MODE")]
+    firewall_mode: Option<String>,
+    /// Firewall reaction latency [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    firewall_latency: Option<String>,
+    /// Failures of DescribeAlarms: none, throttle[:N], error[:N].
+    #[arg(long, value_name = "FAULT")]
+    firewall_fault: Option<String>,
+    /// The CloudWatch alarm the firewall sets [default: chaoslingr-lab-firewall].
+    #[arg(long, value_name = "NAME")]
+    firewall_alarm: Option<String>,
+    /// Do not import Security Hub findings when the firewall reacts.
+    #[arg(long)]
+    no_findings: bool,
+    /// Failures of GetFindings: none, throttle[:N], error[:N].
+    #[arg(long, value_name = "FAULT")]
+    securityhub_fault: Option<String>,
+
+    /// Revoke world-open unauthorized rules after this latency (the auto-remediator).
+    #[arg(long, value_name = "DURATION")]
+    remediate_after: Option<String>,
+}
+
+fn loopback_uri(s: &str) -> anyhow::Result<Uri> {
+    let uri: Uri = s.parse().with_context(|| format!("--upstream `{s}` is not a URL"))?;
+    match uri.host() {
+        Some("127.0.0.1" | "localhost" | "[::1]" | "::1") if uri.scheme_str() == Some("http") => Ok(uri),
+        _ => bail!("--upstream `{s}` must be an http:// URL on 127.0.0.1: the lab never talks to anything else"),
+    }
+}
+
+fn duration(s: &str, flag: &str) -> anyhow::Result<Duration> {
+    humantime::parse_duration(s).with_context(|| format!("{flag} `{s}` is not a duration such as `3s` or `1h`"))
+}
+
+fn settings(args: &Args) -> anyhow::Result<LabSettings> {
+    let file = match &args.config_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            FileSettings::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => FileSettings::default(),
+    };
+    let mut s = file.resolve().map_err(|e| anyhow::anyhow!("lab settings: {e}"))?;
+    let mode = |m: &str, flag: &str| m.parse::<Mode>().map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+    let fault = |f: &str, flag: &str| parse_fault(f).map_err(|e| anyhow::anyhow!("{flag}: {e}"));
+    if let Some(v) = &args.scan_interval {
+        s.scan_interval = duration(v, "--scan-interval")?;
+    }
+    if let Some(v) = &args.config_mode {
+        s.config.mode = mode(v, "--config-mode")?;
+    }
+    if let Some(v) = &args.config_latency {
+        s.config.latency = duration(v, "--config-latency")?;
+    }
+    if let Some(v) = &args.config_fault {
+        s.config.fault = fault(v, "--config-fault")?;
+    }
+    if let Some(v) = args.config_page_size {
+        s.config_page_size = v.clamp(1, 100);
+    }
+    if args.authorized_tcp_ports.is_some() || args.authorized_udp_ports.is_some() {
+        let first = s.config_rules.first().cloned().expect("at least one rule");
+        let tcp = args
+            .authorized_tcp_ports
+            .clone()
+            .unwrap_or_else(|| ports_param(&first.input_parameters, "authorizedTcpPorts"));
+        let udp = args
+            .authorized_udp_ports
+            .clone()
+            .unwrap_or_else(|| ports_param(&first.input_parameters, "authorizedUdpPorts"));
+        s.config_rules[0] =
+            OpenPortsRule::new(&first.name, &tcp, &udp).map_err(|e| anyhow::anyhow!("--authorized-*-ports: {e}"))?;
+    }
+    if let Some(v) = &args.firewall_mode {
+        s.firewall.mode = mode(v, "--firewall-mode")?;
+    }
+    if let Some(v) = &args.firewall_latency {
+        s.firewall.latency = duration(v, "--firewall-latency")?;
+    }
+    if let Some(v) = &args.firewall_fault {
+        s.firewall.fault = fault(v, "--firewall-fault")?;
+    }
+    if let Some(v) = &args.firewall_alarm {
+        s.firewall_alarm = v.clone();
+    }
+    if args.no_findings {
+        s.firewall_findings = false;
+    }
+    if let Some(v) = &args.securityhub_fault {
+        s.securityhub_fault = fault(v, "--securityhub-fault")?;
+    }
+    if let Some(v) = &args.remediate_after {
+        s.remediator = Some(duration(v, "--remediate-after")?);
+    }
+    Ok(s)
+}
+
+fn ports_param(input_parameters: &str, key: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(input_parameters)
+        .ok()
+        .and_then(|v| v.get(key).and_then(|p| p.as_str()).map(String::from))
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let upstream = loopback_uri(&args.upstream)?;
+    if !args.listen.ip().is_loopback() {
+        bail!("--listen {} must be a loopback address", args.listen);
+    }
+    let settings = settings(&args)?;
+    let up = Upstream::new(&args.upstream, &settings.region).await;
+    world::create_alarm(&up, &settings.firewall_alarm)
+        .await
+        .with_context(|| format!("could not create the firewall alarm in the emulator at {}", args.upstream))?;
+
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if let Some(path) = &args.port_file {
+        std::fs::write(path, addr.port().to_string()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let interval = settings.scan_interval;
+    let summary = format!(
+        "config {:?} ({}), firewall {:?} ({}, alarm {}), remediator {}",
+        settings.config.mode,
+        humantime::format_duration(settings.config.latency),
+        settings.firewall.mode,
+        humantime::format_duration(settings.firewall.latency),
+        settings.firewall_alarm,
+        settings.remediator.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
+    );
+    let state = Arc::new(Mutex::new(LabState::new(settings, SystemTime::now())));
+    // A first scan before answering anything: pre-existing state is Config's baseline.
+    world::tick(&up, &state).await.context("first scan of the emulator failed")?;
+    println!("chaoslingr-lab listening on http://{addr} (forwarding to {}); {summary}", args.upstream);
+    tokio::spawn(world::run(up, state.clone(), interval));
+    let front = Arc::new(Front::new(state, upstream));
+    tokio::select! {
+        _ = proxy::serve(listener, front) => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The lab's configuration: a small TOML file, overridden by flags.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::rules::OpenPortsRule;
+
+/// How a detector behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reacts after its latency.
+    On,
+    /// Never reacts: shows an `undetected` gap.
+    Off,
+    /// Reacts after its slow latency, beyond any reasonable window.
+    Slow,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" => Ok(Mode::On),
+            "off" => Ok(Mode::Off),
+            "slow" => Ok(Mode::Slow),
+            _ => Err(format!("`{s}` is not a mode; expected `on`, `off` or `slow`")),
+        }
+    }
+}
+
+/// A failure injected into a detector's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// HTTP 400 `ThrottlingException` (the SDK retries these).
+    Throttle,
+    /// HTTP 500 `InternalFailure`.
+    ServerError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    /// How many requests fail before the API recovers; `None` means every request.
+    pub count: Option<u32>,
+}
+
+/// Parses `none`, `throttle`, `throttle:N`, `error` or `error:N`.
+pub fn parse_fault(s: &str) -> Result<Option<Fault>, String> {
+    let s = s.trim().to_ascii_lowercase();
+    if s.is_empty() || s == "none" {
+        return Ok(None);
+    }
+    let (kind, count) = match s.split_once(':') {
+        Some((k, n)) => {
+            (k, Some(n.parse::<u32>().map_err(|_| format!("`{s}`: the count after `:` must be a number"))?))
+        }
+        None => (s.as_str(), None),
+    };
+    let kind = match kind {
+        "throttle" => FaultKind::Throttle,
+        "error" => FaultKind::ServerError,
+        _ => return Err(format!("`{s}` is not a fault; expected `none`, `throttle[:N]` or `error[:N]`")),
+    };
+    Ok(Some(Fault { kind, count }))
+}
+
+fn parse_duration(s: &str, what: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|_| format!("{what}: `{s}` is not a duration such as `3s` or `1h`"))
+}
+
+/// A detector's behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Behaviour {
+    pub mode: Mode,
+    pub latency: Duration,
+    pub slow_latency: Duration,
+    /// Faults on the API a detector reads (Config, DescribeAlarms, GetFindings).
+    pub fault: Option<Fault>,
+}
+
+impl Behaviour {
+    /// The delay before reacting, or `None` when switched off.
+    pub fn delay(&self) -> Option<Duration> {
+        match self.mode {
+            Mode::On => Some(self.latency),
+            Mode::Slow => Some(self.slow_latency),
+            Mode::Off => None,
+        }
+    }
+}
+
+/// Everything the lab does.
+#[derive(Debug, Clone)]
+pub struct LabSettings {
+    pub region: String,
+    pub account: String,
+    pub scan_interval: Duration,
+    pub config: Behaviour,
+    pub config_rules: Vec<OpenPortsRule>,
+    pub config_page_size: usize,
+    pub firewall: Behaviour,
+    pub firewall_alarm: String,
+    pub firewall_findings: bool,
+    pub securityhub_fault: Option<Fault>,
+    pub remediator: Option<Duration>,
+}
+
+/// The TOML file's shape; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub region: Option<String>,
+    pub account: Option<String>,
+    pub scan_interval: Option<String>,
+    #[serde(default)]
+    pub config: FileConfig,
+    #[serde(default)]
+    pub firewall: FileFirewall,
+    #[serde(default)]
+    pub securityhub: FileSecurityHub,
+    #[serde(default)]
+    pub remediator: FileRemediator,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub mode: Option<String>,
+    pub latency: Option<String>,
+    pub slow_latency: Option<String>,
+    pub fault: Option<String>,
+    pub page_size: Option<usize>,
+    pub rules: Option<Vec<FileRule>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRule {
+    pub name: String,
+    #[serde(default)]
+    pub authorized_tcp_ports: String,
+    #[serde(default)]
+    pub authorized_udp_ports: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFirewall {
+    pub mode: Option<String>,
+    pub latency: Option<String>,
+    pub slow_latency: Option<String>,
+    pub fault: Option<String>,
+    pub alarm: Option<String>,
+    pub securityhub_findings: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSecurityHub {
+    pub fault: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRemediator {
+    pub mode: Option<String>,
+    pub latency: Option<String>,
+}
+
+/// The default Config rule: the managed rule with 443/tcp authorized.
+pub const DEFAULT_RULE: &str = "vpc-sg-open-only-to-authorized-ports";
+pub const DEFAULT_ALARM: &str = "chaoslingr-lab-firewall";
+
+impl FileSettings {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Validates the file into settings (flags are applied on top by the caller).
+    pub fn resolve(self) -> Result<LabSettings, String> {
+        let mode = |m: Option<String>, what: &str| -> Result<Mode, String> {
+            m.map(|m| m.parse().map_err(|e| format!("{what}.mode: {e}"))).transpose().map(|m| m.unwrap_or(Mode::On))
+        };
+        let dur = |d: Option<String>, what: &str, dflt: u64| -> Result<Duration, String> {
+            d.map(|d| parse_duration(&d, what)).transpose().map(|d| d.unwrap_or(Duration::from_secs(dflt)))
+        };
+        let fault = |f: Option<String>, what: &str| -> Result<Option<Fault>, String> {
+            f.map(|f| parse_fault(&f).map_err(|e| format!("{what}.fault: {e}"))).transpose().map(Option::flatten)
+        };
+        let rules = match self.config.rules {
+            None => vec![OpenPortsRule::new(DEFAULT_RULE, "443", "").expect("valid default")],
+            Some(rules) => rules
+                .iter()
+                .map(|r| {
+                    OpenPortsRule::new(&r.name, &r.authorized_tcp_ports, &r.authorized_udp_ports)
+                        .map_err(|e| format!("config.rules `{}`: {e}", r.name))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let remediator_on = match &self.remediator.mode {
+            None => false,
+            Some(m) => m.parse::<Mode>().map_err(|e| format!("remediator.mode: {e}"))? != Mode::Off,
+        };
+        Ok(LabSettings {
+            region: self.region.unwrap_or_else(|| "us-east-1".into()),
+            account: self.account.unwrap_or_else(|| "123456789012".into()),
+            scan_interval: dur(self.scan_interval, "scan_interval", 1)?,
+            config: Behaviour {
+                mode: mode(self.config.mode, "config")?,
+                latency: dur(self.config.latency, "config.latency", 3)?,
+                slow_latency: dur(self.config.slow_latency, "config.slow_latency", 3600)?,
+                fault: fault(self.config.fault, "config")?,
+            },
+            config_rules: rules,
+            config_page_size: self.config.page_size.unwrap_or(100).clamp(1, 100),
+            firewall: Behaviour {
+                mode: mode(self.firewall.mode, "firewall")?,
+                latency: dur(self.firewall.latency, "firewall.latency", 2)?,
+                slow_latency: dur(self.firewall.slow_latency, "firewall.slow_latency", 3600)?,
+                fault: fault(self.firewall.fault, "firewall")?,
+            },
+            firewall_alarm: self.firewall.alarm.unwrap_or_else(|| DEFAULT_ALARM.into()),
+            firewall_findings: self.firewall.securityhub_findings.unwrap_or(true),
+            securityhub_fault: fault(self.securityhub.fault, "securityhub")?,
+            remediator: if remediator_on { Some(dur(self.remediator.latency, "remediator.latency", 5)?) } else { None },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_a_working_lab() {
+        let s = FileSettings::default().resolve().unwrap();
+        assert_eq!(s.config.mode, Mode::On);
+        assert_eq!(s.config.latency, Duration::from_secs(3));
+        assert_eq!(s.firewall.latency, Duration::from_secs(2));
+        assert_eq!(s.config_rules[0].name, DEFAULT_RULE);
+        assert_eq!(s.firewall_alarm, DEFAULT_ALARM);
+        assert!(s.remediator.is_none());
+        assert!(s.config.fault.is_none());
+    }
+
+    #[test]
+    fn a_full_file_is_read() {
+        let s = FileSettings::parse(
+            r#"
+            region = "eu-west-1"
+            scan_interval = "500ms"
+            [config]
+            mode = "slow"
+            latency = "1s"
+            fault = "throttle:4"
+            page_size = 2
+            [[config.rules]]
+            name = "open-ports"
+            authorized_tcp_ports = "443,8443"
+            authorized_udp_ports = "53"
+            [firewall]
+            mode = "off"
+            alarm = "fw"
+            securityhub_findings = false
+            [securityhub]
+            fault = "error"
+            [remediator]
+            mode = "on"
+            latency = "10s"
+            "#,
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.scan_interval, Duration::from_millis(500));
+        assert_eq!(s.config.mode, Mode::Slow);
+        assert_eq!(s.config.fault, Some(Fault { kind: FaultKind::Throttle, count: Some(4) }));
+        assert_eq!(s.config_page_size, 2);
+        assert_eq!(s.config_rules[0].authorized_tcp.len(), 2);
+        assert_eq!(s.firewall.mode, Mode::Off);
+        assert!(!s.firewall_findings);
+        assert_eq!(s.securityhub_fault, Some(Fault { kind: FaultKind::ServerError, count: None }));
+        assert_eq!(s.remediator, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert!(FileSettings::parse("[config]\nmood = \"on\"").unwrap_err().contains("mood"));
+        let e = FileSettings::parse("[config]\nmode = \"sometimes\"").unwrap().resolve().unwrap_err();
+        assert!(e.contains("config.mode"), "{e}");
+        let e = FileSettings::parse("[firewall]\nfault = \"flaky\"").unwrap().resolve().unwrap_err();
+        assert!(e.contains("firewall.fault"), "{e}");
+        let e = FileSettings::parse("[config]\nlatency = \"soon\"").unwrap().resolve().unwrap_err();
+        assert!(e.contains("config.latency"), "{e}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The lab's controls acting on the emulator: scan security groups, then set the firewall
+//! alarm, import Security Hub findings and revoke rules as the state decides.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use aws_sdk_ec2::types::Filter;
+use aws_sdk_securityhub::types::{AwsSecurityFinding, Resource, Severity, SeverityLabel};
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
+use tracing::{info, warn};
+
+use crate::rules::Permission;
+use crate::state::{Action, LabState, ScannedGroup};
+
+/// SDK clients pointed at the emulator (never at AWS).
+#[derive(Clone)]
+pub struct Upstream {
+    pub ec2: aws_sdk_ec2::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub securityhub: aws_sdk_securityhub::Client,
+}
+
+impl Upstream {
+    pub async fn new(endpoint: &str, region: &str) -> Self {
+        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new(region.to_string()))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "chaoslingr-lab",
+            ))
+            .load()
+            .await;
+        Upstream {
+            ec2: aws_sdk_ec2::Client::new(&conf),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&conf),
+            securityhub: aws_sdk_securityhub::Client::new(&conf),
+        }
+    }
+}
+
+/// Creates the firewall alarm in OK, so `alarm:<name>` detectors have something to watch.
+pub async fn create_alarm(up: &Upstream, name: &str) -> anyhow::Result<()> {
+    up.cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .alarm_description("chaoslingr-lab firewall: a new world-open unauthorized port")
+        .namespace("ChaoSlingrLab/Firewall")
+        .metric_name("UnauthorizedOpenPorts")
+        .statistic(Statistic::Maximum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(0.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await?;
+    set_alarm(up, name, false, "chaoslingr-lab started").await
+}
+
+async fn set_alarm(up: &Upstream, name: &str, alarm: bool, reason: &str) -> anyhow::Result<()> {
+    up.cloudwatch
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(if alarm { StateValue::Alarm } else { StateValue::Ok })
+        .state_reason(reason)
+        .send()
+        .await?;
+    Ok(())
+}
+
+fn permissions(g: &aws_sdk_ec2::types::SecurityGroup) -> Vec<Permission> {
+    g.ip_permissions()
+        .iter()
+        .map(|p| Permission {
+            protocol: p.ip_protocol().unwrap_or("-1").to_string(),
+            from: p.from_port().unwrap_or(-1),
+            to: p.to_port().unwrap_or(-1),
+            world_open: p.ip_ranges().iter().any(|r| r.cidr_ip() == Some("0.0.0.0/0"))
+                || p.ipv6_ranges().iter().any(|r| r.cidr_ipv6() == Some("::/0")),
+        })
+        .collect()
+}
+
+async fn scan_groups(up: &Upstream) -> anyhow::Result<Vec<ScannedGroup>> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = up.ec2.describe_security_groups().set_next_token(token).send().await?;
+        out.extend(
+            page.security_groups().iter().map(|g| (g.group_id().unwrap_or_default().to_string(), permissions(g))),
+        );
+        token = page.next_token().filter(|t| !t.is_empty()).map(String::from);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+async fn import_finding(
+    up: &Upstream,
+    state: &Arc<Mutex<LabState>>,
+    group_id: &str,
+    p: &Permission,
+) -> anyhow::Result<()> {
+    let (region, account) = {
+        let s = state.lock().expect("lab state lock");
+        (s.settings.region.clone(), s.settings.account.clone())
+    };
+    let now = SystemTime::now();
+    let at = DateTime::from(now).fmt(Format::DateTime)?;
+    let millis = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let finding = AwsSecurityFinding::builder()
+        .schema_version("2018-10-08")
+        .id(format!("chaoslingr-lab/{group_id}/{}-{}-{}/{millis}", p.protocol, p.from, p.to))
+        .product_arn(format!("arn:aws:securityhub:{region}:{account}:product/{account}/default"))
+        .generator_id("chaoslingr-lab/firewall")
+        .aws_account_id(&account)
+        .types("Software and Configuration Checks/AWS Security Best Practices/Network Reachability")
+        .created_at(&at)
+        .updated_at(&at)
+        .severity(Severity::builder().label(SeverityLabel::High).build())
+        .title(format!("Security group {group_id} allows unrestricted ingress on {p}"))
+        .description("The chaoslingr-lab firewall saw a new world-open port that is not authorized.")
+        .resources(
+            Resource::builder()
+                .r#type("AwsEc2SecurityGroup")
+                .id(format!("arn:aws:ec2:{region}:{account}:security-group/{group_id}"))
+                .region(&region)
+                .build(),
+        )
+        .build();
+    up.securityhub.batch_import_findings().findings(finding).send().await?;
+    Ok(())
+}
+
+async fn revoke(up: &Upstream, group_id: &str, p: &Permission) -> anyhow::Result<()> {
+    let rules = up
+        .ec2
+        .describe_security_group_rules()
+        .filters(Filter::builder().name("group-id").values(group_id).build())
+        .send()
+        .await?;
+    let ids: Vec<String> = rules
+        .security_group_rules()
+        .iter()
+        .filter(|r| !r.is_egress().unwrap_or(false))
+        .filter(|r| {
+            r.ip_protocol() == Some(p.protocol.as_str()) && r.from_port() == Some(p.from) && r.to_port() == Some(p.to)
+        })
+        .filter(|r| r.cidr_ipv4() == Some("0.0.0.0/0") || r.cidr_ipv6() == Some("::/0"))
+        .filter_map(|r| r.security_group_rule_id().map(String::from))
+        .collect();
+    if !ids.is_empty() {
+        up.ec2.revoke_security_group_ingress().group_id(group_id).set_security_group_rule_ids(Some(ids)).send().await?;
+    }
+    Ok(())
+}
+
+/// One scan and the actions it calls for.
+pub async fn tick(up: &Upstream, state: &Arc<Mutex<LabState>>) -> anyhow::Result<()> {
+    let groups = scan_groups(up).await?;
+    let (actions, alarm) = {
+        let mut s = state.lock().expect("lab state lock");
+        (s.scan(&groups, SystemTime::now()), s.settings.firewall_alarm.clone())
+    };
+    for action in actions {
+        let result = match &action {
+            Action::Alarm { alarm: on, reason } => {
+                info!(alarm = %alarm, state = if *on { "ALARM" } else { "OK" }, reason = %reason, "firewall");
+                set_alarm(up, &alarm, *on, reason).await
+            }
+            Action::Finding { group_id, permission } => {
+                info!(group = %group_id, permission = %permission, "Security Hub finding");
+                import_finding(up, state, group_id, permission).await
+            }
+            Action::Revoke { group_id, permission } => {
+                info!(group = %group_id, permission = %permission, "remediator revokes");
+                revoke(up, group_id, permission).await
+            }
+        };
+        if let Err(e) = result {
+            warn!(action = ?action, error = %e, "could not carry out a lab action");
+        }
+    }
+    Ok(())
+}
+
+/// Scans forever at `interval`.
+pub async fn run(up: Upstream, state: Arc<Mutex<LabState>>, interval: Duration) {
+    loop {
+        if let Err(e) = tick(&up, &state).await {
+            warn!(error = %e, "scan failed");
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
