@@ -71,7 +71,7 @@ async fn a_control_switched_off_is_reported_as_the_gap() {
     let (emu, lab, _) = lab_world(&["--config-mode", "off", "--firewall-latency", "1s"]).await;
 
     // WHEN a run watches both for a short window
-    let out = run(&lab, &[CONFIG, ALARM], "8s").await;
+    let out = run(&lab, &[CONFIG, ALARM], "10s").await;
 
     // THEN it is detected (the firewall noticed) and Config is named as the gap
     assert_eq!(out.status, 0, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
@@ -89,8 +89,8 @@ async fn config_slower_than_the_window_is_undetected() {
     // GIVEN Config that evaluates an hour late and no firewall
     let (emu, lab, _) = lab_world(&["--config-mode", "slow", "--firewall-mode", "off"]).await;
 
-    // WHEN a run watches Config for 6 seconds
-    let out = run(&lab, &[CONFIG], "6s").await;
+    // WHEN a run watches Config for 10 seconds
+    let out = run(&lab, &[CONFIG], "10s").await;
 
     // THEN it ends undetected (exit 3) and reverted
     assert_eq!(out.status, 3, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
@@ -103,10 +103,11 @@ async fn config_slower_than_the_window_is_undetected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_throttled_then_recovered_still_detects() {
-    // GIVEN a Config API that throttles its next 8 requests (more than one call's SDK
-    // retries can absorb), then recovers
+    // GIVEN a Config API that answers the pre-flight read, then throttles the next 6
+    // requests (more than one call's SDK retries absorb, so whole watch ticks fail), then
+    // recovers
     let (emu, lab, _) =
-        lab_world(&["--config-latency", "1s", "--firewall-mode", "off", "--config-fault", "throttle:8"]).await;
+        lab_world(&["--config-latency", "1s", "--firewall-mode", "off", "--config-fault", "throttle:6@1"]).await;
 
     // WHEN a run watches Config
     let out = run(&lab, &[CONFIG], "90s").await;
@@ -118,23 +119,43 @@ async fn config_throttled_then_recovered_still_detects() {
     assert_eq!(v["outcome"], "detected", "{v}");
     let secs = detection(&v, CONFIG)["seconds_to_detect"].as_f64().unwrap();
     assert!(secs >= 1.0, "{secs}");
+    assert!(out.stderr.contains("ThrottlingException"), "the watch was throttled and said so: {}", out.stderr);
     assert!(experiment_rules(&emu).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_that_always_fails_cannot_be_judged() {
-    // GIVEN a Config API that answers every request with a 5xx
-    let (emu, lab, _) = lab_world(&["--firewall-mode", "off", "--config-fault", "error"]).await;
+async fn config_that_fails_the_whole_watch_cannot_be_judged() {
+    // GIVEN a Config API that answers the pre-flight read, then fails every request with a 5xx
+    let (emu, lab, _) = lab_world(&["--firewall-mode", "off", "--config-fault", "error@1"]).await;
 
     // WHEN a run watches only Config
-    let out = run(&lab, &[CONFIG], "6s").await;
+    let out = run(&lab, &[CONFIG], "10s").await;
 
     // THEN the run is `failed` (exit 1), not a false `undetected`, with the error named;
     // and the port is closed regardless
     assert_eq!(out.status, 1, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
     let v = out.json();
-    assert!(["failed", "aborted"].contains(&v["outcome"].as_str().unwrap()), "{v}");
+    assert_eq!(v["outcome"], "failed", "{v}");
+    assert_eq!(v["reverted"], true, "{v}");
     assert!(v["reason"].as_str().unwrap_or_default().contains("InternalFailure"), "{v}");
+    assert!(experiment_rules(&emu).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_failing_before_the_injection_aborts_without_writing() {
+    // GIVEN a Config API that throttles everything
+    let (emu, lab, g) = lab_world(&["--firewall-mode", "off", "--config-fault", "throttle"]).await;
+    let before = ingress_of(&emu, &g).await;
+
+    // WHEN a run needs Config's baseline for its pre-flight
+    let out = run(&lab, &[CONFIG], "10s").await;
+
+    // THEN it aborts (exit 1) before any write, naming the throttling
+    assert_eq!(out.status, 1, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["outcome"], "aborted", "{v}");
+    assert!(v["reason"].as_str().unwrap_or_default().contains("ThrottlingException"), "{v}");
+    assert_eq!(ingress_of(&emu, &g).await, before);
     assert!(experiment_rules(&emu).await.is_empty());
 }
 

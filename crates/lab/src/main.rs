@@ -29,9 +29,11 @@ What it does:
     - optionally revokes such rules after --remediate-after (the auto-remediator).
 
 Modes: on (react after the latency), off (never react), slow (react after an hour).
-Faults: none, throttle[:N], error[:N] — the next N requests (all, without N) to that
-detector's API fail with throttling or a 5xx: Config for --config-fault, DescribeAlarms
-for --firewall-fault, GetFindings for --securityhub-fault.
+Faults: none, throttle[:N][@M], error[:N][@M] — after letting M requests through (0
+without @M), the next N requests (all, without :N) to that detector's API fail with
+throttling or a 5xx: Config for --config-fault, DescribeAlarms for --firewall-fault,
+GetFindings for --securityhub-fault. `throttle:6@1` lets the CLI's pre-flight read
+through, then throttles the watch until it has failed 6 times.
 
 Point the CLI at the lab, not at the emulator:
   AWS_ENDPOINT_URL=http://127.0.0.1:PORT chaoslingr run \\
@@ -43,7 +45,7 @@ A TOML file (--config) sets the same things; flags override it. Example:
   [config]
   mode = \"on\"            # on | off | slow
   latency = \"3s\"
-  fault = \"none\"         # none | throttle[:N] | error[:N]
+  fault = \"none\"         # none | throttle[:N][@M] | error[:N][@M]
   [[config.rules]]
   name = \"vpc-sg-open-only-to-authorized-ports\"
   authorized_tcp_ports = \"443\"
@@ -93,7 +95,7 @@ struct Args {
     /// AWS Config evaluation latency [default: 3s].
     #[arg(long, value_name = "DURATION")]
     config_latency: Option<String>,
-    /// Failures of the Config API: none, throttle[:N], error[:N].
+    /// Failures of the Config API: none, throttle[:N][@M], error[:N][@M].
     #[arg(long, value_name = "FAULT")]
     config_fault: Option<String>,
     /// Largest page of Config results [default: 100].
@@ -112,7 +114,7 @@ struct Args {
     /// Firewall reaction latency [default: 2s].
     #[arg(long, value_name = "DURATION")]
     firewall_latency: Option<String>,
-    /// Failures of DescribeAlarms: none, throttle[:N], error[:N].
+    /// Failures of DescribeAlarms: none, throttle[:N][@M], error[:N][@M].
     #[arg(long, value_name = "FAULT")]
     firewall_fault: Option<String>,
     /// The CloudWatch alarm the firewall sets [default: chaoslingr-lab-firewall].
@@ -121,7 +123,7 @@ struct Args {
     /// Do not import Security Hub findings when the firewall reacts.
     #[arg(long)]
     no_findings: bool,
-    /// Failures of GetFindings: none, throttle[:N], error[:N].
+    /// Failures of GetFindings: none, throttle[:N][@M], error[:N][@M].
     #[arg(long, value_name = "FAULT")]
     securityhub_fault: Option<String>,
 

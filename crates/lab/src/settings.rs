@@ -43,26 +43,33 @@ pub struct Fault {
     pub kind: FaultKind,
     /// How many requests fail before the API recovers; `None` means every request.
     pub count: Option<u32>,
+    /// How many requests succeed before the failures start (`@M`).
+    pub after: u32,
 }
 
-/// Parses `none`, `throttle`, `throttle:N`, `error` or `error:N`.
+/// Parses `none`, or `throttle` / `error`, optionally followed by `:N` (fail N requests,
+/// then recover) and `@M` (let M requests through first), e.g. `throttle:6@1`.
 pub fn parse_fault(s: &str) -> Result<Option<Fault>, String> {
     let s = s.trim().to_ascii_lowercase();
     if s.is_empty() || s == "none" {
         return Ok(None);
     }
-    let (kind, count) = match s.split_once(':') {
+    let (head, after) = match s.split_once('@') {
+        Some((h, m)) => (h, m.parse::<u32>().map_err(|_| format!("`{s}`: the number after `@` must be a count"))?),
+        None => (s.as_str(), 0),
+    };
+    let (kind, count) = match head.split_once(':') {
         Some((k, n)) => {
-            (k, Some(n.parse::<u32>().map_err(|_| format!("`{s}`: the count after `:` must be a number"))?))
+            (k, Some(n.parse::<u32>().map_err(|_| format!("`{s}`: the number after `:` must be a count"))?))
         }
-        None => (s.as_str(), None),
+        None => (head, None),
     };
     let kind = match kind {
         "throttle" => FaultKind::Throttle,
         "error" => FaultKind::ServerError,
-        _ => return Err(format!("`{s}` is not a fault; expected `none`, `throttle[:N]` or `error[:N]`")),
+        _ => return Err(format!("`{s}` is not a fault; expected `none`, `throttle[:N][@M]` or `error[:N][@M]`")),
     };
-    Ok(Some(Fault { kind, count }))
+    Ok(Some(Fault { kind, count, after }))
 }
 
 fn parse_duration(s: &str, what: &str) -> Result<Duration, String> {
@@ -276,13 +283,30 @@ mod tests {
         assert_eq!(s.region, "eu-west-1");
         assert_eq!(s.scan_interval, Duration::from_millis(500));
         assert_eq!(s.config.mode, Mode::Slow);
-        assert_eq!(s.config.fault, Some(Fault { kind: FaultKind::Throttle, count: Some(4) }));
+        assert_eq!(s.config.fault, Some(Fault { kind: FaultKind::Throttle, count: Some(4), after: 0 }));
         assert_eq!(s.config_page_size, 2);
         assert_eq!(s.config_rules[0].authorized_tcp.len(), 2);
         assert_eq!(s.firewall.mode, Mode::Off);
         assert!(!s.firewall_findings);
-        assert_eq!(s.securityhub_fault, Some(Fault { kind: FaultKind::ServerError, count: None }));
+        assert_eq!(s.securityhub_fault, Some(Fault { kind: FaultKind::ServerError, count: None, after: 0 }));
         assert_eq!(s.remediator, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn faults_parse_with_count_and_offset() {
+        assert_eq!(parse_fault("none").unwrap(), None);
+        assert_eq!(parse_fault("error").unwrap(), Some(Fault { kind: FaultKind::ServerError, count: None, after: 0 }));
+        assert_eq!(
+            parse_fault("Throttle:6@1").unwrap(),
+            Some(Fault { kind: FaultKind::Throttle, count: Some(6), after: 1 })
+        );
+        assert_eq!(
+            parse_fault("error@3").unwrap(),
+            Some(Fault { kind: FaultKind::ServerError, count: None, after: 3 })
+        );
+        for bad in ["flaky", "throttle:x", "throttle:2@", "error@-1"] {
+            assert!(parse_fault(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

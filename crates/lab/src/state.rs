@@ -62,23 +62,25 @@ pub type ScannedGroup = (String, Vec<Permission>);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FaultBudget {
     fault: Option<Fault>,
-    used: u32,
+    seen: u32,
 }
 
 impl FaultBudget {
     pub fn new(fault: Option<Fault>) -> Self {
-        FaultBudget { fault, used: 0 }
+        FaultBudget { fault, seen: 0 }
     }
 
     /// Whether this request fails, and how.
     pub fn take(&mut self) -> Option<Fault> {
         let f = self.fault?;
+        let n = self.seen;
+        self.seen = self.seen.saturating_add(1);
+        if n < f.after {
+            return None;
+        }
         match f.count {
-            Some(n) if self.used >= n => None,
-            _ => {
-                self.used += 1;
-                Some(f)
-            }
+            Some(count) if n - f.after >= count => None,
+            _ => Some(f),
         }
     }
 }
@@ -348,11 +350,14 @@ mod tests {
     #[test]
     fn fault_budgets_fail_n_requests_then_recover() {
         use crate::settings::{Fault, FaultKind};
-        let mut b = FaultBudget::new(Some(Fault { kind: FaultKind::Throttle, count: Some(2) }));
+        let mut b = FaultBudget::new(Some(Fault { kind: FaultKind::Throttle, count: Some(2), after: 0 }));
         assert!(b.take().is_some());
         assert!(b.take().is_some());
         assert!(b.take().is_none());
-        let mut always = FaultBudget::new(Some(Fault { kind: FaultKind::ServerError, count: None }));
+        let mut late = FaultBudget::new(Some(Fault { kind: FaultKind::Throttle, count: Some(2), after: 1 }));
+        let seen: Vec<bool> = (0..5).map(|_| late.take().is_some()).collect();
+        assert_eq!(seen, vec![false, true, true, false, false]);
+        let mut always = FaultBudget::new(Some(Fault { kind: FaultKind::ServerError, count: None, after: 0 }));
         assert!((0..100).all(|_| always.take().is_some()));
         assert!(FaultBudget::new(None).take().is_none());
     }
