@@ -241,10 +241,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let interval = settings.scan_interval;
     let summary = format!(
-        "config {:?} ({}), firewall {:?} ({}, alarm {}), remediator {}",
-        settings.config.mode,
+        "config {} ({}), firewall {} ({}, alarm {}), remediator {}",
+        format!("{:?}", settings.config.mode).to_lowercase(),
         humantime::format_duration(settings.config.latency),
-        settings.firewall.mode,
+        format!("{:?}", settings.firewall.mode).to_lowercase(),
         humantime::format_duration(settings.firewall.latency),
         settings.firewall_alarm,
         settings.remediator.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),

@@ -383,26 +383,29 @@ fn demo() -> Result<()> {
         }
     }
 
-    header("[3/8] Starting the emulator and the detection lab on 127.0.0.1");
-    println!(
-        "The lab answers AWS Config (rule vpc-sg-open-only-to-authorized-ports, 443/tcp authorized,\n\
-         3 s evaluation latency) and plays a firewall that sets the CloudWatch alarm\n\
-         chaoslingr-lab-firewall 2 s after a world-open unauthorized port appears.\n"
-    );
+    header("[3/8] Starting the emulator on 127.0.0.1, and seeding it");
+    println!("A VPC, five security groups (three opted in), an SNS topic and its SQS inbox.");
     let _guard = LabGuard { ws: &ws };
-    let endpoint = start_lab(&ws, &[])?;
-    let emulator = capture(&ws, &mut ws.script("emulator.sh", &["url"]))?.trim().to_string();
-    println!("Emulator: {emulator}   Lab (what the CLI talks to): {endpoint}");
-
-    header("[4/8] Seeding: a VPC, five security groups (three opted in), an SNS topic and its SQS inbox");
+    let out = capture(&ws, &mut ws.script("emulator.sh", &["start"]))?;
+    let emulator = out.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string();
+    if !emulator.starts_with("http://127.0.0.1:") {
+        return Err(format!("emulator.sh start printed {emulator:?}, expected http://127.0.0.1:PORT"));
+    }
     run_ok(&ws, &mut ws.seed(["reset", "--endpoint", &emulator]))?;
     let seeded = capture(&ws, &mut ws.seed(["seed", "--endpoint", &emulator]))?;
     print!("{seeded}");
     let field = |key: &str| json_string_field(&seeded, key).ok_or_else(|| format!("seed.py printed no `{key}`"));
     let topic_arn = field("topic_arn")?;
     let queue_url = field("queue_url")?;
-    // The lab's first scan after seeding is Config's baseline for the new groups.
-    std::thread::sleep(Duration::from_secs(2));
+
+    header("[4/8] Starting the detection lab in front of the emulator");
+    println!(
+        "The lab answers AWS Config (rule vpc-sg-open-only-to-authorized-ports, 443/tcp authorized,\n\
+         3 s evaluation latency) and plays a firewall that sets the CloudWatch alarm\n\
+         chaoslingr-lab-firewall 2 s after a world-open unauthorized port appears.\n"
+    );
+    let endpoint = start_lab(&ws, &[])?;
+    println!("Emulator: {emulator}   Lab (what the CLI talks to): {endpoint}");
 
     ws.write_empty_aws_files()?;
     println!(
