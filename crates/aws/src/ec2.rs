@@ -226,4 +226,32 @@ impl Ingress for Ec2Ingress {
             }
         }
     }
+
+    /// `CreateTags` on the group: the marker of an unattended experiment.
+    #[instrument(skip(self, tags), err)]
+    async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
+        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        self.client
+            .create_tags()
+            .resources(group_id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| call_error("CreateTags", &e))?;
+        Ok(())
+    }
+
+    /// `DeleteTags` on the group, by key (whatever the values).
+    #[instrument(skip(self, keys), err)]
+    async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
+        let tags: Vec<Tag> = keys.iter().map(|k| Tag::builder().key(*k).build()).collect();
+        self.client
+            .delete_tags()
+            .resources(group_id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| call_error("DeleteTags", &e))?;
+        Ok(())
+    }
 }

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_smithy_types::DateTime;
+use chaoslingr_domain::outcome::StartReport;
 use chaoslingr_domain::ports::{CallError, FailureKind, Recorder};
 use chaoslingr_domain::{Outcome, OutcomeReport};
 use tracing::{error, info, instrument};
@@ -111,6 +112,43 @@ impl AwsRecorder {
 }
 
 impl Recorder for AwsRecorder {
+    async fn record_start(&self, start: &StartReport) -> Vec<CallError> {
+        let metric = async {
+            self.cloudwatch
+                .put_metric_data()
+                .namespace(&self.namespace)
+                .metric_data(count("Started", 1.0, start.experiment, DateTime::from(SystemTime::now())))
+                .send()
+                .await
+                .map_err(|e| call_error("PutMetricData", &e))
+                .map(|_| ())
+        };
+        let publish = async {
+            let Some(topic) = &self.topic_arn else { return Ok(()) };
+            let mut subject =
+                format!("ChaoSlingr: started on {} ({} {})", start.security_group_id, start.protocol, start.from_port);
+            subject.truncate(100);
+            self.sns
+                .publish()
+                .topic_arn(topic)
+                .subject(subject)
+                .message(start.to_json())
+                .message_attributes("event", attribute("started"))
+                .message_attributes("experiment", attribute(start.experiment))
+                .send()
+                .await
+                .map_err(|e| call_error("Publish", &e))
+                .map(|_| ())
+        };
+        let (m, p) = tokio::join!(metric, publish);
+        info!(target: "chaoslingr::start", experiment_id = %start.experiment_id, report = %start.to_json(), "started");
+        let failures: Vec<CallError> = [m.err(), p.err()].into_iter().flatten().collect();
+        for f in &failures {
+            error!(error = %f, "could not announce the start");
+        }
+        failures
+    }
+
     async fn record(&self, report: &OutcomeReport) -> Vec<CallError> {
         let topic = self.topic_arn.clone();
         let publish = async {

@@ -178,11 +178,30 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         progress: &mut (dyn FnMut(&Progress<'_>) + Send),
         cancel: impl Future<Output = String> + Send,
     ) -> Result<RunEnd, EngineError> {
+        let plan = match self.prepare(request, rng).await? {
+            Ok(plan) => plan,
+            Err(end) => return Ok(end),
+        };
+        if self.settings.dry_run {
+            return Ok(RunEnd::DryRun(self.dry_run(plan).await));
+        }
+        self.inject_watch_revert(plan, progress, cancel).await
+    }
+
+    /// Validation, pre-flight and planning: everything before the first write. `Err` is
+    /// bad input (nothing changed); `Ok(Err(end))` an aborted run, already recorded.
+    pub(crate) async fn prepare(
+        &self,
+        request: &RunRequest,
+        rng: &mut (impl Rng + Send),
+    ) -> Result<Result<Plan, RunEnd>, EngineError> {
         // Validate the request before anything else: a target that is not opted in is
         // refused without a single write.
         let groups = match self.ingress.opted_in_groups(&self.settings.opt_in_tag).await {
             Ok(g) => g,
-            Err(e) => return Ok(self.aborted(None, format!("could not list opted-in security groups: {e}")).await),
+            Err(e) => {
+                return Ok(Err(self.aborted(None, format!("could not list opted-in security groups: {e}")).await))
+            }
         };
         if let Some(target) = &request.target {
             let found = groups.iter().find(|g| &g.id == target);
@@ -196,22 +215,18 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
         let active = match self.ingress.experiment_rules().await {
             Ok(rules) => rules,
-            Err(e) => return Ok(self.aborted(None, format!("could not list active experiments: {e}")).await),
+            Err(e) => return Ok(Err(self.aborted(None, format!("could not list active experiments: {e}")).await)),
         };
         if let Err(reason) = self.preflight(&active).await {
-            return Ok(self.aborted(None, reason).await);
+            return Ok(Err(self.aborted(None, reason).await));
         }
 
         let plan = match self.plan(&groups, request, &active, rng).await {
             Ok(plan) => plan,
-            Err(reason) => return Ok(self.aborted(None, reason).await),
+            Err(reason) => return Ok(Err(self.aborted(None, reason).await)),
         };
         info!(experiment_id = %plan.id, group = %plan.security_group_id, protocol = %plan.protocol, ports = %plan.ports, "planned");
-
-        if self.settings.dry_run {
-            return Ok(RunEnd::DryRun(self.dry_run(plan).await));
-        }
-        self.inject_watch_revert(plan, progress, cancel).await
+        Ok(Ok(plan))
     }
 
     /// Pre-flight: any doubt means no injection.
@@ -278,7 +293,13 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         active_rules: &[TaggedRule],
         rng: &mut (impl Rng + Send),
     ) -> Result<Plan, String> {
-        let active = by_group(active_rules);
+        let mut active = by_group(active_rules);
+        // A group still marked by an unattended experiment (its rule may already be gone,
+        // waiting for the judge to conclude it) is busy too.
+        for g in groups.iter().filter(|g| crate::marker::is_marked(&g.tags)) {
+            let id = g.tags.iter().find(|(k, _)| k == crate::tags::EXPERIMENT_ID).and_then(|(_, v)| v.parse().ok());
+            active.entry(g.id.clone()).or_insert_with(|| id.unwrap_or_else(|| "cs-unknown".parse().expect("valid id")));
+        }
         let candidates: Vec<&GroupInfo> = match &request.target {
             Some(t) => groups.iter().filter(|g| &g.id == t).collect(),
             None => selection::random_order(groups, rng),
@@ -337,7 +358,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         })
     }
 
-    async fn dry_run(&self, plan: Plan) -> DryRunReport {
+    pub(crate) async fn dry_run(&self, plan: Plan) -> DryRunReport {
         let permission_check = match self.ingress_request(&plan, self.clock.now(), true) {
             Err(e) => format!("invalid: {e}"),
             Ok(req) => match self.ingress.authorize(&req).await {
@@ -357,58 +378,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     ) -> Result<RunEnd, EngineError> {
         let mut experiment = Experiment::planned(plan.clone());
         let mut cancel = std::pin::pin!(cancel);
-
-        // Re-check the opt-in tag on a fresh read right before writing: the group may have
-        // been opted out since it was listed.
-        match self.ingress.group(&plan.security_group_id).await {
-            Ok(Some(g)) if self.settings.is_opted_in(g.tag_pairs()) => {}
-            Ok(_) => {
-                return Ok(self
-                    .aborted(Some(&plan), format!("{} was opted out before injection", plan.security_group_id))
-                    .await)
-            }
-            Err(e) => return Ok(self.aborted(Some(&plan), format!("could not re-check the opt-in tag: {e}")).await),
-        }
-
-        // A stop requested during pre-flight or planning means no write at all.
-        if let Some(reason) = (&mut cancel).now_or_never() {
-            return Ok(self.aborted(Some(&plan), format!("{reason} before injection; nothing was changed")).await);
-        }
-
-        let injected_at = self.clock.now();
-        let request = match self.ingress_request(&plan, injected_at, false) {
-            Ok(r) => r,
-            Err(e) => return Ok(self.aborted(Some(&plan), e.to_string()).await),
+        let record = match self.inject_plan(&plan, &mut experiment, || (&mut cancel).now_or_never()).await {
+            Ok(record) => record,
+            Err(end) => return Ok(end),
         };
-        let rule_id = match self.ingress.authorize(&request).await {
-            Ok(AuthorizeOutcome::Created { rule_id }) => rule_id,
-            Ok(AuthorizeOutcome::Denied { code, message }) => {
-                let _ = experiment.conclude(Outcome::Prevented, &plan);
-                let reason = format!("EC2 refused to open the port: {code}: {message}");
-                return Ok(self.conclude(&plan, None, Outcome::Prevented, reason, vec![], None).await);
-            }
-            Ok(AuthorizeOutcome::WouldSucceed) => {
-                return Ok(self.aborted(Some(&plan), "EC2 answered a real call as a dry run".into()).await)
-            }
-            Err(e) => {
-                // The call may have created the rule before failing (a timeout after the
-                // write): look for it by our tag and remove it.
-                // When the listing finds no rule, no rule exists to revert.
-                let cleanup = self.revert_by_id(&plan.id).await;
-                let reverted = cleanup.iter().all(|r| r.reverted);
-                let created = cleanup.first().map(|r| r.security_group_rule_id.clone()).filter(|id| !id.is_empty());
-                let reason = format!("could not open the port: {e}");
-                let revert = cleanup.into_iter().next();
-                let mut end = self.conclude(&plan, None, Outcome::Failed, reason, vec![], revert).await;
-                if let RunEnd::Concluded { report, .. } = &mut end {
-                    report.reverted = reverted;
-                    report.security_group_rule_id = created;
-                }
-                return Ok(end);
-            }
-        };
-        let record = experiment.injected(rule_id, injected_at).expect("a planned experiment can be injected").clone();
-        info!(experiment_id = %record.id, rule = %record.security_group_rule_id, deadline = %rfc3339(record.deadline), "injected");
 
         // From here on the rule exists: the revert below runs whatever the watch does,
         // including when it panics or is cancelled.
@@ -429,6 +402,97 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         };
         let _ = experiment.conclude(outcome, &plan);
         Ok(self.conclude(&plan, Some(&record), outcome, reason, detections, Some(revert)).await)
+    }
+
+    /// Re-checks the opt-in tag, creates the tagged rule, and makes sure this experiment
+    /// did not race another one past the maximum. `stop` is asked right before the
+    /// write. `Err` is the concluded run when nothing (or nothing any more) is open.
+    pub(crate) async fn inject_plan(
+        &self,
+        plan: &Plan,
+        experiment: &mut Experiment,
+        stop: impl FnOnce() -> Option<String>,
+    ) -> Result<ExperimentRecord, RunEnd> {
+        // Re-check the opt-in tag on a fresh read right before writing: the group may have
+        // been opted out since it was listed.
+        match self.ingress.group(&plan.security_group_id).await {
+            Ok(Some(g)) if self.settings.is_opted_in(g.tag_pairs()) => {}
+            Ok(_) => {
+                return Err(self
+                    .aborted(Some(plan), format!("{} was opted out before injection", plan.security_group_id))
+                    .await)
+            }
+            Err(e) => return Err(self.aborted(Some(plan), format!("could not re-check the opt-in tag: {e}")).await),
+        }
+
+        // A stop requested during pre-flight or planning means no write at all.
+        if let Some(reason) = stop() {
+            return Err(self.aborted(Some(plan), format!("{reason} before injection; nothing was changed")).await);
+        }
+
+        let injected_at = self.clock.now();
+        let request = match self.ingress_request(plan, injected_at, false) {
+            Ok(r) => r,
+            Err(e) => return Err(self.aborted(Some(plan), e.to_string()).await),
+        };
+        let rule_id = match self.ingress.authorize(&request).await {
+            Ok(AuthorizeOutcome::Created { rule_id }) => rule_id,
+            Ok(AuthorizeOutcome::Denied { code, message }) => {
+                let _ = experiment.conclude(Outcome::Prevented, plan);
+                let reason = format!("EC2 refused to open the port: {code}: {message}");
+                return Err(self.conclude(plan, None, Outcome::Prevented, reason, vec![], None).await);
+            }
+            Ok(AuthorizeOutcome::WouldSucceed) => {
+                return Err(self.aborted(Some(plan), "EC2 answered a real call as a dry run".into()).await)
+            }
+            Err(e) => {
+                // The call may have created the rule before failing (a timeout after the
+                // write): look for it by our tag and remove it.
+                // When the listing finds no rule, no rule exists to revert.
+                let cleanup = self.revert_by_id(&plan.id).await;
+                let reverted = cleanup.iter().all(|r| r.reverted);
+                let created = cleanup.first().map(|r| r.security_group_rule_id.clone()).filter(|id| !id.is_empty());
+                let reason = format!("could not open the port: {e}");
+                let revert = cleanup.into_iter().next();
+                let mut end = self.conclude(plan, None, Outcome::Failed, reason, vec![], revert).await;
+                if let RunEnd::Concluded { report, .. } = &mut end {
+                    report.reverted = reverted;
+                    report.security_group_rule_id = created;
+                }
+                return Err(end);
+            }
+        };
+        let record = experiment.injected(rule_id, injected_at).expect("a planned experiment can be injected").clone();
+        info!(experiment_id = %record.id, rule = %record.security_group_rule_id, deadline = %rfc3339(record.deadline), "injected");
+
+        // Two starters can pass pre-flight at the same moment (two schedules, a schedule
+        // and a person). Count again now that our rule exists, and step back when over
+        // the maximum: when both see each other both step back, so never both stay.
+        let others = match self.ingress.experiment_rules().await {
+            Ok(rules) => Ok(rules
+                .iter()
+                .filter_map(|r| r.experiment_id())
+                .filter(|id| *id != record.id.as_str())
+                .map(String::from)
+                .collect::<Vec<_>>()),
+            Err(e) => Err(e),
+        };
+        let step_back = match others {
+            Ok(others) if others.len() < self.settings.max_active => None,
+            Ok(others) => Some(format!(
+                "another experiment started at the same time ({}); the maximum is {} (CHAOSLINGR_MAX_ACTIVE), so this one stepped back",
+                others.join(", "),
+                self.settings.max_active
+            )),
+            Err(e) => Some(format!("could not re-count active experiments after injecting ({e}); stepped back")),
+        };
+        if let Some(reason) = step_back {
+            warn!(experiment_id = %record.id, reason = %reason, "stepping back");
+            let revert = self.revert_record(&record).await;
+            let _ = experiment.conclude(Outcome::Aborted, plan);
+            return Err(self.conclude(plan, Some(&record), Outcome::Aborted, reason, vec![], Some(revert)).await);
+        }
+        Ok(record)
     }
 
     /// Observes until the judge's verdict is final or `cancel` resolves.
@@ -494,7 +558,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         self.revert_rule(record.id.as_str(), &record.security_group_id, &record.security_group_rule_id).await
     }
 
-    async fn revert_rule(&self, experiment_id: &str, group_id: &str, rule_id: &str) -> RevertReport {
+    pub(crate) async fn revert_rule(&self, experiment_id: &str, group_id: &str, rule_id: &str) -> RevertReport {
         let mut report = RevertReport {
             experiment_id: experiment_id.to_string(),
             security_group_id: group_id.to_string(),
@@ -584,7 +648,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         Ok(out)
     }
 
-    async fn aborted(&self, plan: Option<&Plan>, reason: String) -> RunEnd {
+    pub(crate) async fn aborted(&self, plan: Option<&Plan>, reason: String) -> RunEnd {
         info!(reason = %reason, "aborted before injection");
         let plan = plan.cloned();
         match plan {
@@ -602,7 +666,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         }
     }
 
-    async fn conclude(
+    pub(crate) async fn conclude(
         &self,
         plan: &Plan,
         record: Option<&ExperimentRecord>,
@@ -619,7 +683,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn report_for(
+    pub(crate) fn report_for(
         &self,
         id: &ExperimentId,
         plan: Option<&Plan>,

@@ -135,3 +135,50 @@ impl OutcomeReport {
         serde_json::to_string(self).expect("outcome reports always serialize")
     }
 }
+
+/// The start of an unattended experiment (`chaoslingr.started/v1`), announced by the
+/// scheduled inject before any detector could have noticed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StartReport {
+    pub schema: &'static str,
+    pub experiment_id: String,
+    pub experiment: &'static str,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub security_group_id: String,
+    pub security_group_rule_id: String,
+    pub protocol: String,
+    pub from_port: u16,
+    pub to_port: u16,
+    pub cidr: String,
+    pub injected_at: String,
+    pub deadline: String,
+    pub detectors: Vec<String>,
+}
+
+pub const START_SCHEMA: &str = "chaoslingr.started/v1";
+
+impl StartReport {
+    pub fn new(record: &crate::experiment::ExperimentRecord, region: Option<String>) -> Self {
+        StartReport {
+            schema: START_SCHEMA,
+            experiment_id: record.id.to_string(),
+            experiment: crate::experiment::PORT_CHANGE,
+            account: record.account.clone(),
+            region,
+            security_group_id: record.security_group_id.clone(),
+            security_group_rule_id: record.security_group_rule_id.clone(),
+            protocol: record.protocol.to_string(),
+            from_port: record.ports.from,
+            to_port: record.ports.to,
+            cidr: record.cidr.clone(),
+            injected_at: crate::time::rfc3339_millis(record.injected_at),
+            deadline: crate::time::rfc3339(record.deadline),
+            detectors: record.detectors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("start reports always serialize")
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use crate::detector::Detector;
 use crate::experiment::{ExperimentRecord, PortRange, Protocol};
 use crate::judge::Reading;
-use crate::outcome::OutcomeReport;
+use crate::outcome::{OutcomeReport, StartReport};
 use crate::selection::GroupInfo;
 use crate::tags::TaggedRule;
 
@@ -89,6 +89,15 @@ pub trait Ingress: Send + Sync {
     fn rule(&self, rule_id: &str) -> impl Future<Output = Result<Option<TaggedRule>, CallError>> + Send;
     fn authorize(&self, request: &IngressRequest) -> impl Future<Output = Result<AuthorizeOutcome, CallError>> + Send;
     fn revoke(&self, group_id: &str, rule_id: &str) -> impl Future<Output = Result<RevokeOutcome, CallError>> + Send;
+    /// Adds or overwrites tags on a security group (the marker of an unattended
+    /// experiment, see [`crate::marker`]).
+    fn tag_group(
+        &self,
+        group_id: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// Removes tags (by key) from a security group.
+    fn untag_group(&self, group_id: &str, keys: &[&str]) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
 /// A CloudWatch alarm's current state.
@@ -119,6 +128,12 @@ pub trait Recorder: Send + Sync {
     /// Records one outcome; returns the failures (each already logged) so the caller can
     /// report them. Recording never stops a revert.
     fn record(&self, report: &OutcomeReport) -> impl Future<Output = Vec<CallError>> + Send;
+    /// Announces that an unattended experiment started (metric `Started`, one SNS
+    /// message); returns what failed. Recording nothing is a valid implementation.
+    fn record_start(&self, start: &StartReport) -> impl Future<Output = Vec<CallError>> + Send {
+        let _ = start;
+        async { Vec::new() }
+    }
 }
 
 /// Wall-clock time and waiting, so tests can run a 15-minute window in microseconds.

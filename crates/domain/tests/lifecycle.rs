@@ -231,6 +231,27 @@ impl Ingress for FakeWorld {
         })
     }
 
+    async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
+        self.with(|w| {
+            w.calls.push(format!("tag {group_id}"));
+            let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("tagging a known group");
+            for (k, v) in tags {
+                g.tags.retain(|(key, _)| key != k);
+                g.tags.push((k.clone(), v.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
+        self.with(|w| {
+            w.calls.push(format!("untag {group_id}"));
+            let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("untagging a known group");
+            g.tags.retain(|(k, _)| !keys.contains(&k.as_str()));
+            Ok(())
+        })
+    }
+
     async fn revoke(&self, group_id: &str, rule_id: &str) -> Result<RevokeOutcome, CallError> {
         self.with(|w| {
             w.calls.push(format!("revoke {group_id} {rule_id}"));
