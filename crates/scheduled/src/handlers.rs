@@ -1,0 +1,108 @@
+//! The inject and judge handlers, built once per cold start and called per event.
+
+use chaoslingr_aws::{AwsAdapters, AwsDetectors, AwsRecorder, Ec2Ingress};
+use chaoslingr_domain::engine::{Engine, RunEnd, RunRequest};
+use chaoslingr_domain::ports::SystemClock;
+use chaoslingr_domain::scheduled::InjectEnd;
+use chaoslingr_domain::Settings;
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use tracing::{error, info};
+
+use crate::error::FunctionError;
+use crate::event;
+
+/// The engine on the AWS adapters.
+pub type AwsEngine = Engine<Ec2Ingress, AwsDetectors, AwsRecorder, SystemClock>;
+
+/// Settings and clients, built once per cold start.
+pub struct Scheduled {
+    settings: Settings,
+    adapters: AwsAdapters,
+}
+
+impl Scheduled {
+    /// Reads and validates `CHAOSLINGR_*` and loads the AWS configuration. A bad setting
+    /// fails the cold start with the variable named.
+    pub async fn from_env() -> Result<Self, FunctionError> {
+        let settings = Settings::from_env()?;
+        let conf = chaoslingr_aws::load_config().await;
+        if conf.region().is_none() {
+            return Err(FunctionError::BadConfig("no AWS region configured (AWS_REGION)".into()));
+        }
+        Ok(Scheduled::new(settings, &conf))
+    }
+
+    pub fn new(settings: Settings, conf: &aws_config::SdkConfig) -> Self {
+        let adapters = AwsAdapters::new(conf, settings.namespace.clone(), settings.topic_arn.clone());
+        Scheduled { settings, adapters }
+    }
+
+    fn engine(&self, settings: Settings) -> AwsEngine {
+        Engine {
+            ingress: self.adapters.ingress.clone(),
+            detectors: self.adapters.detectors.clone(),
+            recorder: self.adapters.recorder.clone(),
+            clock: SystemClock,
+            settings,
+            region: self.adapters.region.clone(),
+        }
+    }
+
+    /// The scheduled inject: validates the event, then starts one experiment without
+    /// waiting for it. Aborted, prevented and stepped-back runs are answers, not errors:
+    /// they were recorded like any outcome.
+    pub async fn inject(&self, event: Value) -> Result<Value, FunctionError> {
+        let overrides = event::inject_overrides(&event)?;
+        let settings = overrides.apply(&self.settings)?;
+        let engine = self.engine(settings);
+        let request = RunRequest { target: overrides.target.clone() };
+        let mut rng = rand::rngs::StdRng::from_os_rng();
+        match Box::pin(engine.inject(&request, &mut rng)).await? {
+            InjectEnd::Started { record, start, record_failures } => {
+                info!(experiment_id = %record.id, group = %record.security_group_id, "experiment started");
+                Ok(json!({ "status": "started", "start": start, "record_failures": record_failures }))
+            }
+            InjectEnd::Ended(RunEnd::Concluded { report, revert, record_failures }) => {
+                info!(experiment_id = %report.experiment_id, outcome = %report.outcome, reason = %report.reason, "no experiment started");
+                if !report.reverted {
+                    let rule = revert.map(|r| r.security_group_rule_id).unwrap_or_default();
+                    error!(experiment_id = %report.experiment_id, rule = %rule, "REVERT FAILED after a step-back");
+                    return Err(FunctionError::RevertFailed(format!(
+                        "experiment {} rule {rule}: {}",
+                        report.experiment_id, report.reason
+                    )));
+                }
+                Ok(json!({ "status": "ended", "outcome": report, "record_failures": record_failures }))
+            }
+            InjectEnd::Ended(RunEnd::DryRun(plan)) => Ok(json!({ "status": "dry-run", "dry_run": plan })),
+        }
+    }
+
+    /// One judge tick. A failed revert fails the invocation (retryable) so that it shows
+    /// in the function's error metrics; the next tick retries it either way.
+    pub async fn judge(&self, event: Value) -> Result<Value, FunctionError> {
+        event::judge_event(&event)?;
+        let engine = self.engine(self.settings.clone());
+        // Boxed: the tick's future is deep enough to exceed the compiler's layout depth
+        // when inlined into the runtime's own futures.
+        let report = Box::pin(engine.judge_tick()).await?;
+        info!(
+            concluded = report.concluded.len(),
+            watching = report.watching.len(),
+            left = report.left_to_their_starter.len(),
+            errors = report.errors.len(),
+            "judge tick"
+        );
+        if report.revert_failed() {
+            let failed: Vec<String> = report
+                .reverts
+                .iter()
+                .filter(|r| !r.reverted)
+                .map(|r| format!("{} ({})", r.security_group_rule_id, r.error.as_deref().unwrap_or("unknown error")))
+                .collect();
+            return Err(FunctionError::RevertFailed(failed.join(", ")));
+        }
+        Ok(serde_json::to_value(&report).expect("tick reports serialize"))
+    }
+}

@@ -1,0 +1,21 @@
+//! The scheduled inject function: validates the event, starts one experiment (pre-flight,
+//! plan, inject with the record on the rule's tags, mark the group, announce) and returns
+//! without waiting. The judge function concludes and reverts it.
+//!
+//! Settings and AWS clients are built once per cold start; a bad `CHAOSLINGR_*` value
+//! fails the cold start with the variable named.
+
+use chaoslingr_scheduled::Scheduled;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let functions = Scheduled::from_env().await?;
+    let functions = &functions;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Value>| async move { functions.inject(event.payload).await },
+    ))
+    .await
+}

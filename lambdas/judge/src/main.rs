@@ -1,0 +1,21 @@
+//! The judge function, invoked every minute: observes every active experiment, concludes
+//! and reverts what is decided or past its deadline, and finishes whatever a crashed tick
+//! left. It is the durable timer (a window of hours costs nothing) and the safety net
+//! (no experiment outlives its deadline by more than a tick, whoever started it).
+//!
+//! Settings and AWS clients are built once per cold start.
+
+use chaoslingr_scheduled::Scheduled;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let functions = Scheduled::from_env().await?;
+    let functions = &functions;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<Value>| async move { functions.judge(event.payload).await },
+    ))
+    .await
+}

@@ -1,0 +1,18 @@
+//! The Slack notifier function, subscribed to the outcome topic: posts each experiment's
+//! start and outcome to a Slack incoming webhook as a Block Kit message. The webhook URL
+//! is read from SSM Parameter Store or Secrets Manager (`CHAOSLINGR_SLACK_WEBHOOK`),
+//! cached across invocations and never logged. Delivery failures of the moment are
+//! reported as retryable errors, so Lambda's asynchronous retries apply.
+
+use chaoslingr_scheduled::Notify;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let notify = Notify::from_env().await?;
+    let notify = &notify;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { notify.handle(event.payload).await }))
+        .await
+}
