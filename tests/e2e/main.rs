@@ -7,6 +7,7 @@ use chaoslingr_e2e::*;
 use serde_json::Value;
 
 mod lab;
+mod lambdas;
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -14,6 +14,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, SecurityGroupRule, Tag, TagSpecification};
 use std::io::{Read, Write};
 
+pub mod runtime_api;
 pub const REGION: &str = "us-east-1";
 pub const OPT_IN: &str = "chaoslingr:opt-in";
 pub const EXPERIMENT_TAG: &str = "chaoslingr:experiment-id";

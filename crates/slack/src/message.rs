@@ -244,7 +244,10 @@ fn outcome_payload(o: &OutcomeNotice) -> Value {
         if let Some(cidr) = &o.cidr {
             alert.push_str(&format!(" from {}", code(cidr, NAME_MAX)));
         }
-        alert.push_str(&format!(". Revert it now: {}", code(&format!("chaoslingr revert {}", o.experiment_id), NAME_MAX)));
+        alert.push_str(&format!(
+            ". Revert it now: {}",
+            code(&format!("chaoslingr revert {}", o.experiment_id), NAME_MAX)
+        ));
         blocks.push(section(&alert));
     }
 
@@ -253,10 +256,11 @@ fn outcome_payload(o: &OutcomeNotice) -> Value {
         Some(false) => ":rotating_light: *NO*".to_string(),
         None => "unknown".to_string(),
     };
+    let group = group_value(o.security_group_id.as_deref(), o.security_group_rule_id.as_deref());
     blocks.push(json!({
         "type": "section",
         "fields": [
-            mrkdwn(&field("Security group", &group_value(o.security_group_id.as_deref(), o.security_group_rule_id.as_deref()))),
+            mrkdwn(&field("Security group", &group)),
             mrkdwn(&field("Opened", &opened_value(ports.as_deref(), o.cidr.as_deref()))),
             mrkdwn(&field("Account / region", &account_region(o.account.as_deref(), o.region.as_deref()))),
             mrkdwn(&field("Reverted", &reverted_field)),
@@ -285,7 +289,9 @@ fn outcome_payload(o: &OutcomeNotice) -> Value {
 
     let mut text = format!("ChaoSlingr: {label}");
     match (&o.security_group_id, &ports) {
-        (Some(group), Some(ports)) => text.push_str(&format!(" on {} ({})", fit(group, NAME_MAX), fit(ports, NAME_MAX))),
+        (Some(group), Some(ports)) => {
+            text.push_str(&format!(" on {} ({})", fit(group, NAME_MAX), fit(ports, NAME_MAX)))
+        }
         (Some(group), None) => text.push_str(&format!(" on {}", fit(group, NAME_MAX))),
         (None, _) => {
             if let Some(reason) = o.reason.as_deref().filter(|r| !r.trim().is_empty()) {
@@ -307,7 +313,10 @@ fn started_payload(s: &StartNotice) -> Value {
     let ports = port_range(s.protocol.as_deref(), s.from_port, s.to_port);
     let mut blocks = vec![header_block("STARTED — port opened, watching the detectors")];
     let mut fields = vec![
-        mrkdwn(&field("Security group", &group_value(s.security_group_id.as_deref(), s.security_group_rule_id.as_deref()))),
+        mrkdwn(&field(
+            "Security group",
+            &group_value(s.security_group_id.as_deref(), s.security_group_rule_id.as_deref()),
+        )),
         mrkdwn(&field("Opened", &opened_value(ports.as_deref(), s.cidr.as_deref()))),
         mrkdwn(&field("Account / region", &account_region(s.account.as_deref(), s.region.as_deref()))),
     ];
@@ -372,7 +381,8 @@ fn detections_text(detections: &[DetectionNotice]) -> String {
             (false, _) => line.push_str(" not detected"),
         }
         if let Some(evidence) = d.evidence.as_deref().filter(|e| !e.trim().is_empty()) {
-            line.push_str(&format!(" — _{}_", fit(evidence.trim(), EVIDENCE_MAX)));
+            // Plain, not italic: evidence such as NON_COMPLIANT has underscores that would end the italics.
+            line.push_str(&format!(" — {}", fit(evidence.trim(), EVIDENCE_MAX)));
         }
         line
     });
@@ -469,7 +479,8 @@ fn field(label: &str, value: &str) -> String {
 }
 
 fn header_block(text: &str) -> Value {
-    json!({ "type": "header", "text": { "type": "plain_text", "text": truncate_plain(text, HEADER_MAX), "emoji": true } })
+    let text = truncate_plain(text, HEADER_MAX);
+    json!({ "type": "header", "text": { "type": "plain_text", "text": text, "emoji": true } })
 }
 
 fn section(text: &str) -> Value {

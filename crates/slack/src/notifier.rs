@@ -74,7 +74,11 @@ impl Notifier {
     /// A notifier reading the URL from `source` with clients built from `sdk_config`.
     /// Fails only when no root certificates can be loaded to verify Slack with.
     pub fn new(sdk_config: &aws_config::SdkConfig, source: WebhookSource) -> Result<Self, NotifyError> {
-        Self::with_clients(aws_sdk_ssm::Client::new(sdk_config), aws_sdk_secretsmanager::Client::new(sdk_config), source)
+        Self::with_clients(
+            aws_sdk_ssm::Client::new(sdk_config),
+            aws_sdk_secretsmanager::Client::new(sdk_config),
+            source,
+        )
     }
 
     /// As [`Notifier::new`], with the two clients given (for tests on mocked clients). Only
@@ -196,8 +200,11 @@ impl Notifier {
                     .map_err(|e| read_error(&self.source, &e))?;
                 let parameter_out = out.parameter().ok_or_else(|| invalid(&location, "the answer has no parameter"))?;
                 if parameter_out.r#type() != Some(&aws_sdk_ssm::types::ParameterType::SecureString) {
-                    tracing::warn!(source = %self.source,
-                        "the webhook URL parameter is not a SecureString; anyone who can read parameters can post to the channel");
+                    tracing::warn!(
+                        source = %self.source,
+                        "the webhook URL parameter is not a SecureString; anyone who can read parameters can post \
+                         to the channel"
+                    );
                 }
                 parameter_out.value().ok_or_else(|| invalid(&location, "the parameter has no value"))?.to_string()
             }
@@ -211,7 +218,10 @@ impl Notifier {
                     .map_err(|e| read_error(&self.source, &e))?;
                 out.secret_string()
                     .ok_or_else(|| {
-                        invalid(&location, "it has no string value (binary secrets are not read); store the URL as the secret string")
+                        invalid(
+                            &location,
+                            "it has no string value (binary secrets are not read); store the URL as the secret string",
+                        )
                     })?
                     .to_string()
             }
@@ -372,11 +382,17 @@ where
         };
         (advice, false)
     } else if KEY_PROBLEM.contains(&code.as_str()) {
-        (format!("grant the function's role kms:Decrypt on the KMS key that encrypts `{name}`, and check that key is enabled"), false)
+        let advice = format!(
+            "grant the function's role kms:Decrypt on the KMS key that encrypts `{name}`, and check it is enabled"
+        );
+        (advice, false)
     } else if CREDENTIALS.contains(&code.as_str()) {
         ("the function's AWS credentials were refused; check its role and the region".to_string(), false)
     } else if code == "InvalidRequestException" && store == Store::SecretsManager {
-        (format!("the secret `{name}` is deleted or scheduled for deletion; restore it or store the URL in another"), false)
+        (
+            format!("the secret `{name}` is deleted or scheduled for deletion; restore it or store the URL in another"),
+            false,
+        )
     } else {
         ("check CHAOSLINGR_SLACK_WEBHOOK and the function's permissions".to_string(), false)
     };
@@ -443,7 +459,8 @@ mod tests {
     #[test]
     fn refusals_that_mean_the_url_is_dead_are_recognised() {
         // GIVEN Slack answers of several statuses
-        let rejected = |status| NotifyError::Rejected { webhook: String::new(), status, body: String::new(), advice: "" };
+        let rejected =
+            |status| NotifyError::Rejected { webhook: String::new(), status, body: String::new(), advice: "" };
         // THEN exactly 403, 404 and 410 drop the cached URL
         for status in [403, 404, 410] {
             assert!(gone(&rejected(status)), "{status}");

@@ -61,7 +61,8 @@ impl FromStr for WebhookSource {
                     .into(),
             ));
         }
-        let (kind, name) = s.split_once(':').ok_or_else(|| bad_source(format!("`{s}` has no `ssm:` or `secretsmanager:` prefix")))?;
+        let (kind, name) =
+            s.split_once(':').ok_or_else(|| bad_source(format!("`{s}` has no `ssm:` or `secretsmanager:` prefix")))?;
         let name = name.trim();
         if name.is_empty() {
             return Err(bad_source(format!("`{s}` names no parameter or secret after `{kind}:`")));
@@ -201,7 +202,9 @@ mod tests {
             ("ssm:/chaoslingr/slack-webhook", WebhookSource::Ssm { parameter: "/chaoslingr/slack-webhook".into() }),
             (
                 "ssm:arn:aws:ssm:eu-west-1:111122223333:parameter/chaoslingr/slack",
-                WebhookSource::Ssm { parameter: "arn:aws:ssm:eu-west-1:111122223333:parameter/chaoslingr/slack".into() },
+                WebhookSource::Ssm {
+                    parameter: "arn:aws:ssm:eu-west-1:111122223333:parameter/chaoslingr/slack".into(),
+                },
             ),
             ("secretsmanager:chaoslingr/slack", WebhookSource::SecretsManager { secret_id: "chaoslingr/slack".into() }),
             (

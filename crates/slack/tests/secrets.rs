@@ -112,13 +112,13 @@ async fn an_expired_cache_is_read_again_so_a_rotation_takes_effect() {
     let rule = mock!(aws_sdk_ssm::Client::get_parameter).then_output(move || parameter(&value.lock().unwrap()));
     let notifier = Notifier::with_clients(ssm(&[&rule]), secretsmanager(&[]), ssm_source())
         .unwrap()
-        .with_cache_ttl(Duration::from_millis(300));
+        .with_cache_ttl(Duration::from_secs(1));
 
     // WHEN posting, rotating, posting at once, then posting after the cache expired
     notifier.post(&payload()).await.unwrap();
     *current.lock().unwrap() = receiver.url("/services/new/XXXXsecretXXXX");
     notifier.post(&payload()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     notifier.post(&payload()).await.unwrap();
 
     // THEN the second post still used the cached URL and the third read the new one
@@ -180,7 +180,10 @@ async fn a_missing_parameter_or_secret_is_final_and_points_at_the_setting() {
         )
     });
     for (notifier, code) in [
-        (Notifier::with_clients(ssm(&[&no_parameter]), secretsmanager(&[]), ssm_source()).unwrap(), "ParameterNotFound"),
+        (
+            Notifier::with_clients(ssm(&[&no_parameter]), secretsmanager(&[]), ssm_source()).unwrap(),
+            "ParameterNotFound",
+        ),
         (
             Notifier::with_clients(ssm(&[]), secretsmanager(&[&no_secret]), secret_source()).unwrap(),
             "ResourceNotFoundException",
@@ -221,9 +224,11 @@ async fn persistent_throttling_is_retryable_after_the_sdk_gave_up() {
 
 #[tokio::test]
 async fn a_failing_store_is_retryable() {
-    for (status, code) in [(500, "InternalServerError"), (503, "ServiceUnavailable"), (400, "TooManyRequestsException")] {
+    for (status, code) in [(500, "InternalServerError"), (503, "ServiceUnavailable"), (400, "TooManyRequestsException")]
+    {
         // GIVEN SSM answering with a server-side failure, once, without SDK retries
-        let rule = mock!(aws_sdk_ssm::Client::get_parameter).then_http_response(move || json_error(status, code, "try later"));
+        let rule =
+            mock!(aws_sdk_ssm::Client::get_parameter).then_http_response(move || json_error(status, code, "try later"));
         let notifier = Notifier::with_clients(ssm(&[&rule]), secretsmanager(&[]), ssm_source()).unwrap();
 
         // WHEN posting
@@ -297,4 +302,22 @@ async fn the_notifier_debug_output_never_shows_the_url() {
     // THEN the source is shown, the URL is not
     assert!(debug.contains(PARAMETER), "{debug}");
     assert_no_secret(&debug);
+}
+
+#[tokio::test]
+async fn a_notifier_builds_from_an_sdk_config_without_calling_anything() {
+    // GIVEN an SDK configuration as a Lambda's cold start would load it (no endpoint is
+    // contacted: nothing is read until the first post)
+    let sdk_config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+
+    // WHEN building the notifier and its defaults
+    let notifier = Notifier::new(&sdk_config, "ssm:/chaoslingr/slack-webhook".parse().unwrap()).unwrap();
+
+    // THEN it knows its source, and reports the defaults the Lambda relies on
+    assert_eq!(notifier.source(), &ssm_source());
+    assert_eq!(chaoslingr_slack::DEFAULT_CACHE_TTL, Duration::from_secs(900));
+    assert_eq!(chaoslingr_slack::DEFAULT_TIMEOUT, Duration::from_secs(10));
 }

@@ -138,10 +138,7 @@ async fn a_rotated_secret_is_picked_up_at_once_when_the_cached_url_is_refused() 
 
     // THEN the refusal made the notifier read the secret again and deliver to the new URL
     let paths: Vec<String> = receiver.received().into_iter().map(|r| r.path).collect();
-    assert_eq!(
-        paths,
-        ["/services/old/XXXXsecretXXXX", "/services/old/XXXXsecretXXXX", "/services/new/XXXXsecretXXXX"]
-    );
+    assert_eq!(paths, ["/services/old/XXXXsecretXXXX", "/services/old/XXXXsecretXXXX", "/services/new/XXXXsecretXXXX"]);
     assert_eq!(rule.num_calls(), 2);
 }
 

@@ -37,7 +37,7 @@ test:
   1. infra/emulator.sh install
   2. cargo fmt --all -- --check
   3. cargo clippy --workspace --all-targets -- -D warnings
-  4. cargo build -p chaoslingr-cli -p chaoslingr-lab
+  4. cargo build -p chaoslingr-cli -p chaoslingr-lab and the three Lambda functions
   5. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
      with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server,
           CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
@@ -457,13 +457,29 @@ fn test(args: &[String]) -> Result<()> {
     cargo_test
         .env("CHAOSLINGR_MOTO_SERVER", &moto_server)
         .env("CHAOSLINGR_BIN", &bin)
-        .env("CHAOSLINGR_LAB_BIN", &lab_bin);
+        .env("CHAOSLINGR_LAB_BIN", &lab_bin)
+        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")));
 
     let steps: Vec<(&str, Command)> = vec![
         ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
         ("check formatting", ws.cargo(["fmt", "--all", "--", "--check"])),
         ("lint", ws.cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
-        ("build the CLI and the lab", ws.cargo(["build", "-p", "chaoslingr-cli", "-p", "chaoslingr-lab"])),
+        (
+            "build the CLI, the lab and the functions",
+            ws.cargo([
+                "build",
+                "-p",
+                "chaoslingr-cli",
+                "-p",
+                "chaoslingr-lab",
+                "-p",
+                "chaoslingr-inject",
+                "-p",
+                "chaoslingr-judge",
+                "-p",
+                "chaoslingr-notify",
+            ]),
+        ),
         ("run all tests", cargo_test),
     ];
 
@@ -475,6 +491,10 @@ fn test(args: &[String]) -> Result<()> {
     for (i, (title, mut command)) in steps.into_iter().enumerate() {
         header(&format!("[{}/{total}] {title}", i + 1));
         if title == "run all tests" {
+            println!(
+                "  CHAOSLINGR_LAMBDA_BIN_DIR={}",
+                bin.parent().map(Path::display).map(|d| d.to_string()).unwrap_or_default()
+            );
             println!("  CHAOSLINGR_MOTO_SERVER={}", moto_server.display());
             println!("  CHAOSLINGR_BIN={}", bin.display());
             println!("  CHAOSLINGR_LAB_BIN={}", lab_bin.display());

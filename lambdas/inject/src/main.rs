@@ -12,7 +12,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let functions = Scheduled::from_env().await?;
+    let functions = Scheduled::from_env().await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let functions = &functions;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Value>| async move { functions.inject(event.payload).await },

@@ -11,7 +11,7 @@ use serde_json::Value;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let notify = Notify::from_env().await?;
+    let notify = Notify::from_env().await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let notify = &notify;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { notify.handle(event.payload).await }))
         .await

@@ -195,7 +195,8 @@ pub fn payload() -> serde_json::Value {
     serde_json::json!({
         "text": "ChaoSlingr: UNDETECTED on sg-123 (udp 14603-14605)",
         "attachments": [{ "color": "#E01E5A", "blocks": [
-            { "type": "header", "text": { "type": "plain_text", "text": "UNDETECTED — security gap: nothing noticed" } }
+            { "type": "header",
+              "text": { "type": "plain_text", "text": "UNDETECTED — security gap: nothing noticed" } }
         ] }]
     })
 }

@@ -1,0 +1,547 @@
+//! End-to-end: the real compiled Lambda function binaries (`inject`, `judge`, `notify`),
+//! run the way Lambda runs them (a loopback Runtime API feeds them events), against the
+//! emulator and the detection lab.
+//!
+//! Lines starting `MEASURE` report each function's cold start (from spawn to its first
+//! request for an event) and peak memory; see the README for how they are collected.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use chaoslingr_e2e::runtime_api::{FunctionProcess, Invocation};
+use serde_json::json;
+
+use super::*;
+
+const CONFIG: &str = "config:vpc-sg-open-only-to-authorized-ports";
+const ALARM: &str = "alarm:chaoslingr-lab-firewall";
+const INVOKE: Duration = Duration::from_secs(60);
+
+/// A function binary built next to the test executable (or under
+/// `$CHAOSLINGR_LAMBDA_BIN_DIR`).
+fn function_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CHAOSLINGR_LAMBDA_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        exe.parent().and_then(|p| p.parent()).expect("target/debug").to_path_buf()
+    });
+    dir.join(name)
+}
+
+/// The environment a deployed function gets, pointed at `endpoint`.
+fn function_env<'a>(endpoint: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("CHAOSLINGR_POLL_INTERVAL", "1s"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+async fn start_fn(name: &str, env: &[(&str, &str)]) -> FunctionProcess {
+    let f = FunctionProcess::start(name, &function_bin(name), env).await;
+    measure_later(name, &f);
+    f
+}
+
+fn measure_later(name: &str, f: &FunctionProcess) {
+    // The cold start is known once the runtime asked for its first event.
+    if let Some(init) = f.init_duration() {
+        eprintln!("MEASURE {name} init_ms={:.1}", init.as_secs_f64() * 1000.0);
+    }
+}
+
+fn report(name: &str, f: &FunctionProcess) {
+    eprintln!(
+        "MEASURE {name} init_ms={:.1} peak_rss_kib={}",
+        f.init_duration().map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN),
+        f.peak_rss_kib().unwrap_or(0)
+    );
+}
+
+fn ok(inv: &Invocation, f: &FunctionProcess) -> Value {
+    match &inv.result {
+        Ok(v) => v.clone(),
+        Err(e) => panic!("invocation failed: {e}\nlogs:\n{}", f.logs().join("\n")),
+    }
+}
+
+async fn group_tags(emu: &Emulator, group: &str) -> Vec<(String, String)> {
+    let out = emu.ec2().describe_security_groups().group_ids(group).send().await.expect("describe group");
+    let mut tags: Vec<(String, String)> = out.security_groups()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+fn marker_keys(tags: &[(String, String)]) -> Vec<&str> {
+    tags.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("chaoslingr:") && *k != OPT_IN).collect()
+}
+
+/// One opted-in group behind the lab, a topic with an SQS inbox.
+struct Scene {
+    emu: Emulator,
+    lab: Lab,
+    group: String,
+    topic: String,
+    inbox: String,
+}
+
+async fn scene(lab_args: &[&str]) -> Scene {
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let group = create_group(&emu, &vpc, "edge", Some("true")).await;
+    add_ingress(&emu, &group, "tcp", 443, 443, "0.0.0.0/0").await;
+    let (topic, inbox) = topic_with_inbox(&emu).await;
+    let lab = Lab::start(&emu, lab_args);
+    Scene { emu, lab, group, topic, inbox }
+}
+
+fn bodies(messages: &[(String, Vec<(String, String)>)]) -> Vec<Value> {
+    messages.iter().map(|(b, _)| serde_json::from_str(b).expect("JSON message")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_inject_then_judge_ticks_end_detected() {
+    // GIVEN Config and the firewall in the lab, and the two functions deployed against it
+    let s = scene(&["--config-latency", "2s", "--firewall-latency", "1s"]).await;
+    let detectors = format!("{CONFIG},{ALARM}");
+    let env = function_env(
+        &s.lab.endpoint,
+        &[("CHAOSLINGR_DETECTORS", &detectors), ("CHAOSLINGR_WINDOW", "5m"), ("CHAOSLINGR_TOPIC_ARN", &s.topic)],
+    );
+    let inject = start_fn("inject", &env).await;
+    let judge = start_fn("judge", &env).await;
+
+    // WHEN the schedule fires the inject
+    let started = ok(&inject.invoke(json!({}), INVOKE).await, &inject);
+
+    // THEN one rule is open on the opted-in group, the group carries the marker, and
+    // the start was announced
+    assert_eq!(started["status"], "started", "{started}");
+    let id = started["start"]["experiment_id"].as_str().unwrap().to_string();
+    assert_eq!(started["start"]["security_group_id"], s.group.as_str());
+    let rules = experiment_rules(&s.emu).await;
+    assert_eq!(rules.len(), 1);
+    let tags = group_tags(&s.emu, &s.group).await;
+    assert!(tags.contains(&(EXPERIMENT_TAG.to_string(), id.clone())), "{tags:?}");
+    let start_msgs = receive_all(&s.emu, &s.inbox).await;
+    assert_eq!(start_msgs.len(), 1);
+    assert_eq!(bodies(&start_msgs)[0]["schema"], "chaoslingr.started/v1");
+    assert!(start_msgs[0].1.contains(&("event".to_string(), "started".to_string())), "{:?}", start_msgs[0].1);
+
+    // AND a judge tick right away keeps watching
+    let first = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+    assert_eq!(first["watching"], json!([id]), "{first}");
+    assert_eq!(experiment_rules(&s.emu).await.len(), 1);
+
+    // WHEN the judge ticks after the controls had time to notice
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+
+    // THEN it concluded `detected` with both times, reverted, recorded once, and removed
+    // the marker
+    let concluded = tick["concluded"].as_array().expect("concluded");
+    assert_eq!(concluded.len(), 1, "{tick}");
+    let outcome = &concluded[0];
+    assert_eq!(outcome["outcome"], "detected", "{outcome}");
+    assert_eq!(outcome["reverted"], true);
+    for d in [CONFIG, ALARM] {
+        let det = outcome["detections"].as_array().unwrap().iter().find(|x| x["detector"] == d).unwrap();
+        assert_eq!(det["detected"], true, "{det}");
+        assert!(det["seconds_to_detect"].as_f64().unwrap() >= 1.0, "{det}");
+    }
+    assert!(experiment_rules(&s.emu).await.is_empty());
+    assert!(marker_keys(&group_tags(&s.emu, &s.group).await).is_empty());
+    let msgs = receive_all(&s.emu, &s.inbox).await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(bodies(&msgs)[0]["experiment_id"], id.as_str());
+    assert_eq!(bodies(&msgs)[0]["outcome"], "detected");
+
+    // AND a further tick finds nothing to do
+    let idle = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+    assert_eq!(idle["concluded"], json!([]));
+    assert_eq!(idle["watching"], json!([]));
+    report("inject", &inject);
+    report("judge", &judge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_nobody_judged_in_time_are_reverted_by_the_next_tick() {
+    // GIVEN no control reacting, and an inject with a 10-second window
+    let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
+    let env = function_env(
+        &s.lab.endpoint,
+        &[("CHAOSLINGR_DETECTORS", ALARM), ("CHAOSLINGR_WINDOW", "10s"), ("CHAOSLINGR_TOPIC_ARN", &s.topic)],
+    );
+    let inject = start_fn("inject", &env).await;
+    let started = ok(&inject.invoke(json!({}), INVOKE).await, &inject);
+    assert_eq!(started["status"], "started", "{started}");
+    inject.kill();
+    // AND a rule planted by an inject that died before it could mark the group, already
+    // past its deadline and the grace period
+    let vpc = create_vpc(&s.emu).await;
+    let other = create_group(&s.emu, &vpc, "batch", Some("true")).await;
+    let past = |secs: u64| {
+        let t = SystemTime::now() - Duration::from_secs(secs);
+        aws_smithy_types::DateTime::from(t).fmt(aws_smithy_types::date_time::Format::DateTime).unwrap()
+    };
+    let (injected, deadline) = (past(600), past(300));
+    plant_experiment(
+        &s.emu,
+        &other,
+        31337,
+        &[
+            (EXPERIMENT_TAG, "cs-20261126T100000Z-dead01"),
+            ("chaoslingr:injected-at", &injected),
+            ("chaoslingr:deadline", &deadline),
+            ("chaoslingr:detectors", ALARM),
+        ],
+    )
+    .await;
+    assert_eq!(experiment_rules(&s.emu).await.len(), 2);
+
+    // WHEN the judge first runs after the deadline
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let judge = start_fn("judge", &env).await;
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+
+    // THEN both are concluded and reverted: no port is left open
+    assert!(experiment_rules(&s.emu).await.is_empty(), "{tick}");
+    let concluded = tick["concluded"].as_array().unwrap();
+    assert_eq!(concluded.len(), 2, "{tick}");
+    for c in concluded {
+        assert_eq!(c["outcome"], "undetected", "{c}");
+        assert_eq!(c["reverted"], true);
+    }
+    let orphan = concluded.iter().find(|c| c["experiment_id"] == "cs-20261126T100000Z-dead01").unwrap();
+    assert!(orphan["reason"].as_str().unwrap().contains("after its deadline"), "{orphan}");
+    assert!(marker_keys(&group_tags(&s.emu, &s.group).await).is_empty());
+    let outcomes: Vec<Value> = bodies(&receive_all(&s.emu, &s.inbox).await)
+        .into_iter()
+        .filter(|b| b["schema"] == "chaoslingr.outcome/v1")
+        .collect();
+    assert_eq!(outcomes.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_judge_that_died_after_marking_is_finished_by_the_next_tick() {
+    // GIVEN a started experiment whose judge marked `detected` on the group and died
+    // before revoking or recording (its marks written exactly as a judge writes them)
+    let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
+    let env = function_env(
+        &s.lab.endpoint,
+        &[("CHAOSLINGR_DETECTORS", ALARM), ("CHAOSLINGR_WINDOW", "10m"), ("CHAOSLINGR_TOPIC_ARN", &s.topic)],
+    );
+    let inject = start_fn("inject", &env).await;
+    let started = ok(&inject.invoke(json!({}), INVOKE).await, &inject);
+    let id = started["start"]["experiment_id"].as_str().unwrap().to_string();
+    let injected_ms = {
+        let at = started["start"]["injected_at"].as_str().unwrap();
+        let t = aws_smithy_types::DateTime::from_str(at, aws_smithy_types::date_time::Format::DateTime).unwrap();
+        t.to_millis().unwrap()
+    };
+    let fired_ms = injected_ms + 4_250;
+    receive_all(&s.emu, &s.inbox).await;
+    let mark = |k: &str, v: String| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+    s.emu
+        .ec2()
+        .create_tags()
+        .resources(&s.group)
+        .tags(mark("chaoslingr:outcome", "detected".into()))
+        .tags(mark("chaoslingr:concluded-at", "2026-11-26T12:00:05.000Z".into()))
+        .tags(mark("chaoslingr:reason", "all 1 detectors noticed the port within the window".into()))
+        .tags(mark("chaoslingr:seen", format!("0={fired_ms}")))
+        .send()
+        .await
+        .unwrap();
+
+    // WHEN the next tick runs
+    let judge = start_fn("judge", &env).await;
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+
+    // THEN it finishes that conclusion: revoked, recorded once with the time the dead
+    // judge saw, marker removed — and it does not re-judge (the alarm never fired)
+    assert!(experiment_rules(&s.emu).await.is_empty(), "{tick}");
+    let msgs = bodies(&receive_all(&s.emu, &s.inbox).await);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0]["experiment_id"], id.as_str());
+    assert_eq!(msgs[0]["outcome"], "detected");
+    assert_eq!(msgs[0]["concluded_at"], "2026-11-26T12:00:05.000Z");
+    assert_eq!(msgs[0]["detections"][0]["seconds_to_detect"], 4.25);
+    assert!(marker_keys(&group_tags(&s.emu, &s.group).await).is_empty());
+
+    // AND a judge that died after recording (marked recorded) is finished without a
+    // second message
+    let inject2 = start_fn("inject", &env).await;
+    let started = ok(&inject2.invoke(json!({}), INVOKE).await, &inject2);
+    assert_eq!(started["status"], "started", "{started}");
+    receive_all(&s.emu, &s.inbox).await;
+    s.emu
+        .ec2()
+        .create_tags()
+        .resources(&s.group)
+        .tags(mark("chaoslingr:outcome", "undetected".into()))
+        .tags(mark("chaoslingr:concluded-at", "2026-11-26T12:10:00.000Z".into()))
+        .tags(mark("chaoslingr:reason", "nothing noticed".into()))
+        .tags(mark("chaoslingr:recorded", "true".into()))
+        .send()
+        .await
+        .unwrap();
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+    assert!(experiment_rules(&s.emu).await.is_empty(), "{tick}");
+    assert_eq!(tick["concluded"], json!([]), "already recorded: {tick}");
+    assert!(receive_all(&s.emu, &s.inbox).await.is_empty());
+    assert!(marker_keys(&group_tags(&s.emu, &s.group).await).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_removed_by_a_remediator_is_judged_remediated() {
+    // GIVEN the lab's remediator revoking world-open unauthorized rules after 2s
+    let s = scene(&["--config-mode", "off", "--firewall-mode", "off", "--remediate-after", "2s"]).await;
+    let env = function_env(
+        &s.lab.endpoint,
+        &[("CHAOSLINGR_DETECTORS", ALARM), ("CHAOSLINGR_WINDOW", "10m"), ("CHAOSLINGR_TOPIC_ARN", &s.topic)],
+    );
+    let inject = start_fn("inject", &env).await;
+    let judge = start_fn("judge", &env).await;
+    ok(&inject.invoke(json!({}), INVOKE).await, &inject);
+
+    // WHEN the judge ticks after the remediator acted
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(experiment_rules(&s.emu).await.is_empty(), "the remediator removed the rule");
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+
+    // THEN the marker told it an experiment was running: `remediated`, not forgotten
+    let concluded = tick["concluded"].as_array().unwrap();
+    assert_eq!(concluded.len(), 1, "{tick}");
+    assert_eq!(concluded[0]["outcome"], "remediated");
+    assert!(marker_keys(&group_tags(&s.emu, &s.group).await).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_injects_never_open_two_ports() {
+    // GIVEN two opted-in groups, a maximum of one active experiment, and two inject
+    // functions (two schedules, or a retry racing the original)
+    let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
+    let vpc = create_vpc(&s.emu).await;
+    create_group(&s.emu, &vpc, "api", Some("true")).await;
+    let env = function_env(&s.lab.endpoint, &[("CHAOSLINGR_WINDOW", "10m"), ("CHAOSLINGR_MAX_ACTIVE", "1")]);
+    let a = start_fn("inject", &env).await;
+    let b = start_fn("inject", &env).await;
+    let judge = start_fn("judge", &env).await;
+
+    for round in 0..3 {
+        // WHEN both fire at the same moment
+        let (ra, rb) = tokio::join!(a.invoke(json!({}), INVOKE), b.invoke(json!({}), INVOKE));
+        let (ra, rb) = (ok(&ra, &a), ok(&rb, &b));
+
+        // THEN at most one port is open, and every run that did not start says why
+        let open = experiment_rules(&s.emu).await;
+        assert!(open.len() <= 1, "round {round}: {} rules open\n{ra}\n{rb}", open.len());
+        let started = [&ra, &rb].iter().filter(|r| r["status"] == "started").count();
+        assert_eq!(started, open.len(), "round {round}:\n{ra}\n{rb}");
+        for r in [&ra, &rb].into_iter().filter(|r| r["status"] != "started") {
+            assert_eq!(r["outcome"]["outcome"], "aborted", "{r}");
+            assert_eq!(r["outcome"]["reverted"], true, "{r}");
+        }
+
+        // AND the emergency stop of the round: conclude and clear before the next one
+        let groups: Vec<String> = open.iter().map(|r| r.group_id().unwrap().to_string()).collect();
+        for g in groups {
+            s.emu
+                .ec2()
+                .create_tags()
+                .resources(&g)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder().key("chaoslingr:deadline").value("2000-01-01T00:00:00Z").build(),
+                )
+                .send()
+                .await
+                .ok();
+        }
+        let cli = run_cli_at(&s.lab.endpoint, &["revert", "--all"], &[], LIMIT).await;
+        assert_eq!(cli.status, 0, "{}", cli.stderr);
+        ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_change_nothing() {
+    // GIVEN the functions deployed, and the state of the world
+    let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
+    let env = function_env(&s.lab.endpoint, &[("CHAOSLINGR_TOPIC_ARN", &s.topic)]);
+    let inject = start_fn("inject", &env).await;
+    let judge = start_fn("judge", &env).await;
+    let before = (ingress_of(&s.emu, &s.group).await, group_tags(&s.emu, &s.group).await);
+
+    // WHEN each function gets events it must refuse
+    let cases = [
+        (&inject, json!([1, 2, 3])),
+        (&inject, json!("start")),
+        (&inject, json!(42)),
+        (&inject, json!({"targte": s.group})),
+        (&inject, json!({"target": "i-0123456789abcdef0"})),
+        (&inject, json!({"target": 17})),
+        (&inject, json!({"detectors": ["guardduty:finding"]})),
+        (&inject, json!({"detectors": "alarm:"})),
+        (&inject, json!({"window": "forever"})),
+        (&inject, json!({"window": "1s"})),
+        (&inject, json!({"dry_run": "no"})),
+        (&inject, json!({"target": "sg-0000000000000dead"})),
+        (&judge, json!({"window": "1m"})),
+        (&judge, json!([])),
+    ];
+    for (f, event) in cases {
+        let inv = f.invoke(event.clone(), INVOKE).await;
+        // THEN each is refused as not retryable, naming the problem
+        let e = inv.result.as_ref().expect_err(&format!("{event} was accepted"));
+        assert!(e.error_type.starts_with("ChaoSlingr.NotRetryable.Bad"), "{event}: {e}");
+        assert!(!e.error_message.is_empty());
+    }
+
+    // AND nothing changed: no rule, no tag, no message
+    assert_eq!((ingress_of(&s.emu, &s.group).await, group_tags(&s.emu, &s.group).await), before);
+    assert!(experiment_rules(&s.emu).await.is_empty());
+    assert!(receive_all(&s.emu, &s.inbox).await.is_empty());
+
+    // AND a bad setting fails the cold start with the variable named, before any event
+    let mut bad = env.clone();
+    bad.push(("CHAOSLINGR_WINDOW", "forever"));
+    let broken = FunctionProcess::start("inject", &function_bin("inject"), &bad).await;
+    let inv = broken.invoke(json!({}), Duration::from_secs(20)).await;
+    assert!(inv.result.is_err());
+    assert!(!broken.is_running());
+    let logs = broken.logs().join("\n");
+    assert!(logs.contains("CHAOSLINGR_WINDOW"), "{logs}");
+    broken.kill();
+    assert!(experiment_rules(&s.emu).await.is_empty());
+}
+
+/// A loopback Slack webhook: records every POST (content type, body), answers 200.
+struct Webhook {
+    port: u16,
+    posts: Arc<Mutex<Vec<(String, String)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Webhook {
+    fn start() -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (p, st) = (posts.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let (mut length, mut content_type) = (0usize, String::new());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if let Some(v) = lower.strip_prefix("content-type:") {
+                        content_type = v.trim().to_string();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).ok();
+                p.lock().unwrap().push((content_type, String::from_utf8_lossy(&body).into_owned()));
+                conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").ok();
+            }
+            // Dropping the listener closes the port: later posts are refused.
+        });
+        Webhook { port, posts, stop }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notifier_posts_to_slack_and_fails_retryable_when_the_webhook_is_down() {
+    // GIVEN a webhook on loopback whose URL is a SecureString parameter
+    let emu = Emulator::start().await;
+    let hook = Webhook::start();
+    let secret_path = "/services/T000/B000/s3cr3tT0k3n";
+    let url = format!("http://127.0.0.1:{}{secret_path}", hook.port);
+    aws_sdk_ssm::Client::new(&emu.config)
+        .put_parameter()
+        .name("/chaoslingr/slack-webhook")
+        .value(&url)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let env = function_env(&emu.endpoint, &[("CHAOSLINGR_SLACK_WEBHOOK", "ssm:/chaoslingr/slack-webhook")]);
+    let notify = start_fn("notify", &env).await;
+    let outcome = json!({
+        "schema": "chaoslingr.outcome/v1", "experiment_id": "cs-20261126T120000Z-abc123", "experiment": "port-change",
+        "account": "123456789012", "region": "us-east-1", "security_group_id": "sg-0abc",
+        "security_group_rule_id": "sgr-0def", "protocol": "udp", "from_port": 14603, "to_port": 14605,
+        "cidr": "0.0.0.0/0", "injected_at": "2026-11-26T12:00:00.000Z", "concluded_at": "2026-11-26T12:15:00.000Z",
+        "outcome": "undetected", "reason": "nothing noticed the port within the window; not noticed by: config:open-ports",
+        "detections": [
+            {"detector": "config:open-ports", "detected": false, "seconds_to_detect": null, "evidence": "no NON_COMPLIANT result"},
+            {"detector": "alarm:fw", "detected": true, "seconds_to_detect": 2.8, "evidence": "alarm fw entered ALARM"},
+            {"detector": "remediation", "detected": false, "seconds_to_detect": null, "evidence": "still present"}
+        ],
+        "reverted": true, "dry_run": false
+    });
+    let sns_event = |message: &Value| {
+        json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:outcomes:1",
+            "Sns": {"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:outcomes",
+                    "Subject": "ChaoSlingr", "Message": message.to_string(), "Timestamp": "2026-11-26T12:15:00.000Z",
+                    "MessageAttributes": {"outcome": {"Type": "String", "Value": "undetected"}}}}]})
+    };
+
+    // WHEN an outcome arrives over SNS
+    let inv = notify.invoke(sns_event(&outcome), INVOKE).await;
+
+    // THEN one readable Block Kit message was posted, with the outcome, the group, the
+    // port and each detector's time
+    assert_eq!(ok(&inv, &notify)["posted"], 1);
+    let posts = hook.posts.lock().unwrap().clone();
+    assert_eq!(posts.len(), 1);
+    assert!(posts[0].0.starts_with("application/json"), "{}", posts[0].0);
+    let body: Value = serde_json::from_str(&posts[0].1).unwrap();
+    let text = body.to_string();
+    for needle in ["UNDETECTED", "sg-0abc", "14603", "config:open-ports", "2.8", "cs-20261126T120000Z-abc123"] {
+        assert!(text.contains(needle), "`{needle}` missing from {text}");
+    }
+    assert!(body["attachments"][0]["color"].is_string(), "{body}");
+
+    // AND a malformed SNS message posts nothing and is not retryable
+    let inv = notify.invoke(sns_event(&json!({"schema": "something/v9"})), INVOKE).await;
+    assert!(inv.result.unwrap_err().error_type.contains("NotRetryable"));
+    assert_eq!(hook.posts.lock().unwrap().len(), 1);
+
+    // WHEN the webhook is down
+    hook.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let inv = notify.invoke(sns_event(&outcome), INVOKE).await;
+
+    // THEN the invocation fails as retryable, so Lambda's retries apply
+    let e = inv.result.expect_err("the webhook is down");
+    assert!(e.error_type.starts_with("ChaoSlingr.Retryable"), "{e}");
+
+    // AND the webhook URL's secret part never appeared in a log line or an error
+    let logs = notify.logs().join("\n");
+    assert!(!logs.contains("s3cr3tT0k3n"), "the webhook URL leaked into the logs:\n{logs}");
+    assert!(!e.error_message.contains("s3cr3tT0k3n"), "{e}");
+    report("notify", &notify);
+}
