@@ -14,11 +14,13 @@ use chaoslingr_domain::detector::Detector;
 use chaoslingr_domain::engine::{Engine, EngineError, Progress, RevertReport, RunEnd, RunRequest};
 use chaoslingr_domain::experiment::{ExperimentRecord, PortRange, Protocol};
 use chaoslingr_domain::judge::Reading;
+use chaoslingr_domain::marker;
 use chaoslingr_domain::outcome::{Outcome, OutcomeReport};
 use chaoslingr_domain::ports::{
     AlarmState, AuthorizeOutcome, CallError, Clock, Detectors, FailureKind, Ingress, IngressRequest, Recorder,
     RevokeOutcome,
 };
+use chaoslingr_domain::scheduled::{InjectEnd, ORPHAN_GRACE};
 use chaoslingr_domain::selection::{GroupInfo, Ineligible};
 use chaoslingr_domain::tags::{self, TagError, TaggedRule};
 use chaoslingr_domain::time::parse_rfc3339;
@@ -88,6 +90,8 @@ struct World {
     opt_out_before_inject: bool,
     /// Something other than ChaoSlingr removes an experiment rule this long after injection.
     remediate_after: Option<Duration>,
+    /// Another starter's experiment rule appears on `sg-2` while ours is being created.
+    concurrent_on_authorize: bool,
 }
 
 impl World {
@@ -219,6 +223,14 @@ impl Ingress for FakeWorld {
             };
             w.rules.insert(rule_id.clone(), rule.clone());
             w.created.push(rule);
+            if w.concurrent_on_authorize {
+                let other = w.new_rule_id();
+                let mut theirs = w.created.last().cloned().expect("just created");
+                theirs.security_group_id = "sg-2".into();
+                theirs.security_group_rule_id = other.clone();
+                theirs.tags = experiment_tags("cs-20261123T120000Z-0ther0", parse_rfc3339(T0).unwrap());
+                w.rules.insert(other, theirs);
+            }
             if w.fail_authorize_after_create {
                 return Err(CallError::new(
                     "AuthorizeSecurityGroupIngress",
@@ -1054,4 +1066,142 @@ async fn a_rule_not_tagged_with_the_experiment_is_never_removed() {
     // AND both rules are still there, never revoked
     assert_eq!(h.world.rule_ids(), [other, customer]);
     assert_eq!(h.world.revokes(), 0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Racing starters, and the scheduled mode (inject now, judge later)
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_run_that_raced_another_starter_past_the_maximum_steps_back() {
+    // GIVEN two opted-in groups, a maximum of one, and another starter whose rule
+    // appears on sg-2 while ours is being created (both passed pre-flight)
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-2", Some("true"))]);
+    h.world.with(|w| w.concurrent_on_authorize = true);
+    let engine = h.engine(settings(&[], secs(600)));
+
+    // WHEN our run injects
+    let (report, revert) = concluded(run(&engine, &RunRequest { target: Some("sg-1".into()) }, 3).await.unwrap());
+
+    // THEN it counted again, saw the other one, and stepped back: aborted, reverted,
+    // and only the other starter's rule is left
+    assert_eq!(report.outcome, Outcome::Aborted, "{}", report.reason);
+    assert!(
+        report.reason.contains("cs-20261123T120000Z-0ther0") && report.reason.contains("stepped back"),
+        "{}",
+        report.reason
+    );
+    assert!(revert.expect("a revert").reverted);
+    assert!(report.reverted);
+    let left = h.world.rule_ids();
+    assert_eq!(left.len(), 1);
+    assert_eq!(h.world.with(|w| w.rules[&left[0]].security_group_id.clone()), "sg-2");
+}
+
+fn group_tags(h: &Harness, id: &str) -> Vec<(String, String)> {
+    h.world.with(|w| w.groups.iter().find(|g| g.id == id).unwrap().tags.clone())
+}
+
+fn advance(h: &Harness, by: Duration) {
+    *lock(&h.clock.0) += by;
+}
+
+#[tokio::test]
+async fn a_scheduled_inject_marks_the_group_and_returns_at_once() {
+    // GIVEN one opted-in group
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    let engine = h.engine(settings(&["alarm:fw"], secs(600)));
+
+    // WHEN the scheduled inject runs
+    let end = engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(5)).await.unwrap();
+
+    // THEN the rule is open, the group carries the marker, nothing waited, and no
+    // outcome was recorded yet
+    let InjectEnd::Started { record, start, .. } = end else { panic!("expected a start, got {end:?}") };
+    assert_eq!(h.elapsed(), Duration::ZERO);
+    assert_eq!(h.world.rule_ids(), vec![record.security_group_rule_id.clone()]);
+    let marker = marker::decode("sg-1", Some(ACCOUNT), &group_tags(&h, "sg-1")).expect("a marker");
+    assert_eq!(marker.record, record);
+    assert!(marker.conclusion.is_none());
+    assert_eq!(start.schema, "chaoslingr.started/v1");
+    assert!(h.reports().is_empty());
+
+    // AND a second inject finds the group busy
+    let again = engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(6)).await.unwrap();
+    let InjectEnd::Ended(end) = again else { panic!("a second experiment started") };
+    assert_eq!(concluded(end).0.outcome, Outcome::Aborted);
+}
+
+#[tokio::test]
+async fn the_judge_remembers_a_detection_across_ticks_and_concludes_with_its_own_time() {
+    // GIVEN a scheduled experiment watched by an alarm (fires at +42s) and a Config rule
+    // (fires at +200s), window 10m
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    h.detectors.fires_after("alarm:fw", secs(42));
+    h.detectors.fires_after(&format!("config:{CONFIG_RULE}"), secs(200));
+    let engine = h.engine(settings(&["alarm:fw", &format!("config:{CONFIG_RULE}")], secs(600)));
+    let InjectEnd::Started { record, .. } =
+        engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(7)).await.unwrap()
+    else {
+        panic!("expected a start")
+    };
+
+    // WHEN the judge ticks at +60s
+    advance(&h, secs(60));
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN it keeps watching and remembers the alarm on the marker
+    assert_eq!(tick.watching, vec![record.id.to_string()]);
+    let m = marker::decode("sg-1", Some(ACCOUNT), &group_tags(&h, "sg-1")).unwrap();
+    assert_eq!(m.seen, vec![("alarm:fw".parse().unwrap(), record.injected_at + secs(42))]);
+
+    // WHEN the alarm returns to normal before the next tick, and Config fires
+    h.detectors.with(|c| c.fires_after.remove(&"alarm:fw".parse().unwrap()));
+    advance(&h, secs(180));
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN the experiment is detected by both, each with its own time, reverted, recorded
+    // once, and the marker is gone
+    assert_eq!(tick.concluded.len(), 1, "{tick:?}");
+    let report = &tick.concluded[0];
+    assert_eq!(report.outcome, Outcome::Detected, "{}", report.reason);
+    assert_eq!(detection(report, "alarm:fw").seconds_to_detect, Some(42.0));
+    assert_eq!(detection(report, &format!("config:{CONFIG_RULE}")).seconds_to_detect, Some(200.0));
+    assert!(report.reverted);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.reports(), vec![report.clone()]);
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+    // AND in the crash-safe order: marker, seen, conclusion, revoke, recorded, unmark
+    let order: Vec<String> = h.world.with(|w| w.calls.clone());
+    assert_eq!(
+        order,
+        ["authorize sg-1", "tag sg-1", "tag sg-1", "tag sg-1", "revoke sg-1 sgr-0001", "tag sg-1", "untag sg-1"]
+    );
+}
+
+#[tokio::test]
+async fn the_judge_leaves_a_watched_run_alone_until_its_deadline_has_long_passed() {
+    // GIVEN a rule without a marker (a CLI run, watched by its starter), window 15m
+    let h = Harness::one_group();
+    let rule = h.world.plant("sg-1", experiment_tags("cs-20261123T120000Z-c11c11", parse_rfc3339(T0).unwrap()));
+    let engine = h.engine(settings(&[], secs(900)));
+
+    // WHEN the judge ticks before the deadline plus grace
+    advance(&h, secs(900) + ORPHAN_GRACE - secs(1));
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN it leaves it to its starter
+    assert_eq!(tick.left_to_their_starter, vec!["cs-20261123T120000Z-c11c11".to_string()]);
+    assert_eq!(h.world.rule_ids(), vec![rule.clone()]);
+
+    // WHEN the starter is evidently gone
+    advance(&h, secs(2));
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN the judge closes it and records why
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(tick.concluded.len(), 1);
+    assert!(tick.concluded[0].reason.contains("after its deadline"), "{}", tick.concluded[0].reason);
 }
