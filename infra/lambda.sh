@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Packages ChaoSlingr's Lambda functions (inject, judge, notify) with cargo-lambda, which
+# the project installs from PyPI (with the Zig toolchain it links with) into
+# infra/.venv-lambda. Nothing is installed globally.
+set -euo pipefail
+
+INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$INFRA_DIR/.." && pwd)"
+VENV="$INFRA_DIR/.venv-lambda"
+REQUIREMENTS="$INFRA_DIR/lambda-requirements.txt"
+STAMP="$VENV/.chaoslingr-requirements.sha256"
+PYTHON="${CHAOSLINGR_PYTHON:-python3}"
+FUNCTIONS=(inject judge notify)
+
+usage() {
+    cat <<USAGE
+Usage: infra/lambda.sh COMMAND
+
+Commands:
+  install   create infra/.venv-lambda with cargo-lambda and ziglang from
+            infra/lambda-requirements.txt (only when missing or changed)
+  build     install if needed, then
+              cargo lambda build --release --arm64 --output-format zip \\
+                -p chaoslingr-inject -p chaoslingr-judge -p chaoslingr-notify
+            and list target/lambda/<function>/bootstrap.zip with their sizes.
+            cargo-lambda adds the aarch64-unknown-linux-gnu target with rustup
+            when it is missing. Set CHAOSLINGR_LAMBDA_ARCH=x86-64 for x86_64.
+  help      show this text
+
+The zips are what the Terraform module deploys (provided.al2023, arm64).
+USAGE
+}
+
+log() { printf '%s\n' "lambda: $*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+cmd_install() {
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        "$PYTHON" -m venv "$VENV" || die "could not create $VENV"
+    fi
+    local want have=""
+    want="$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$REQUIREMENTS")"
+    [[ -f "$STAMP" ]] && have="$(cat "$STAMP")"
+    if [[ "$want" == "$have" && -x "$VENV/bin/cargo-lambda" ]]; then
+        log "up to date (infra/.venv-lambda matches infra/lambda-requirements.txt)"
+        return 0
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" ||
+        die "pip install -r infra/lambda-requirements.txt failed"
+    printf '%s\n' "$want" >"$STAMP"
+    log "installed $("$VENV/bin/cargo-lambda" lambda --version 2>/dev/null || echo cargo-lambda)"
+}
+
+cmd_build() {
+    cmd_install
+    local arch="--${CHAOSLINGR_LAMBDA_ARCH:-arm64}"
+    local packages=()
+    for f in "${FUNCTIONS[@]}"; do packages+=(-p "chaoslingr-$f"); done
+    (cd "$ROOT" && PATH="$VENV/bin:$PATH" cargo lambda build --release "$arch" --output-format zip "${packages[@]}") ||
+        die "cargo lambda build failed"
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+    for f in "${FUNCTIONS[@]}"; do
+        local zip="$target/lambda/$f/bootstrap.zip"
+        [[ -f "$zip" ]] || die "missing $zip"
+        printf '%s\t%s bytes\n' "$zip" "$(stat -c %s "$zip")"
+    done
+}
+
+case "${1:-help}" in
+install) cmd_install ;;
+build) cmd_build ;;
+help | -h | --help) usage ;;
+*)
+    usage >&2
+    exit 2
+    ;;
+esac
