@@ -17,6 +17,7 @@ use super::*;
 
 const CONFIG: &str = "config:vpc-sg-open-only-to-authorized-ports";
 const ALARM: &str = "alarm:chaoslingr-lab-firewall";
+const FINDINGS: &str = "securityhub:chaoslingr-lab/firewall";
 const INVOKE: Duration = Duration::from_secs(60);
 
 /// A function binary built next to the test executable (or under
@@ -41,8 +42,13 @@ fn function_env<'a>(endpoint: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a
     env
 }
 
+/// Starts a function with its own access key id (`AKIDINJECT`, ...), so the lab's call
+/// log tells the functions apart (see `infra/iam_check.py`).
 async fn start_fn(name: &str, env: &[(&str, &str)]) -> FunctionProcess {
-    let f = FunctionProcess::start(name, &function_bin(name), env).await;
+    let key = format!("AKID{}", name.to_uppercase());
+    let mut env = env.to_vec();
+    env.push(("AWS_ACCESS_KEY_ID", &key));
+    let f = FunctionProcess::start(name, &function_bin(name), &env).await;
     measure_later(name, &f);
     f
 }
@@ -99,8 +105,19 @@ async fn scene(lab_args: &[&str]) -> Scene {
     let group = create_group(&emu, &vpc, "edge", Some("true")).await;
     add_ingress(&emu, &group, "tcp", 443, 443, "0.0.0.0/0").await;
     let (topic, inbox) = topic_with_inbox(&emu).await;
-    let lab = Lab::start(&emu, lab_args);
+    let lab = start_lab(&emu, lab_args);
     Scene { emu, lab, group, topic, inbox }
+}
+
+/// The lab, recording every call to `$CHAOSLINGR_CALLS_LOG` when set (`cargo xtask test`
+/// sets it and then compares the calls with the Terraform module's IAM policies).
+fn start_lab(emu: &Emulator, args: &[&str]) -> Lab {
+    let log = std::env::var("CHAOSLINGR_CALLS_LOG").ok();
+    let mut args = args.to_vec();
+    if let Some(path) = &log {
+        args.extend(["--record-calls", path.as_str()]);
+    }
+    Lab::start(emu, &args)
 }
 
 fn bodies(messages: &[(String, Vec<(String, String)>)]) -> Vec<Value> {
@@ -111,7 +128,7 @@ fn bodies(messages: &[(String, Vec<(String, String)>)]) -> Vec<Value> {
 async fn a_scheduled_inject_then_judge_ticks_end_detected() {
     // GIVEN Config and the firewall in the lab, and the two functions deployed against it
     let s = scene(&["--config-latency", "2s", "--firewall-latency", "1s"]).await;
-    let detectors = format!("{CONFIG},{ALARM}");
+    let detectors = format!("{CONFIG},{ALARM},{FINDINGS}");
     let env = function_env(
         &s.lab.endpoint,
         &[("CHAOSLINGR_DETECTORS", &detectors), ("CHAOSLINGR_WINDOW", "5m"), ("CHAOSLINGR_TOPIC_ARN", &s.topic)],
@@ -152,7 +169,7 @@ async fn a_scheduled_inject_then_judge_ticks_end_detected() {
     let outcome = &concluded[0];
     assert_eq!(outcome["outcome"], "detected", "{outcome}");
     assert_eq!(outcome["reverted"], true);
-    for d in [CONFIG, ALARM] {
+    for d in [CONFIG, ALARM, FINDINGS] {
         let det = outcome["detections"].as_array().unwrap().iter().find(|x| x["detector"] == d).unwrap();
         assert_eq!(det["detected"], true, "{det}");
         assert!(det["seconds_to_detect"].as_f64().unwrap() >= 1.0, "{det}");
@@ -487,7 +504,8 @@ async fn the_notifier_posts_to_slack_and_fails_retryable_when_the_webhook_is_dow
         .send()
         .await
         .unwrap();
-    let env = function_env(&emu.endpoint, &[("CHAOSLINGR_SLACK_WEBHOOK", "ssm:/chaoslingr/slack-webhook")]);
+    let lab = start_lab(&emu, &["--config-mode", "off", "--firewall-mode", "off"]);
+    let env = function_env(&lab.endpoint, &[("CHAOSLINGR_SLACK_WEBHOOK", "ssm:/chaoslingr/slack-webhook")]);
     let notify = start_fn("notify", &env).await;
     let outcome = json!({
         "schema": "chaoslingr.outcome/v1", "experiment_id": "cs-20261126T120000Z-abc123", "experiment": "port-change",

