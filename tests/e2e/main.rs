@@ -637,3 +637,44 @@ async fn a_security_hub_finding_on_the_group_is_detected_and_others_are_not() {
     );
     assert!(experiment_rules(&emu).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_closes_an_experiment_whose_watcher_is_gone() {
+    // GIVEN an experiment rule left by a run that died, its deadline long past
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let g = create_group(&emu, &vpc, "web", Some("true")).await;
+    let at = |ago: u64| {
+        let t = SystemTime::now() - Duration::from_secs(ago);
+        aws_smithy_types::DateTime::from(t).fmt(aws_smithy_types::date_time::Format::DateTime).unwrap()
+    };
+    let (injected, deadline) = (at(1200), at(600));
+    plant_experiment(
+        &emu,
+        &g,
+        40_001,
+        &[
+            (EXPERIMENT_TAG, "cs-20261126T090000Z-0dead0"),
+            ("chaoslingr:injected-at", &injected),
+            ("chaoslingr:deadline", &deadline),
+            ("chaoslingr:detectors", ""),
+        ],
+    )
+    .await;
+
+    // WHEN someone runs one judge tick from the CLI
+    let out = run_cli(&emu, &["judge", "--json"], &[], LIMIT).await;
+
+    // THEN it was concluded and reverted, and the group is as before
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["concluded"][0]["experiment_id"], "cs-20261126T090000Z-0dead0", "{v}");
+    assert_eq!(v["concluded"][0]["reverted"], true);
+    assert!(experiment_rules(&emu).await.is_empty());
+    assert!(ingress_of(&emu, &g).await.is_empty());
+
+    // AND a second tick has nothing to do
+    let out = run_cli(&emu, &["judge"], &[], LIMIT).await;
+    assert_eq!(out.status, 0);
+    assert!(out.stdout.contains("No active experiments."), "{}", out.stdout);
+}

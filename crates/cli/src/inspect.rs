@@ -153,3 +153,35 @@ pub async fn revert(engine: &AwsEngine, id: Option<ExperimentId>, json: bool) ->
     }
     Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
 }
+
+/// One judge tick. Exit 1 when a revert failed (a port may still be open).
+pub async fn judge(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
+    let report = Box::pin(engine.judge_tick()).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report).expect("serializable"));
+    } else {
+        for c in &report.concluded {
+            println!(
+                "concluded {} {} on {} (reverted: {}): {}",
+                c.experiment_id,
+                c.outcome,
+                c.security_group_id.as_deref().unwrap_or("-"),
+                if c.reverted { "yes" } else { "NO" },
+                c.reason
+            );
+        }
+        for id in &report.watching {
+            println!("watching  {id}");
+        }
+        for id in &report.left_to_their_starter {
+            println!("left to its starter (not overdue, no marker) {id}");
+        }
+        for e in &report.errors {
+            println!("error     {e}");
+        }
+        if report.concluded.is_empty() && report.watching.is_empty() && report.left_to_their_starter.is_empty() {
+            println!("No active experiments.");
+        }
+    }
+    Ok(if report.revert_failed() { exit::FAILURE } else { exit::OK })
+}

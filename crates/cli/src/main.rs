@@ -77,6 +77,9 @@ enum Command {
     Status(ListArgs),
     /// Revert one experiment by id, or every experiment with --all (the emergency stop).
     Revert(RevertArgs),
+    /// One judge tick, as the scheduled judge function runs it: conclude and revert every
+    /// experiment that is decided or past its deadline, finish what a crashed tick left.
+    Judge(ListArgs),
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +264,10 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             };
             let engine = engine(Settings::from_env()?).await?;
             inspect::revert(&engine, id, args.json).await
+        }
+        Command::Judge(args) => {
+            let engine = engine(Settings::from_env()?).await?;
+            inspect::judge(&engine, args.json).await
         }
         Command::Run(args) => {
             let settings = run_settings(&args)?;
