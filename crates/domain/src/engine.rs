@@ -117,7 +117,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// Every opted-in group and whether it is eligible, with the reason when not.
     pub async fn targets(&self) -> Result<Vec<TargetStatus>, EngineError> {
         let groups = self.ingress.opted_in_groups(&self.settings.opt_in_tag).await?;
-        let active = self.active_by_group().await?;
+        let mut active = self.active_by_group().await?;
+        mark_busy(&mut active, &groups);
         let mut out = Vec::with_capacity(groups.len());
         for group in groups {
             let mut eligibility = selection::basic_eligibility(&group, &active, &self.settings);
@@ -294,12 +295,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         rng: &mut (impl Rng + Send),
     ) -> Result<Plan, String> {
         let mut active = by_group(active_rules);
-        // A group still marked by an unattended experiment (its rule may already be gone,
-        // waiting for the judge to conclude it) is busy too.
-        for g in groups.iter().filter(|g| crate::marker::is_marked(&g.tags)) {
-            let id = g.tags.iter().find(|(k, _)| k == crate::tags::EXPERIMENT_ID).and_then(|(_, v)| v.parse().ok());
-            active.entry(g.id.clone()).or_insert_with(|| id.unwrap_or_else(|| "cs-unknown".parse().expect("valid id")));
-        }
+        mark_busy(&mut active, groups);
         let candidates: Vec<&GroupInfo> = match &request.target {
             Some(t) => groups.iter().filter(|g| &g.id == t).collect(),
             None => selection::random_order(groups, rng),
@@ -713,6 +709,15 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             reverted,
             dry_run: false,
         }
+    }
+}
+
+/// A group still marked by an unattended experiment (its rule may already be gone,
+/// waiting for the judge to conclude it) is busy too.
+fn mark_busy(active: &mut HashMap<String, ExperimentId>, groups: &[GroupInfo]) {
+    for g in groups.iter().filter(|g| crate::marker::is_marked(&g.tags)) {
+        let id = g.tags.iter().find(|(k, _)| k == crate::tags::EXPERIMENT_ID).and_then(|(_, v)| v.parse().ok());
+        active.entry(g.id.clone()).or_insert_with(|| id.unwrap_or_else(|| "cs-unknown".parse().expect("valid id")));
     }
 }
 

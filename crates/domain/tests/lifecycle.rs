@@ -1127,7 +1127,11 @@ async fn a_scheduled_inject_marks_the_group_and_returns_at_once() {
     assert_eq!(start.schema, "chaoslingr.started/v1");
     assert!(h.reports().is_empty());
 
-    // AND a second inject finds the group busy
+    // AND once a remediator removed the rule (the judge has not concluded yet), the
+    // marker alone keeps the group busy: `targets` says so and a second inject skips it
+    h.world.with(|w| w.rules.clear());
+    let targets = engine.targets().await.unwrap();
+    assert!(targets[0].eligibility.as_ref().unwrap_err().to_string().contains(record.id.as_str()));
     let again = engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(6)).await.unwrap();
     let InjectEnd::Ended(end) = again else { panic!("a second experiment started") };
     assert_eq!(concluded(end).0.outcome, Outcome::Aborted);
