@@ -390,7 +390,7 @@ async fn two_concurrent_injects_never_open_two_ports() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_events_change_nothing() {
+async fn malformed_events_bad_settings_and_the_kill_switch_change_nothing() {
     // GIVEN the functions deployed, and the state of the world
     let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
     let env = function_env(&s.lab.endpoint, &[("CHAOSLINGR_TOPIC_ARN", &s.topic)]);
@@ -427,6 +427,17 @@ async fn malformed_events_change_nothing() {
     assert_eq!((ingress_of(&s.emu, &s.group).await, group_tags(&s.emu, &s.group).await), before);
     assert!(experiment_rules(&s.emu).await.is_empty());
     assert!(receive_all(&s.emu, &s.inbox).await.is_empty());
+
+    // AND with the kill switch on, a scheduled inject is an aborted run that writes nothing
+    let mut off = env.clone();
+    off.push(("CHAOSLINGR_ENABLED", "false"));
+    let stopped = start_fn("inject", &off).await;
+    let r = ok(&stopped.invoke(json!({}), INVOKE).await, &stopped);
+    assert_eq!(r["outcome"]["outcome"], "aborted", "{r}");
+    assert!(r["outcome"]["reason"].as_str().unwrap().contains("kill switch"), "{r}");
+    assert!(experiment_rules(&s.emu).await.is_empty());
+    assert_eq!(group_tags(&s.emu, &s.group).await, before.1);
+    receive_all(&s.emu, &s.inbox).await;
 
     // AND a bad setting fails the cold start with the variable named, before any event
     let mut bad = env.clone();
