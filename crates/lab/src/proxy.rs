@@ -55,13 +55,8 @@ pub fn call_of(
     path: &str,
     body: &[u8],
 ) -> Option<(String, String)> {
-    let auth = headers.get("authorization")?.to_str().ok()?;
-    let cred = auth.split("Credential=").nth(1)?.split([',', ' ']).next()?;
-    let scope: Vec<&str> = cred.split('/').collect();
-    if scope.len() < 5 {
-        return None;
-    }
-    let prefix = match scope[3] {
+    let (access_key, service) = credential_scope(headers)?;
+    let prefix = match service {
         "monitoring" => "cloudwatch",
         other => other,
     };
@@ -80,16 +75,21 @@ pub fn call_of(
             (m, p) => format!("{m} {p}"),
         }
     };
-    Some((scope[0].to_string(), format!("{prefix}:{operation}")))
+    Some((access_key.to_string(), format!("{prefix}:{operation}")))
 }
 
 /// The signing name of the service a request is for, from its SigV4 credential scope
 /// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`).
 pub fn service_of(headers: &hyper::HeaderMap) -> Option<String> {
+    credential_scope(headers).map(|(_, service)| service.to_string())
+}
+
+/// The access key id and service of a request's SigV4 credential scope.
+fn credential_scope(headers: &hyper::HeaderMap) -> Option<(&str, &str)> {
     let auth = headers.get("authorization")?.to_str().ok()?;
     let cred = auth.split("Credential=").nth(1)?;
     let scope: Vec<&str> = cred.split([',', ' ']).next()?.split('/').collect();
-    (scope.len() >= 5).then(|| scope[3].to_string())
+    (scope.len() >= 5).then(|| (scope[0], scope[3]))
 }
 
 fn respond(status: u16, content_type: &str, body: String) -> Response<Full<Bytes>> {
