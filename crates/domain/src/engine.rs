@@ -464,15 +464,14 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         // Two starters can pass pre-flight at the same moment (two schedules, a schedule
         // and a person). Count again now that our rule exists, and step back when over
         // the maximum: when both see each other both step back, so never both stay.
-        let others = match self.ingress.experiment_rules().await {
-            Ok(rules) => Ok(rules
+        let others = self.ingress.experiment_rules().await.map(|rules| {
+            rules
                 .iter()
                 .filter_map(|r| r.experiment_id())
                 .filter(|id| *id != record.id.as_str())
                 .map(String::from)
-                .collect::<Vec<_>>()),
-            Err(e) => Err(e),
-        };
+                .collect::<Vec<_>>()
+        });
         let step_back = match others {
             Ok(others) if others.len() < self.settings.max_active => None,
             Ok(others) => Some(format!(
