@@ -80,14 +80,14 @@ fn plan_of(record: &ExperimentRecord) -> Plan {
     }
 }
 
-/// What earlier ticks saw, as readings: the detector's own timestamps are kept.
+/// The evidence of a detection remembered from an earlier tick (its own timestamp kept).
+fn seen_earlier(d: &Detector, at: SystemTime) -> String {
+    format!("{d} noticed at {} (seen by an earlier judge tick)", rfc3339_millis(at))
+}
+
+/// What earlier ticks saw, as readings.
 fn earlier_readings(seen: &[(Detector, SystemTime)]) -> Vec<(Detector, Reading)> {
-    seen.iter()
-        .map(|(d, at)| {
-            let evidence = format!("{d} noticed at {} (seen by an earlier judge tick)", rfc3339_millis(*at));
-            (d.clone(), Reading::Fired { at: *at, evidence })
-        })
-        .collect()
+    seen.iter().map(|(d, at)| (d.clone(), Reading::Fired { at: *at, evidence: seen_earlier(d, *at) })).collect()
 }
 
 fn fired(state: &WatchState) -> Vec<(Detector, SystemTime)> {
@@ -149,7 +149,11 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 Ok(m) => {
                     handled.insert(m.record.security_group_rule_id.clone());
                     let rule = rules.iter().find(|r| r.security_group_rule_id == m.record.security_group_rule_id);
-                    self.judge_marked(m, rule, &mut report).await;
+                    if self.settings.is_opted_in(group.tag_pairs()) {
+                        self.judge_marked(m, rule, &mut report).await;
+                    } else {
+                        self.close_opted_out(m, rule, &mut report).await;
+                    }
                 }
                 Err(e) => {
                     // A damaged marker cannot be judged: close whatever rule carries its
@@ -204,10 +208,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         state.observe(&record, readings, rule_present, now);
         // Earlier ticks' firings count, at their own (earliest) timestamps: an alarm that
         // fired and returned to OK between ticks is not forgotten.
-        for (d, reading) in earlier_readings(&m.seen) {
-            if let (Some(track), Reading::Fired { at, evidence }) = (state.detectors.get_mut(&d), reading) {
-                if track.fired.as_ref().is_none_or(|(t, _)| at < *t) {
-                    track.fired = Some((at, evidence));
+        for (d, at) in &m.seen {
+            if let Some(track) = state.detectors.get_mut(d) {
+                if track.fired.as_ref().is_none_or(|(t, _)| at < t) {
+                    track.fired = Some((*at, seen_earlier(d, *at)));
                 }
             }
         }
@@ -237,6 +241,27 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 self.finish(&record, c, detections, rule_present, true, report).await;
             }
         }
+    }
+
+    /// The owners opted the group out during the experiment: close the port now and
+    /// record `aborted` once, without writing to the group again (its marker stays; a
+    /// later tick finds no rule under it and leaves it alone).
+    async fn close_opted_out(&self, m: Marker, rule: Option<&TaggedRule>, report: &mut TickReport) {
+        let record = m.record;
+        if rule.is_none_or(|r| r.experiment_id() != Some(record.id.as_str())) {
+            tracing::debug!(experiment_id = %record.id, group = %record.security_group_id, "marker on an opted-out group, nothing open");
+            return;
+        }
+        warn!(experiment_id = %record.id, group = %record.security_group_id, "group opted out during the experiment; closing it");
+        let reason = format!("{} was opted out during the experiment; the rule was reverted", record.security_group_id);
+        let c = Conclusion {
+            outcome: crate::outcome::Outcome::Aborted,
+            concluded_at: self.clock.now(),
+            reason,
+            recorded: false,
+        };
+        let detections = self.detections_from(&record, &m.seen, &c);
+        self.finish(&record, c, detections, true, false, report).await;
     }
 
     /// A rule without a marker: started by someone who watches it (the CLI), or a

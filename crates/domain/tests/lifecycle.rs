@@ -1209,3 +1209,36 @@ async fn the_judge_leaves_a_watched_run_alone_until_its_deadline_has_long_passed
     assert_eq!(tick.concluded.len(), 1);
     assert!(tick.concluded[0].reason.contains("after its deadline"), "{}", tick.concluded[0].reason);
 }
+
+#[tokio::test]
+async fn a_group_opted_out_mid_experiment_is_closed_once_and_never_written_to_again() {
+    // GIVEN a scheduled experiment on sg-1
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let InjectEnd::Started { record, .. } =
+        engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(9)).await.unwrap()
+    else {
+        panic!("expected a start")
+    };
+
+    // WHEN its owners opt it out and the judge ticks, twice
+    h.world.with(|w| {
+        let g = w.groups.iter_mut().find(|g| g.id == "sg-1").unwrap();
+        g.tags.retain(|(k, _)| k != OPT_IN_TAG);
+        g.tags.push((OPT_IN_TAG.to_string(), "false".to_string()));
+    });
+    let writes_before = h.world.with(|w| w.calls.iter().filter(|c| c.contains("tag")).count());
+    advance(&h, secs(30));
+    let first = engine.judge_tick().await.unwrap();
+    let second = engine.judge_tick().await.unwrap();
+
+    // THEN the port is closed and `aborted` recorded exactly once, and the group's tags
+    // were not written again
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(first.concluded.len(), 1);
+    assert_eq!(first.concluded[0].outcome, Outcome::Aborted);
+    assert_eq!(first.concluded[0].experiment_id, record.id.to_string());
+    assert!(second.concluded.is_empty());
+    assert_eq!(h.reports().len(), 1);
+    assert_eq!(h.world.with(|w| w.calls.iter().filter(|c| c.contains("tag")).count()), writes_before);
+}
