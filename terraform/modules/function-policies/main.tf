@@ -1,0 +1,264 @@
+# The identity policies of the three functions, as plain data: every statement is built
+# from the inputs with Terraform core, so `terraform output` renders exactly what the root
+# module deploys (the detection lab enforces these documents in the end-to-end tests).
+
+locals {
+  ec2_arn_prefix          = "arn:${var.partition}:ec2:${var.region}:${var.account_id}"
+  security_group_arns     = "${local.ec2_arn_prefix}:security-group/*"
+  security_group_rule_arn = "${local.ec2_arn_prefix}:security-group-rule/*"
+  alarm_arns              = "arn:${var.partition}:cloudwatch:${var.region}:${var.account_id}:alarm:*"
+  security_hub_arn        = "arn:${var.partition}:securityhub:${var.region}:${var.account_id}:hub/default"
+
+  # The group's owners opted in. IAM compares the whole value ignoring case only: "TRUE"
+  # matches "true", "true " and "yes" do not.
+  opted_in = {
+    StringEqualsIgnoreCase = { "aws:ResourceTag/${var.opt_in_tag_key}" = [var.opt_in_tag_value] }
+  }
+
+  # The group carries ChaoSlingr's marker: an experiment was started on it.
+  marked = {
+    Null = { "aws:ResourceTag/${var.experiment_tag_key}" = ["false"] }
+  }
+
+  # Tag writes name only ChaoSlingr's own keys, never the opt-in key, and always name keys
+  # (a DeleteTags without keys removes every tag).
+  marker_keys_only = {
+    "ForAllValues:StringLike"      = { "aws:TagKeys" = ["${var.marker_tag_prefix}*"] }
+    "ForAllValues:StringNotEquals" = { "aws:TagKeys" = [var.opt_in_tag_key] }
+    Null                           = { "aws:TagKeys" = ["false"] }
+  }
+
+  describe_groups = {
+    Sid      = "DescribeSecurityGroups"
+    Effect   = "Allow"
+    Action   = ["ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"]
+    Resource = ["*"]
+  }
+
+  revoke_ingress_of_marked_groups = {
+    Sid       = "RevokeIngressOfMarkedGroups"
+    Effect    = "Allow"
+    Action    = ["ec2:RevokeSecurityGroupIngress"]
+    Resource  = [local.security_group_arns]
+    Condition = local.marked
+  }
+
+  mark_opted_in_groups = {
+    Sid       = "MarkOptedInGroups"
+    Effect    = "Allow"
+    Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
+    Resource  = [local.security_group_arns]
+    Condition = merge(local.opted_in, local.marker_keys_only)
+  }
+
+  mark_marked_groups = {
+    Sid       = "MarkMarkedGroups"
+    Effect    = "Allow"
+    Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
+    Resource  = [local.security_group_arns]
+    Condition = merge(local.marker_keys_only, { Null = merge(local.marker_keys_only.Null, local.marked.Null) })
+  }
+
+  read_alarms = {
+    Sid      = "ReadAlarms"
+    Effect   = "Allow"
+    Action   = ["cloudwatch:DescribeAlarms"]
+    Resource = [local.alarm_arns]
+  }
+
+  read_config_compliance = {
+    Sid      = "ReadConfigCompliance"
+    Effect   = "Allow"
+    Action   = ["config:GetComplianceDetailsByResource"]
+    Resource = ["*"]
+  }
+
+  put_metrics_in_namespace = {
+    Sid       = "PutMetricsInNamespace"
+    Effect    = "Allow"
+    Action    = ["cloudwatch:PutMetricData"]
+    Resource  = ["*"]
+    Condition = { StringEquals = { "cloudwatch:namespace" = [var.namespace] } }
+  }
+
+  publish_to_topic = {
+    Sid      = "PublishToTopic"
+    Effect   = "Allow"
+    Action   = ["sns:Publish"]
+    Resource = [var.topic_arn]
+  }
+
+  use_topic_key = var.topic_kms_key_arn == null ? [] : [{
+    Sid       = "UseTopicKey"
+    Effect    = "Allow"
+    Action    = ["kms:GenerateDataKey", "kms:Decrypt"]
+    Resource  = [var.topic_kms_key_arn]
+    Condition = { StringEquals = { "kms:ViaService" = ["sns.${var.region}.amazonaws.com"] } }
+  }]
+
+  # Used by AWS on the function's behalf: Lambda writes the logs, sends failed
+  # asynchronous invocations to the dead-letter queue and sends traces with the role.
+  runtime = { for f in ["inject", "judge", "notify"] : f => concat(
+    [
+      {
+        Sid      = "WriteOwnLogs"
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+        Resource = ["${var.log_group_arns[f]}:*"]
+      },
+      {
+        Sid      = "SendToDeadLetterQueue"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = [var.dead_letter_queue_arn]
+      },
+    ],
+    # X-Ray does not support resource-level permissions.
+    var.tracing_enabled ? [{
+      Sid      = "WriteTraces"
+      Effect   = "Allow"
+      Action   = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+      Resource = ["*"]
+    }] : [],
+  ) }
+
+  ##############################################################################
+  # inject: pre-flight, plan, inject the tagged rule, mark the group, announce
+  ##############################################################################
+
+  inject = {
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        # Listing groups by the opt-in tag (or by the marker's tag-key) and reading their
+        # rules. These Describe calls do not support resource-level permissions.
+        local.describe_groups,
+        # Opening the experiment's port, and revoking it when racing starters step back:
+        # on groups whose owners opted in.
+        {
+          Sid       = "ChangeIngressOfOptedInGroups"
+          Effect    = "Allow"
+          Action    = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
+          Resource  = [local.security_group_arns]
+          Condition = local.opted_in
+        },
+        # Revoking on a group that carries the marker even after its owners opted out:
+        # opting out must never lock ChaoSlingr out of closing the port it opened. EC2
+        # authorizes RevokeSecurityGroupIngress against the group's ARN only.
+        local.revoke_ingress_of_marked_groups,
+        # The rule AuthorizeSecurityGroupIngress creates must carry the experiment record
+        # (tagged at creation); the group statement above limits where that rule can be.
+        {
+          Sid       = "CreateTaggedIngressRule"
+          Effect    = "Allow"
+          Action    = ["ec2:AuthorizeSecurityGroupIngress"]
+          Resource  = [local.security_group_rule_arn]
+          Condition = { Null = { "aws:RequestTag/${var.experiment_tag_key}" = ["false"] } }
+        },
+        # Rule tags are written as the rule is created, never afterwards.
+        {
+          Sid       = "TagRuleAtCreation"
+          Effect    = "Allow"
+          Action    = ["ec2:CreateTags"]
+          Resource  = [local.security_group_rule_arn]
+          Condition = { StringEquals = { "ec2:CreateAction" = ["AuthorizeSecurityGroupIngress"] } }
+        },
+        # The group marker, on opted-in groups and on groups already carrying it.
+        local.mark_opted_in_groups,
+        local.mark_marked_groups,
+        # Tells a preventive control's explicit deny (`prevented`) from a permission its
+        # own role lacks (`failed`) by decoding EC2's authorization failure message.
+        # The action does not support resource-level permissions.
+        {
+          Sid      = "DecodeAuthorizationFailures"
+          Effect   = "Allow"
+          Action   = ["sts:DecodeAuthorizationMessage"]
+          Resource = ["*"]
+        },
+        local.read_alarms,
+        # Granted always: the schedule's input can name config: detectors per run.
+        local.read_config_compliance,
+        local.put_metrics_in_namespace,
+        local.publish_to_topic,
+      ],
+      local.use_topic_key,
+      local.runtime["inject"],
+    )
+  }
+
+  ##############################################################################
+  # judge: observe, conclude, revert, record; never opens a port
+  ##############################################################################
+
+  judge = {
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        local.describe_groups,
+        # The revert. No AuthorizeSecurityGroupIngress: the judge cannot open a port.
+        {
+          Sid       = "RevokeIngressOfOptedInGroups"
+          Effect    = "Allow"
+          Action    = ["ec2:RevokeSecurityGroupIngress"]
+          Resource  = [local.security_group_arns]
+          Condition = local.opted_in
+        },
+        local.revoke_ingress_of_marked_groups,
+        local.mark_opted_in_groups,
+        local.mark_marked_groups,
+        local.read_alarms,
+        # Granted always: the judge also concludes experiments started by the CLI, whose
+        # detectors come from the rule's tags.
+        local.read_config_compliance,
+        {
+          Sid      = "ReadSecurityHubFindings"
+          Effect   = "Allow"
+          Action   = ["securityhub:GetFindings"]
+          Resource = [local.security_hub_arn]
+        },
+        local.put_metrics_in_namespace,
+        local.publish_to_topic,
+      ],
+      local.use_topic_key,
+      local.runtime["judge"],
+    )
+  }
+
+  ##############################################################################
+  # notify: read the one webhook secret, post to Slack
+  ##############################################################################
+
+  notify = {
+    Version = "2012-10-17"
+    Statement = concat(
+      var.webhook_parameter_arn == null ? [] : [{
+        Sid      = "ReadWebhookParameter"
+        Effect   = "Allow"
+        Action   = ["ssm:GetParameter"]
+        Resource = [var.webhook_parameter_arn]
+      }],
+      # A SecureString is decrypted by SSM with the parameter's key, on the caller's behalf.
+      var.webhook_parameter_arn == null || var.webhook_parameter_kms_key_arn == null ? [] : [{
+        Sid       = "DecryptWebhookParameter"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [var.webhook_parameter_kms_key_arn]
+        Condition = { StringEquals = { "kms:ViaService" = ["ssm.${var.region}.amazonaws.com"] } }
+      }],
+      var.webhook_secret_arn == null ? [] : [{
+        Sid      = "ReadWebhookSecret"
+        Effect   = "Allow"
+        Action   = ["secretsmanager:GetSecretValue"]
+        Resource = [var.webhook_secret_arn]
+      }],
+      var.webhook_secret_arn == null || var.webhook_secret_kms_key_arn == null ? [] : [{
+        Sid       = "DecryptWebhookSecret"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [var.webhook_secret_kms_key_arn]
+        Condition = { StringEquals = { "kms:ViaService" = ["secretsmanager.${var.region}.amazonaws.com"] } }
+      }],
+      local.runtime["notify"],
+    )
+  }
+}

@@ -1,0 +1,114 @@
+variable "partition" {
+  description = "AWS partition of the account the functions run in (aws, aws-cn, aws-us-gov)."
+  type        = string
+  nullable    = false
+}
+
+variable "region" {
+  description = "Region the functions run in and experiment on, e.g. us-east-1."
+  type        = string
+  nullable    = false
+}
+
+variable "account_id" {
+  description = "Account ID the functions run in and experiment on (12 digits)."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.account_id))
+    error_message = "account_id must be 12 digits."
+  }
+}
+
+variable "opt_in_tag_key" {
+  description = "Tag key a security group carries when its owners opted in to experiments."
+  type        = string
+  nullable    = false
+}
+
+variable "opt_in_tag_value" {
+  description = "Value of the opt-in tag that means opted in (compared ignoring case only)."
+  type        = string
+  nullable    = false
+}
+
+variable "marker_tag_prefix" {
+  description = "Prefix of every tag key ChaoSlingr writes on rules and groups."
+  type        = string
+  default     = "chaoslingr:"
+  nullable    = false
+}
+
+variable "experiment_tag_key" {
+  description = "Tag key naming the experiment, on the rule ChaoSlingr creates and on the group it marks."
+  type        = string
+  default     = "chaoslingr:experiment-id"
+  nullable    = false
+}
+
+variable "namespace" {
+  description = "CloudWatch namespace the functions put their metrics in."
+  type        = string
+  nullable    = false
+}
+
+variable "topic_arn" {
+  description = "ARN of the SNS topic inject and judge publish starts and outcomes to."
+  type        = string
+  default     = null
+}
+
+variable "topic_kms_key_arn" {
+  description = "Customer managed KMS key of the topic, or null when it has none."
+  type        = string
+  default     = null
+}
+
+variable "webhook_parameter_arn" {
+  description = "ARN of the SSM parameter holding the Slack webhook URL, or null."
+  type        = string
+  default     = null
+}
+
+variable "webhook_parameter_kms_key_arn" {
+  description = "KMS key SSM decrypts the webhook parameter with, or null."
+  type        = string
+  default     = null
+}
+
+variable "webhook_secret_arn" {
+  description = "ARN of the Secrets Manager secret holding the Slack webhook URL, or null."
+  type        = string
+  default     = null
+}
+
+variable "webhook_secret_kms_key_arn" {
+  description = "KMS key Secrets Manager decrypts the webhook secret with, or null."
+  type        = string
+  default     = null
+}
+
+variable "log_group_arns" {
+  description = "ARN of each function's log group, by function (inject, judge, notify)."
+  type        = map(string)
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for f in ["inject", "judge", "notify"] : contains(keys(var.log_group_arns), f)])
+    error_message = "log_group_arns needs an entry for inject, judge and notify."
+  }
+}
+
+variable "dead_letter_queue_arn" {
+  description = "ARN of the SQS queue that receives failed asynchronous invocations."
+  type        = string
+  nullable    = false
+}
+
+variable "tracing_enabled" {
+  description = "Whether the functions send X-Ray traces."
+  type        = bool
+  default     = false
+  nullable    = false
+}
