@@ -28,7 +28,8 @@ Commands:
                  outcomes, opt-in tag chaoslingr:opt-in=true) and write them to OUT as
                  {"AKIDINJECT": policy, "AKIDJUDGE": policy, "AKIDNOTIFY": policy}
                  (the file chaoslingr-lab --enforce-iam reads)
-  iam CALLS      read the lab's call log from the end-to-end tests: fail when a function's
+  iam CALLS [POLICIES]
+                 read the lab's call log from the end-to-end tests: fail when a function's
                  call was denied (outside tests that expect it), and report per function
                  the distinct actions called and allowed; see infra/iam_check.py
   help           show this text
@@ -153,10 +154,10 @@ PY
 }
 
 cmd_iam() {
-    local calls="${1:-}"
-    [[ -n "$calls" ]] || die "usage: infra/terraform.sh iam CALLS.jsonl"
+    local calls="${1:-}" policies="${2:-}"
+    [[ -n "$calls" ]] || die "usage: infra/terraform.sh iam CALLS.jsonl [POLICIES.json]"
     cmd_install
-    "$VENV/bin/python" "$INFRA_DIR/iam_check.py" --calls "$calls" --terraform "$ROOT/terraform"
+    "$VENV/bin/python" "$INFRA_DIR/iam_check.py" --calls "$calls" ${policies:+--policies "$policies"}
 }
 
 case "${1:-help}" in

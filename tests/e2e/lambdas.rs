@@ -109,15 +109,16 @@ async fn scene(lab_args: &[&str]) -> Scene {
     Scene { emu, lab, group, topic, inbox }
 }
 
-/// The lab, recording every call to `$CHAOSLINGR_CALLS_LOG` when set (`cargo xtask test`
-/// sets it and then compares the calls with the Terraform module's IAM policies).
+/// The lab with the functions' IAM policies enforced (see `Lab::start_enforced`),
+/// recording every call to `$CHAOSLINGR_CALLS_LOG` when set (`cargo xtask test` sets it and
+/// then fails on any call of a function that was denied).
 fn start_lab(emu: &Emulator, args: &[&str]) -> Lab {
     let log = std::env::var("CHAOSLINGR_CALLS_LOG").ok();
     let mut args = args.to_vec();
     if let Some(path) = &log {
         args.extend(["--record-calls", path.as_str()]);
     }
-    Lab::start(emu, &args)
+    Lab::start_enforced(emu, &args)
 }
 
 fn bodies(messages: &[(String, Vec<(String, String)>)]) -> Vec<Value> {

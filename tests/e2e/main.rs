@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chaoslingr_e2e::*;
 use serde_json::Value;
 
+mod iam;
 mod lab;
 mod lambdas;
 

@@ -165,6 +165,72 @@ pub fn lab_bin() -> PathBuf {
     path
 }
 
+/// The function policies the lab enforces: `$CHAOSLINGR_IAM_POLICIES`.
+pub fn iam_policies() -> PathBuf {
+    let path = std::env::var_os("CHAOSLINGR_IAM_POLICIES").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "CHAOSLINGR_IAM_POLICIES is not set: the function tests run with IAM enforced; run `cargo xtask test` \
+             (or `infra/terraform.sh policies target/chaoslingr-iam-policies.json` and set CHAOSLINGR_IAM_POLICIES to it)"
+        )
+    });
+    assert!(
+        path.is_file(),
+        "CHAOSLINGR_IAM_POLICIES={} does not exist; run `infra/terraform.sh policies {}`",
+        path.display(),
+        path.display()
+    );
+    path
+}
+
+/// The IAM evaluator the lab runs, installed by `infra/iam.sh install`.
+pub fn iam_evaluator() -> PathBuf {
+    let root = workspace_root();
+    let installed = root.join("infra/.node/node_modules/@cloud-copilot/iam-simulate/package.json");
+    assert!(
+        installed.is_file(),
+        "the IAM evaluator is not installed; run `cargo xtask test` (or `infra/iam.sh install`)"
+    );
+    root.join("infra/iam/evaluate.mjs")
+}
+
+/// Decodes an encoded authorization failure message with STS `DecodeAuthorizationMessage`
+/// at `endpoint` (query protocol), signed with `access_key`: the decoded JSON, or the HTTP
+/// status and body of the error.
+pub fn decode_authorization_message(
+    endpoint: &str,
+    access_key: &str,
+    token: &str,
+) -> Result<serde_json::Value, String> {
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let body = format!("Action=DecodeAuthorizationMessage&Version=2011-06-15&EncodedMessage={token}");
+    let request = format!(
+        "POST / HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={access_key}/20261201/{REGION}/sts/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|e| e.to_string())?;
+    let (head, xml) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("{}: {xml}", head.lines().next().unwrap_or_default()));
+    }
+    let decoded = xml
+        .split("<DecodedMessage>")
+        .nth(1)
+        .and_then(|rest| rest.split("</DecodedMessage>").next())
+        .ok_or_else(|| format!("no DecodedMessage in {xml}"))?;
+    let decoded = decoded
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&decoded).map_err(|e| format!("DecodedMessage is not JSON ({e}): {decoded}"))
+}
+
 /// The detection lab in front of an emulator, killed when dropped. Point the CLI at
 /// `endpoint` (see [`Lab::cli`]): every service is served there.
 pub struct Lab {
@@ -210,6 +276,23 @@ impl Lab {
             .unwrap_or_else(|| panic!("unexpected first line from chaoslingr-lab: {banner}"))
             .to_string();
         Lab { child, endpoint, banner, _stdout: stdout }
+    }
+
+    /// Starts the lab with IAM enforced: the function policies rendered by Terraform core
+    /// (`$CHAOSLINGR_IAM_POLICIES`, written by `cargo xtask test`) are evaluated for every
+    /// request signed with a function's access key (`AKIDINJECT`, `AKIDJUDGE`,
+    /// `AKIDNOTIFY`). A missing policies file or evaluator fails the test.
+    pub fn start_enforced(emu: &Emulator, args: &[&str]) -> Lab {
+        let policies = iam_policies();
+        let evaluator = iam_evaluator();
+        let mut all = vec![
+            "--enforce-iam",
+            policies.to_str().expect("UTF-8 path"),
+            "--iam-evaluator",
+            evaluator.to_str().expect("UTF-8 path"),
+        ];
+        all.extend_from_slice(args);
+        Lab::start(emu, &all)
     }
 
     /// `chaoslingr` pointed at the lab.

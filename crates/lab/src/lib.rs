@@ -7,8 +7,11 @@
 //! the emulator ([`proxy`]). A scan loop ([`world`]) evaluates the managed rule
 //! `vpc-sg-open-only-to-authorized-ports` ([`rules`]) and drives the firewall alarm,
 //! Security Hub findings and the remediator with configurable latencies ([`state`]).
+//! With `--enforce-iam`, requests of the listed access keys are evaluated against their IAM
+//! policies before they reach the emulator ([`iam`]).
 
 pub mod config_api;
+pub mod iam;
 pub mod proxy;
 pub mod rules;
 pub mod settings;

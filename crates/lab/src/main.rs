@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
+use chaoslingr_lab::iam::{EnforceOptions, Enforcer, Scope};
 use chaoslingr_lab::proxy::{self, Front};
 use chaoslingr_lab::rules::OpenPortsRule;
 use chaoslingr_lab::settings::{parse_fault, FileSettings, LabSettings, Mode};
@@ -40,6 +41,22 @@ Point the CLI at the lab, not at the emulator:
       --detector config:vpc-sg-open-only-to-authorized-ports \\
       --detector alarm:chaoslingr-lab-firewall
 
+IAM enforcement (--enforce-iam POLICIES.json, a JSON object of access key id -> IAM
+policy document, e.g. from `infra/terraform.sh policies`): every request signed with a
+listed access key is evaluated against that key's policy (and the --scp service control
+policy, if given) by the evaluator (infra/iam/evaluate.mjs on @cloud-copilot/iam-simulate,
+installed by `infra/iam.sh install`, run with Node.js 20+), with the request's context:
+the resource ARNs of the action (the security group; the security-group-rule an authorize
+creates, and ec2:CreateTags on it with ec2:CreateAction when it is tagged at creation; the
+topic; the alarms; the parameter), aws:ResourceTag/* of the group as the emulator holds it
+at that moment, aws:RequestTag/* and aws:TagKeys, and cloudwatch:namespace. A denied
+request is not forwarded and is answered as the service answers it (EC2: 403
+UnauthorizedOperation with an encoded authorization failure message, which STS
+DecodeAuthorizationMessage on the lab decodes; SNS AuthorizationError; CloudWatch and
+STS AccessDenied; JSON services AccessDeniedException). Other access keys pass
+unevaluated. Every decision is logged, and --record-calls lines carry `allowed` (null
+when not evaluated) and `denied`.
+
 A TOML file (--config) sets the same things; flags override it. Example:
   scan_interval = \"1s\"
   [config]
@@ -59,7 +76,12 @@ A TOML file (--config) sets the same things; flags override it. Example:
   fault = \"none\"
   [remediator]
   mode = \"off\"
-  latency = \"5s\"";
+  latency = \"5s\"
+  [iam]
+  enforce = \"target/chaoslingr-iam-policies.json\"   # off when absent
+  scp = \"deny-ports.json\"                          # optional
+  evaluator = \"infra/iam/evaluate.mjs\"             # default: the repository's
+  node = \"node\"";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -130,6 +152,21 @@ struct Args {
     /// Append one JSON line per AWS call (caller's access key, IAM action) to this file.
     #[arg(long, value_name = "FILE")]
     record_calls: Option<PathBuf>,
+
+    /// Enforce IAM: evaluate the requests of each access key in this JSON file
+    /// ({"ACCESS_KEY": policy document, ...}) against its policy (see --help).
+    #[arg(long, value_name = "POLICIES.json")]
+    enforce_iam: Option<PathBuf>,
+    /// A service control policy evaluated too for the enforced access keys (its explicit
+    /// Deny is a preventive control: explicitDeny true in the decoded message).
+    #[arg(long, value_name = "FILE")]
+    scp: Option<PathBuf>,
+    /// The IAM evaluator program [default: infra/iam/evaluate.mjs of the repository].
+    #[arg(long, env = "CHAOSLINGR_IAM_EVALUATOR", value_name = "FILE")]
+    iam_evaluator: Option<PathBuf>,
+    /// The Node.js that runs the evaluator [default: node].
+    #[arg(long, env = "CHAOSLINGR_NODE", value_name = "PROGRAM")]
+    node: Option<String>,
 
     /// Revoke world-open unauthorized rules after this latency (the auto-remediator).
     #[arg(long, value_name = "DURATION")]
@@ -208,6 +245,21 @@ fn settings(args: &Args) -> anyhow::Result<LabSettings> {
     if let Some(v) = &args.remediate_after {
         s.remediator = Some(duration(v, "--remediate-after")?);
     }
+    if let Some(v) = &args.enforce_iam {
+        s.iam.enforce = Some(v.clone());
+    }
+    if let Some(v) = &args.scp {
+        s.iam.scp = Some(v.clone());
+    }
+    if let Some(v) = &args.iam_evaluator {
+        s.iam.evaluator = Some(v.clone());
+    }
+    if let Some(v) = &args.node {
+        s.iam.node = Some(v.clone());
+    }
+    if s.iam.scp.is_some() && s.iam.enforce.is_none() {
+        bail!("--scp needs --enforce-iam: only the enforced access keys are evaluated");
+    }
     Ok(s)
 }
 
@@ -243,6 +295,19 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.port_file {
         std::fs::write(path, addr.port().to_string()).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let enforcer = match &settings.iam.enforce {
+        Some(policies) => {
+            let options = EnforceOptions {
+                policies: policies.clone(),
+                scp: settings.iam.scp.clone(),
+                evaluator: settings.iam.evaluator.clone().unwrap_or_else(chaoslingr_lab::iam::default_evaluator),
+                node: settings.iam.node.clone().unwrap_or_else(|| "node".into()),
+            };
+            let scope = Scope::new(&settings.region, &settings.account);
+            Some(Arc::new(Enforcer::start(&options, scope).await.context("--enforce-iam")?))
+        }
+        None => None,
+    };
     let interval = settings.scan_interval;
     let summary = format!(
         "config {} ({}), firewall {} ({}, alarm {}), remediator {}",
@@ -253,12 +318,24 @@ async fn main() -> anyhow::Result<()> {
         settings.firewall_alarm,
         settings.remediator.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
     );
+    let summary = match &settings.iam.enforce {
+        Some(p) => format!(
+            "{summary}, IAM enforced ({}{})",
+            p.display(),
+            settings.iam.scp.as_ref().map(|s| format!(", SCP {}", s.display())).unwrap_or_default()
+        ),
+        None => format!("{summary}, IAM not enforced"),
+    };
     let state = Arc::new(Mutex::new(LabState::new(settings, SystemTime::now())));
     // A first scan before answering anything: pre-existing state is Config's baseline.
     world::tick(&up, &state).await.context("first scan of the emulator failed")?;
     println!("chaoslingr-lab listening on http://{addr} (forwarding to {}); {summary}", args.upstream);
+    let ec2 = up.ec2.clone();
     tokio::spawn(world::run(up, state.clone(), interval));
     let mut front = Front::new(state, upstream);
+    if let Some(enforcer) = enforcer {
+        front = front.with_iam(enforcer, ec2);
+    }
     if let Some(path) = &args.record_calls {
         let file = std::fs::OpenOptions::new()
             .create(true)

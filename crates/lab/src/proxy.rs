@@ -1,6 +1,7 @@
 //! The lab's HTTP front: one loopback endpoint for every service. AWS Config operations
-//! are answered by the lab; detector reads can be made to fail on purpose; everything else
-//! is forwarded to the emulator unchanged.
+//! are answered by the lab; detector reads can be made to fail on purpose; with IAM
+//! enforcement, requests of the enforced access keys are evaluated first and denied ones
+//! answered as the service would; everything else is forwarded to the emulator unchanged.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -16,10 +17,12 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config_api::{self, TARGET_PREFIX};
+use crate::iam::{self, Enforcer, Verdict};
 use crate::settings::{Fault, FaultKind};
 use crate::state::LabState;
 
@@ -30,16 +33,26 @@ pub struct Front {
     client: Client<HttpConnector, Full<Bytes>>,
     /// Where to append one JSON line per AWS call (`--record-calls`).
     calls: Option<Mutex<std::fs::File>>,
+    /// IAM enforcement (`--enforce-iam`), and the emulator's EC2 for reading group tags.
+    iam: Option<(Arc<Enforcer>, aws_sdk_ec2::Client)>,
 }
 
 impl Front {
     pub fn new(state: Arc<Mutex<LabState>>, upstream: Uri) -> Self {
-        Front { state, upstream, client: Client::builder(TokioExecutor::new()).build_http(), calls: None }
+        Front { state, upstream, client: Client::builder(TokioExecutor::new()).build_http(), calls: None, iam: None }
     }
 
-    /// Appends `{"access_key": .., "action": "<iam prefix>:<Operation>"}` for every call to
-    /// `file`, so a test can see which IAM actions each caller (told apart by its access
-    /// key) actually needed.
+    /// Evaluates the requests of the access keys `enforcer` knows before forwarding them;
+    /// `ec2` (on the emulator) reads the current tags of the groups they act on.
+    pub fn with_iam(mut self, enforcer: Arc<Enforcer>, ec2: aws_sdk_ec2::Client) -> Self {
+        self.iam = Some((enforcer, ec2));
+        self
+    }
+
+    /// Appends `{"access_key": .., "action": "<iam prefix>:<Operation>", "allowed": ..,
+    /// "denied": ..}` for every call to `file`, so a test can see which IAM actions each
+    /// caller (told apart by its access key) needed and whether enforcement let them
+    /// through (`allowed` is null for calls that were not evaluated).
     pub fn with_call_log(mut self, file: std::fs::File) -> Self {
         self.calls = Some(Mutex::new(file));
         self
@@ -130,12 +143,68 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(respond(400, "text/plain", format!("could not read the request body: {e}"))),
     };
-    if let Some(log) = &front.calls {
-        if let Some((key, action)) = call_of(&parts.headers, &parts.method, parts.uri.path(), &body) {
-            use std::io::Write;
-            let line = serde_json::json!({ "access_key": key, "action": action }).to_string();
-            let mut f = log.lock().expect("call log lock");
-            let _ = writeln!(f, "{line}");
+    let call = call_of(&parts.headers, &parts.method, parts.uri.path(), &body);
+    let verdict = match (&front.iam, &call) {
+        (Some((enforcer, ec2)), Some((key, action))) if enforcer.enforces(key) => {
+            match enforce(enforcer, ec2, &parts, &body, key, action).await {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(access_key = %key, action = %action, error = %e, "could not evaluate IAM");
+                    return Ok(respond(
+                        500,
+                        "text/plain",
+                        format!("chaoslingr-lab could not evaluate IAM for {action}: {e:#}"),
+                    ));
+                }
+            }
+        }
+        _ => Verdict::NotEvaluated,
+    };
+    if let (Some(log), Some((key, action))) = (&front.calls, &call) {
+        use std::io::Write;
+        let mut line = serde_json::json!({ "access_key": key, "action": action });
+        match &verdict {
+            Verdict::NotEvaluated => {
+                line["allowed"] = Value::Null;
+                line["denied"] = false.into();
+            }
+            Verdict::Allowed { resources } => {
+                line["allowed"] = true.into();
+                line["denied"] = false.into();
+                line["resources"] = serde_json::json!(resources);
+            }
+            Verdict::Denied { denial, .. } => {
+                line["allowed"] = false.into();
+                line["denied"] = true.into();
+                line["explicit_deny"] = denial.decision.explicit_deny.into();
+                line["resources"] = serde_json::json!([denial.check.resource]);
+                line["denied_action"] = denial.check.action.clone().into();
+                line["matched"] = serde_json::json!(denial.decision.matched);
+            }
+        }
+        let mut f = log.lock().expect("call log lock");
+        let _ = writeln!(f, "{line}");
+    }
+    if let Verdict::Denied { denial, token } = &verdict {
+        let service = service_of(&parts.headers).unwrap_or_default();
+        let protocol = iam::protocol_of(&service, parts.headers.contains_key("x-amz-target"));
+        let request_id = request_id(&front);
+        let (status, content_type, error_type, text) = iam::denied_answer(protocol, denial, token, &request_id);
+        let mut r = respond(status, content_type, text);
+        if let Some(t) = error_type {
+            r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(t));
+        }
+        return Ok(r);
+    }
+    if let (Some((enforcer, _)), Some((_, action))) = (&front.iam, &call) {
+        if action == "sts:DecodeAuthorizationMessage" {
+            let params = query_params(&parts, &body);
+            let token = params.iter().find(|(k, _)| k == "EncodedMessage").map(|(_, v)| v.as_str()).unwrap_or("");
+            let request_id = request_id(&front);
+            return Ok(match enforcer.decode(token) {
+                Some(decoded) => respond(200, "text/xml", iam::decode_answer(&decoded, &request_id)),
+                None => respond(400, "text/xml", iam::invalid_message_answer(&request_id)),
+            });
         }
     }
     let service = service_of(&parts.headers);
@@ -162,6 +231,79 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
         }
     }
     Ok(forward(&front, parts, body).await)
+}
+
+fn request_id(front: &Front) -> String {
+    match &front.iam {
+        Some((enforcer, _)) => {
+            let h = enforcer.fresh(32);
+            format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        }
+        None => "chaoslingr-lab".into(),
+    }
+}
+
+/// A query-protocol request's parameters: the form body, or the URI query.
+fn query_params(parts: &hyper::http::request::Parts, body: &[u8]) -> iam::Params {
+    match std::str::from_utf8(body) {
+        Ok(b) if !b.trim().is_empty() && !b.trim_start().starts_with('{') => iam::form_params(b),
+        _ => iam::form_params(parts.uri.query().unwrap_or_default()),
+    }
+}
+
+/// Evaluates one request of an enforced access key, reading the tags of the security
+/// groups it acts on from the emulator at this moment.
+async fn enforce(
+    enforcer: &Enforcer,
+    ec2: &aws_sdk_ec2::Client,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    key: &str,
+    action: &str,
+) -> anyhow::Result<Verdict> {
+    let params = query_params(parts, body);
+    let json: Option<Value> = serde_json::from_slice(body).ok();
+    let new_rule = format!("sgr-{}", enforcer.fresh(17));
+    let checks = iam::checks_for(action, &params, json.as_ref(), &enforcer.scope, &new_rule);
+    let verdict = enforcer
+        .evaluate(key, checks, |group| async move {
+            let out = ec2.describe_security_groups().group_ids(&group).send().await;
+            Ok(match out {
+                Ok(out) => out
+                    .security_groups()
+                    .iter()
+                    .flat_map(|g| g.tags())
+                    .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+                    .collect(),
+                // A group that does not exist has no tags.
+                Err(e) => {
+                    debug!(group, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "no tags read");
+                    Vec::new()
+                }
+            })
+        })
+        .await?;
+    match &verdict {
+        Verdict::Denied { denial, .. } => {
+            let matched = serde_json::json!(denial.decision.matched).to_string();
+            let context = serde_json::json!(denial.check.context).to_string();
+            info!(
+                access_key = key,
+                action = %denial.check.action,
+                resource = %denial.check.resource,
+                explicit_deny = denial.decision.explicit_deny,
+                matched,
+                context,
+                explain = %denial.decision.explain,
+                "IAM denied"
+            )
+        }
+        Verdict::Allowed { resources } => {
+            info!(access_key = key, action, resources = %resources.join(" "), "IAM allowed")
+        }
+        Verdict::NotEvaluated => {}
+    }
+    Ok(verdict)
 }
 
 /// Forwards a request to the emulator as it came, and its answer back.

