@@ -12,7 +12,7 @@ mod errors;
 mod recorder;
 
 pub use detectors::AwsDetectors;
-pub use ec2::Ec2Ingress;
+pub use ec2::{denial_source_of, AwsClock, Ec2Ingress};
 pub use errors::call_error;
 pub use recorder::{metric_data, AwsRecorder};
 
@@ -50,7 +50,7 @@ impl AwsAdapters {
         let region = conf.region().map(|r| r.to_string());
         let cloudwatch = aws_sdk_cloudwatch::Client::new(conf);
         AwsAdapters {
-            ingress: Ec2Ingress::new(aws_sdk_ec2::Client::new(conf)),
+            ingress: Ec2Ingress::from_conf(conf),
             detectors: AwsDetectors::new(
                 cloudwatch.clone(),
                 aws_sdk_config::Client::new(conf),

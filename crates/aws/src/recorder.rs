@@ -7,7 +7,7 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_smithy_types::DateTime;
 use chaoslingr_domain::outcome::StartReport;
-use chaoslingr_domain::ports::{CallError, FailureKind, Recorder};
+use chaoslingr_domain::ports::{CallError, Recorder};
 use chaoslingr_domain::{Outcome, OutcomeReport};
 use tracing::{error, info, instrument};
 
@@ -93,7 +93,7 @@ impl AwsRecorder {
     }
 
     #[instrument(skip(self, report), fields(experiment_id = %report.experiment_id), err)]
-    async fn publish(&self, topic: &str, report: &OutcomeReport) -> Result<(), CallError> {
+    async fn publish_to(&self, topic: &str, report: &OutcomeReport) -> Result<(), CallError> {
         let mut subject =
             format!("ChaoSlingr: {} on {}", report.outcome, report.security_group_id.as_deref().unwrap_or("no target"));
         subject.truncate(100);
@@ -149,25 +149,31 @@ impl Recorder for AwsRecorder {
         failures
     }
 
-    async fn record(&self, report: &OutcomeReport) -> Vec<CallError> {
-        let topic = self.topic_arn.clone();
-        let publish = async {
-            match &topic {
-                Some(t) => self.publish(t, report).await,
-                None => Ok(()),
-            }
-        };
-        let (metrics, published) = tokio::join!(self.put_metrics(report), publish);
-        // One structured line per outcome, whatever else worked.
-        info!(target: "chaoslingr::outcome", outcome = %report.outcome, experiment_id = %report.experiment_id, report = %report.to_json(), "outcome");
-        let failures: Vec<CallError> = [metrics.err(), published.err()].into_iter().flatten().collect();
+    async fn count(&self, report: &OutcomeReport) -> Vec<CallError> {
+        let failures: Vec<CallError> = self.put_metrics(report).await.err().into_iter().collect();
         for f in &failures {
-            error!(error = %f, "could not record the outcome");
+            error!(error = %f, "could not count the outcome");
         }
-        if failures.is_empty() && topic.is_none() {
-            tracing::debug!("no topic configured; outcome not published");
-        }
-        let _ = FailureKind::Other;
         failures
+    }
+
+    async fn publish(&self, report: &OutcomeReport) -> Vec<CallError> {
+        // One structured line per outcome, whatever else works.
+        info!(target: "chaoslingr::outcome", outcome = %report.outcome, experiment_id = %report.experiment_id, report = %report.to_json(), "outcome");
+        let Some(topic) = &self.topic_arn else {
+            tracing::debug!("no topic configured; outcome not published");
+            return Vec::new();
+        };
+        let failures: Vec<CallError> = self.publish_to(topic, report).await.err().into_iter().collect();
+        for f in &failures {
+            error!(error = %f, "could not publish the outcome");
+        }
+        failures
+    }
+
+    async fn record(&self, report: &OutcomeReport) -> Vec<CallError> {
+        let (mut counted, published) = tokio::join!(self.count(report), self.publish(report));
+        counted.extend(published);
+        counted
     }
 }

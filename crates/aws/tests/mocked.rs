@@ -17,7 +17,7 @@ use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use chaoslingr_domain::port_choice::ExistingRule;
 use chaoslingr_domain::ports::{
-    AuthorizeOutcome, Detectors, FailureKind, Ingress, IngressRequest, Recorder, RevokeOutcome,
+    AuthorizeOutcome, DenialSource, Detectors, FailureKind, Ingress, IngressRequest, Recorder, RevokeOutcome,
 };
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
@@ -258,7 +258,7 @@ mod ec2 {
         let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]));
 
         // WHEN listing the opted-in groups
-        let groups = ingress.opted_in_groups(OPT_IN).await.unwrap();
+        let groups = ingress.groups_with_tag_key(OPT_IN).await.unwrap();
 
         // THEN every page was read, passing each token back exactly
         assert_eq!(rule.num_calls(), 3);
@@ -334,6 +334,7 @@ mod ec2 {
                 from_port: Some(20_000),
                 to_port: Some(20_002),
                 cidr: Some("0.0.0.0/0".into()),
+                description: None,
                 is_egress: false,
                 tags: pairs(&ours),
             }
@@ -417,7 +418,7 @@ mod ec2 {
     }
 
     #[tokio::test]
-    async fn authorize_maps_denials_to_the_prevented_outcome_keeping_the_code() {
+    async fn authorize_maps_denials_to_denied_keeping_the_code_and_attributes_them_only_with_evidence() {
         for code in ["UnauthorizedOperation", "AccessDenied"] {
             // GIVEN EC2 refusing with a 403 and this code
             let rule = mock!(Client::authorize_security_group_ingress).then_http_response(move || ec2_error(403, code));
@@ -428,8 +429,10 @@ mod ec2 {
 
             // THEN it is a denial, not an error
             match outcome {
-                Ok(AuthorizeOutcome::Denied { code: got, message }) => {
+                Ok(AuthorizeOutcome::Denied { code: got, message, source }) => {
                     assert_eq!(got, code);
+                    // No encoded message to decode: never credited to a preventive control.
+                    assert!(matches!(source, DenialSource::Unknown(_)), "{source:?}");
                     assert!(!message.is_empty());
                     if code == "UnauthorizedOperation" {
                         assert_eq!(message, "You are not authorized to perform this operation.");
@@ -596,7 +599,7 @@ mod ec2 {
         let started = Instant::now();
 
         // WHEN listing the opted-in groups
-        let groups = ingress.opted_in_groups(OPT_IN).await.unwrap();
+        let groups = ingress.groups_with_tag_key(OPT_IN).await.unwrap();
 
         // THEN the SDK retried and the listing succeeded
         assert_eq!(rule.num_calls(), 2);
@@ -617,7 +620,7 @@ mod ec2 {
         ));
 
         // WHEN listing the opted-in groups
-        let err = Ec2Ingress::new(client).opted_in_groups(OPT_IN).await.unwrap_err();
+        let err = Ec2Ingress::new(client).groups_with_tag_key(OPT_IN).await.unwrap_err();
 
         // THEN three attempts were made and the error says "worth retrying later"
         assert_eq!(rule.num_calls(), 3);

@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use chaoslingr_domain::discovery::RuleState;
 use chaoslingr_domain::experiment::ExperimentId;
 use chaoslingr_domain::time::human;
 use serde_json::json;
@@ -54,104 +55,172 @@ pub async fn targets(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
 }
 
 pub async fn status(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
-    let active = engine.active().await?;
+    let found = engine.active().await?;
     let now = SystemTime::now();
     if json {
-        let items: Vec<_> = active
+        let mut items: Vec<_> = found
+            .experiments
             .iter()
-            .map(|(rule, rec)| match rec {
-                Ok(r) => json!({
-                    "experiment_id": r.id,
-                    "security_group_id": r.security_group_id,
-                    "security_group_rule_id": r.security_group_rule_id,
-                    "protocol": r.protocol,
-                    "from_port": r.ports.from,
-                    "to_port": r.ports.to,
-                    "cidr": r.cidr,
-                    "injected_at": chaoslingr_domain::time::rfc3339_millis(r.injected_at),
-                    "deadline": timestamp(r.deadline),
-                    "age_seconds": r.age(now).as_secs(),
-                    "overdue": r.is_overdue(now),
-                    "detectors": r.detectors,
-                }),
-                Err(e) => json!({
-                    "experiment_id": rule.experiment_id(),
-                    "security_group_id": rule.security_group_id,
-                    "security_group_rule_id": rule.security_group_rule_id,
-                    "error": e.to_string(),
-                    "overdue": true,
-                }),
+            .map(|f| {
+                let mut item = json!({
+                    "experiment_id": f.experiment_id,
+                    "security_group_id": f.security_group_id,
+                    "security_group_rule_id": f.security_group_rule_id,
+                    "marked": f.marker.is_some(),
+                    "rule": match &f.rule {
+                        RuleState::Present(_) => "present".to_string(),
+                        RuleState::Gone => "gone".to_string(),
+                        RuleState::Unknown(e) => format!("unknown: {e}"),
+                    },
+                    "ours": f.ours.is_ok(),
+                    "not_ours_reason": f.ours.as_ref().err(),
+                });
+                match &f.record {
+                    Ok(r) => {
+                        let extra = json!({
+                            "protocol": r.protocol,
+                            "from_port": r.ports.from,
+                            "to_port": r.ports.to,
+                            "cidr": r.cidr,
+                            "injected_at": chaoslingr_domain::time::rfc3339_millis(r.injected_at),
+                            "deadline": timestamp(r.deadline),
+                            "age_seconds": r.age(now).as_secs(),
+                            "overdue": r.is_overdue(now),
+                            "detectors": r.detectors,
+                        });
+                        if let (Some(o), Some(e)) = (item.as_object_mut(), extra.as_object()) {
+                            o.extend(e.clone());
+                        }
+                    }
+                    Err(e) => {
+                        item["error"] = json!(e);
+                        item["overdue"] = json!(true);
+                    }
+                }
+                item
             })
             .collect();
+        for d in &found.damaged_markers {
+            items.push(json!({
+                "experiment_id": d.experiment_id,
+                "security_group_id": d.security_group_id,
+                "marked": true,
+                "error": format!("damaged marker: {}", d.error),
+            }));
+        }
         println!("{}", serde_json::to_string(&items).expect("serializable"));
         return Ok(exit::OK);
     }
-    if active.is_empty() {
+    for e in &found.errors {
+        eprintln!("warning: {e}");
+    }
+    if found.experiments.is_empty() && found.damaged_markers.is_empty() {
         println!("No active experiments.");
         return Ok(exit::OK);
     }
-    let rows: Vec<Vec<String>> = active
+    let mut rows: Vec<Vec<String>> = found
+        .experiments
         .iter()
-        .map(|(rule, rec)| match rec {
-            Ok(r) => vec![
-                r.id.to_string(),
-                r.security_group_id.clone(),
-                r.security_group_rule_id.clone(),
-                format!("{} {}", r.protocol, r.ports),
-                human(r.age(now)),
-                timestamp(r.deadline),
-                if r.is_overdue(now) {
-                    format!("OVERDUE: run `chaoslingr revert {}`", r.id)
-                } else {
-                    "watching".into()
-                },
-            ],
-            Err(e) => vec![
-                rule.experiment_id().unwrap_or("?").to_string(),
-                rule.security_group_id.clone(),
-                rule.security_group_rule_id.clone(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                format!("DAMAGED TAGS ({e}): run `chaoslingr revert --all`"),
-            ],
+        .map(|f| {
+            let id = f.experiment_id.clone().unwrap_or_else(|| "?".into());
+            let state = match (&f.ours, &f.rule, &f.record) {
+                (Err(why), _, _) => format!("NOT OURS, left alone ({why})"),
+                (_, RuleState::Gone, _) => "rule gone; the judge records the outcome".into(),
+                (_, _, Err(e)) => format!("DAMAGED TAGS ({e}): run `chaoslingr revert {id}`"),
+                (_, _, Ok(r)) if r.is_overdue(now) => format!("OVERDUE: run `chaoslingr revert {}`", r.id),
+                _ => "watching".into(),
+            };
+            match &f.record {
+                Ok(r) => vec![
+                    id,
+                    f.security_group_id.clone(),
+                    f.security_group_rule_id.clone(),
+                    format!("{} {}", r.protocol, r.ports),
+                    human(r.age(now)),
+                    timestamp(r.deadline),
+                    state,
+                ],
+                Err(_) => vec![
+                    id,
+                    f.security_group_id.clone(),
+                    f.security_group_rule_id.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    state,
+                ],
+            }
         })
         .collect();
+    for d in &found.damaged_markers {
+        rows.push(vec![
+            d.experiment_id.clone().unwrap_or_else(|| "?".into()),
+            d.security_group_id.clone(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            format!("DAMAGED MARKER ({}); the judge removes it", d.error),
+        ]);
+    }
     print!("{}", table(&["EXPERIMENT", "GROUP", "RULE", "PORTS", "AGE", "DEADLINE", "STATE"], &rows));
     Ok(exit::OK)
 }
 
 pub async fn revert(engine: &AwsEngine, id: Option<ExperimentId>, json: bool) -> Result<u8, Failure> {
     let reports = match &id {
-        Some(id) => engine.revert_by_id(id).await,
+        Some(id) => engine.revert_by_id(id).await?,
         None => engine.revert_all().await?,
     };
-    let failed = reports.iter().filter(|r| !r.reverted).count();
+    let failed = reports.iter().filter(|r| !r.reverted && !r.not_ours).count();
+    let not_ours = reports.iter().filter(|r| r.not_ours).count();
     if json {
         println!("{}", serde_json::to_string(&reports).expect("serializable"));
     } else if reports.is_empty() {
         match &id {
-            Some(id) => println!("Nothing to revert: no rule carries experiment id {id}."),
+            Some(id) => println!("Nothing to revert: no experiment {id} was found."),
             None => println!("Nothing to revert: no active experiments."),
         }
     } else {
-        for r in &reports {
-            if r.reverted {
-                let how = if r.already_gone { "was already gone" } else { "revoked and verified gone" };
-                println!("{}: rule {} on {} {how}", r.experiment_id, r.security_group_rule_id, r.security_group_id);
-            } else {
-                println!(
-                    "{}: FAILED to revert rule {} on {}: {}",
-                    r.experiment_id,
-                    r.security_group_rule_id,
-                    r.security_group_id,
-                    r.error.as_deref().unwrap_or("unknown error")
-                );
-            }
-        }
-        println!("{} reverted, {failed} failed.", reports.len() - failed);
+        print_reverts(&reports);
+        println!("{} reverted, {failed} failed, {not_ours} not ours (left alone).", reports.len() - failed - not_ours);
     }
     Ok(if failed == 0 { exit::OK } else { exit::FAILURE })
+}
+
+/// `revert --force RULE_ID`: the one revoke without the ownership check.
+pub async fn revert_force(engine: &AwsEngine, rule_id: &str, json: bool) -> Result<u8, Failure> {
+    let report = engine.revert_force(rule_id).await?;
+    if json {
+        println!("{}", serde_json::to_string(&[&report]).expect("serializable"));
+    } else {
+        print_reverts(std::slice::from_ref(&report));
+    }
+    Ok(if report.reverted { exit::OK } else { exit::FAILURE })
+}
+
+fn print_reverts(reports: &[chaoslingr_domain::engine::RevertReport]) {
+    for r in reports {
+        let id = if r.experiment_id.is_empty() { "-" } else { r.experiment_id.as_str() };
+        if r.reverted {
+            let how = if r.already_gone { "was already gone" } else { "revoked and verified gone" };
+            println!("{id}: rule {} on {} {how}", r.security_group_rule_id, r.security_group_id);
+        } else if r.not_ours {
+            println!(
+                "{id}: NOT OURS, left alone: rule {} on {}: {}",
+                r.security_group_rule_id,
+                r.security_group_id,
+                r.error.as_deref().unwrap_or_default()
+            );
+        } else {
+            println!(
+                "{id}: FAILED to revert rule {} on {}: {}",
+                r.security_group_rule_id,
+                r.security_group_id,
+                r.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+    }
 }
 
 /// One judge tick. Exit 1 when a revert failed (a port may still be open).
@@ -174,7 +243,10 @@ pub async fn judge(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
             println!("watching  {id}");
         }
         for id in &report.left_to_their_starter {
-            println!("left to its starter (not overdue, no marker) {id}");
+            println!("left to its starter (a person's run, not overdue) {id}");
+        }
+        for r in &report.not_ours {
+            println!("not ours  {r} (left alone)");
         }
         for e in &report.errors {
             println!("error     {e}");

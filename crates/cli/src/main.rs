@@ -24,7 +24,7 @@ pub mod exit {
     pub const BAD_INPUT: u8 = 2;
     /// The experiment ended `undetected`: a security gap.
     pub const UNDETECTED: u8 = 3;
-    /// Interrupted by Ctrl-C or SIGTERM (the rule was reverted first).
+    /// Interrupted by Ctrl-C, SIGTERM or SIGHUP (the rule was reverted first).
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -34,7 +34,7 @@ Exit status:
   1    failure: an AWS error, an aborted run, or a revert that could not be verified
   2    bad input or configuration; nothing was changed
   3    the experiment ended undetected: a security gap was found
-  130  interrupted by Ctrl-C or SIGTERM; the injected rule was reverted first";
+  130  interrupted by Ctrl-C, SIGTERM or SIGHUP; the injected rule was reverted first";
 
 fn env_help() -> String {
     let mut s = String::from("Configuration (environment; flags override):\n");
@@ -122,14 +122,20 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["experiment_id", "all"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["experiment_id", "all", "force"])))]
 struct RevertArgs {
     /// The experiment to revert (see `chaoslingr status`).
     experiment_id: Option<String>,
 
-    /// Revert every active experiment in this account and region.
+    /// Revert every active experiment in this account and region. Rules that carry
+    /// ChaoSlingr's tags but are not rules ChaoSlingr creates are listed, never removed.
     #[arg(long)]
     all: bool,
+
+    /// Remove this one rule (sgr-...) even though it is not recognisably ChaoSlingr's:
+    /// for a rule `status` or `revert --all` listed as not ours that you checked yourself.
+    #[arg(long, value_name = "RULE_ID")]
+    force: Option<String>,
 
     /// Print JSON instead of text.
     #[arg(long)]
@@ -221,8 +227,11 @@ fn run_settings(args: &RunArgs) -> Result<Settings, ConfigError> {
     }
     s.dry_run |= args.dry_run;
     s.check().map_err(|mut e| {
-        if args.poll_interval.is_some() {
+        if args.poll_interval.is_some() && e.source_name == "CHAOSLINGR_POLL_INTERVAL" {
             e.source_name = "--poll-interval".into();
+        }
+        if !args.detectors.is_empty() && e.source_name == "CHAOSLINGR_DETECTORS" {
+            e.source_name = "--detector".into();
         }
         e
     })?;
@@ -262,6 +271,19 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 ),
                 None => None,
             };
+            if let Some(rule) = &args.force {
+                let ok = rule.starts_with("sgr-") && rule.len() > 4 && rule[4..].chars().all(|c| c.is_ascii_hexdigit());
+                if !ok {
+                    return Err(Failure {
+                        status: exit::BAD_INPUT,
+                        error: anyhow::anyhow!(
+                            "--force takes a security group rule id such as `sgr-0123456789abcdef0`, got `{rule}`"
+                        ),
+                    });
+                }
+                let engine = engine(Settings::from_env()?).await?;
+                return inspect::revert_force(&engine, rule, args.json).await;
+            }
             let engine = engine(Settings::from_env()?).await?;
             inspect::revert(&engine, id, args.json).await
         }

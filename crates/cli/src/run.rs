@@ -15,15 +15,28 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::output::{print_dry_run, print_summary, progress_line};
 use crate::{exit, AwsEngine, Failure, RunArgs};
 
-/// SIGINT and SIGTERM, registered up front.
+/// SIGINT, SIGTERM and SIGHUP (the terminal or SSH session went away), registered up
+/// front: each one means "stop and revert", never "die with the port open".
 pub struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
+}
+
+/// Writes to stderr without panicking: after SIGHUP the terminal may be gone, and a failed
+/// write must not stop the revert.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 impl Signals {
     pub fn install() -> std::io::Result<Self> {
-        Ok(Signals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
     }
 
     /// Resolves with a reason on the first signal.
@@ -31,16 +44,18 @@ impl Signals {
         let reason = tokio::select! {
             _ = self.interrupt.recv() => "interrupted by Ctrl-C (SIGINT)",
             _ = self.terminate.recv() => "terminated by SIGTERM",
+            _ = self.hangup.recv() => "the terminal hung up (SIGHUP)",
         };
         fired.store(true, Ordering::SeqCst);
-        eprintln!("\nchaoslingr: {reason}: reverting the injected rule before exiting...");
+        say(&format!("\nchaoslingr: {reason}: reverting the injected rule before exiting..."));
         // Keep the handlers installed (by keeping `self` alive in a detached task) so a
         // second Ctrl-C cannot kill the process in the middle of the revert.
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = self.interrupt.recv() => eprintln!("chaoslingr: still reverting; please wait"),
-                    _ = self.terminate.recv() => eprintln!("chaoslingr: still reverting; please wait"),
+                    _ = self.interrupt.recv() => say("chaoslingr: still reverting; please wait"),
+                    _ = self.terminate.recv() => say("chaoslingr: still reverting; please wait"),
+                    _ = self.hangup.recv() => {}
                 }
             }
         });
@@ -49,7 +64,7 @@ impl Signals {
 }
 
 pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result<u8, Failure> {
-    let request = RunRequest { target: args.target.clone() };
+    let request = RunRequest { target: args.target.clone(), scheduled: false };
     let mut rng = StdRng::from_os_rng();
     let tty = std::io::stderr().is_terminal() && !args.json;
     let mut announced = false;

@@ -200,7 +200,7 @@ impl Settings {
             s.opt_in_tag = tag_key(&v, "CHAOSLINGR_OPT_IN_TAG")?;
         }
         if let Some(v) = get("CHAOSLINGR_OPT_IN_VALUE") {
-            s.opt_in_value = v.trim().to_string();
+            s.opt_in_value = opt_in_value(&v, "CHAOSLINGR_OPT_IN_VALUE")?;
         }
         if let Some(v) = get("CHAOSLINGR_DETECTORS") {
             s.detectors = detectors(&v, "CHAOSLINGR_DETECTORS")?;
@@ -258,6 +258,19 @@ impl Settings {
 
     /// Cross-field checks, run after every source has been applied.
     pub fn check(&self) -> Result<(), ConfigError> {
+        // The detector list is written into one tag value of every experiment: a list
+        // that does not fit must fail here, at start-up, not at every run.
+        let list = detector::format_list(&self.detectors);
+        if list.len() > crate::tags::MAX_TAG_VALUE {
+            return Err(ConfigError::new(
+                "CHAOSLINGR_DETECTORS",
+                &list,
+                format!(
+                    "at most {} characters in all (it is written into one tag value); configure fewer detectors or shorter names",
+                    crate::tags::MAX_TAG_VALUE
+                ),
+            ));
+        }
         if self.poll_interval > self.window {
             return Err(ConfigError::new(
                 "CHAOSLINGR_POLL_INTERVAL",
@@ -268,9 +281,12 @@ impl Settings {
         Ok(())
     }
 
-    /// Whether a group's tags opt it in.
+    /// Whether a group's tags opt it in. Compared exactly as the module's IAM condition
+    /// (`StringEqualsIgnoreCase`) compares it: the whole value, ignoring case only, so
+    /// `"TRUE"` opts in and `"true "` does not. A group the code targets is then never
+    /// one the role may not change.
     pub fn is_opted_in<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
-        tags.into_iter().any(|(k, v)| k == self.opt_in_tag && v.trim().eq_ignore_ascii_case(&self.opt_in_value))
+        tags.into_iter().any(|(k, v)| k == self.opt_in_tag && v.to_lowercase() == self.opt_in_value.to_lowercase())
     }
 }
 
@@ -279,7 +295,7 @@ impl Settings {
 pub fn window(v: &str, source: &str) -> Result<Duration, ConfigError> {
     let expected = "a duration such as `90s`, `10m` or `1h`, between 10s and 24h";
     match crate::time::parse_duration(v) {
-        Some(d) if d >= Duration::from_secs(10) && d <= Duration::from_secs(86_400) => Ok(d),
+        Some(d) if d >= Duration::from_secs(10) && d <= crate::experiment::MAX_WINDOW => Ok(d),
         _ => Err(ConfigError::new(source, v, expected)),
     }
 }
@@ -372,6 +388,17 @@ pub fn tag_key(v: &str, source: &str) -> Result<String, ConfigError> {
     let v = v.trim();
     if v.is_empty() || v.len() > 128 || v.to_ascii_lowercase().starts_with("aws:") {
         return Err(ConfigError::new(source, v, "a tag key of 1-128 characters not starting with `aws:`"));
+    }
+    Ok(v.to_string())
+}
+
+pub fn opt_in_value(v: &str, source: &str) -> Result<String, ConfigError> {
+    if v.trim() != v || v.is_empty() {
+        return Err(ConfigError::new(
+            source,
+            v,
+            "a tag value without leading or trailing spaces (IAM compares the whole value)",
+        ));
     }
     Ok(v.to_string())
 }
@@ -511,6 +538,24 @@ mod tests {
         assert!(!s.is_opted_in([("chaoslingr:opt-in", "false")]));
         assert!(!s.is_opted_in([("ChaoSlingr:Opt-In", "true")]));
         assert!(!s.is_opted_in([]));
+        // As IAM's StringEqualsIgnoreCase: the whole value, so spaces are not ignored.
+        assert!(!s.is_opted_in([("chaoslingr:opt-in", "true ")]));
+        assert!(!s.is_opted_in([("chaoslingr:opt-in", " true")]));
+    }
+
+    #[test]
+    fn an_opt_in_value_with_spaces_is_refused_naming_the_variable() {
+        let err = from(&[("CHAOSLINGR_OPT_IN_VALUE", "yes ")]).unwrap_err().to_string();
+        assert!(err.contains("CHAOSLINGR_OPT_IN_VALUE") && err.contains("IAM compares the whole value"), "{err}");
+        assert_eq!(from(&[("CHAOSLINGR_OPT_IN_VALUE", "Yes")]).unwrap().opt_in_value, "Yes");
+    }
+
+    #[test]
+    fn a_detector_list_longer_than_a_tag_value_fails_at_start_up() {
+        let many: Vec<String> = (0..20).map(|i| format!("alarm:firewall-new-open-port-{i}")).collect();
+        let err = from(&[("CHAOSLINGR_DETECTORS", &many.join(","))]).unwrap_err().to_string();
+        assert!(err.contains("CHAOSLINGR_DETECTORS") && err.contains("at most 256 characters"), "{err}");
+        assert!(from(&[("CHAOSLINGR_DETECTORS", &many[..3].join(","))]).is_ok());
     }
 
     #[test]

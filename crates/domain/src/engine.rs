@@ -6,7 +6,9 @@
 //! - the opt-in tag is re-read right before the rule is created;
 //! - once a rule may exist, the revert runs on every path: a final verdict, an error, a
 //!   cancellation (Ctrl-C, SIGTERM) and a panic while watching;
-//! - a revert only ever removes a rule carrying this experiment's id tag.
+//! - the local clock must agree with AWS's within [`CLOCK_TOLERANCE`] before a write;
+//! - every experiment marks its group (see [`crate::marker`]) so the judge can finish it;
+//! - a revert only ever removes a rule that is ChaoSlingr's (see [`crate::ownership`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,11 +26,13 @@ use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, Ex
 use crate::judge::{self, Verdict, WatchState};
 use crate::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use crate::ports::{
-    AuthorizeOutcome, CallError, Clock, Detectors, FailureKind, Ingress, IngressRequest, Recorder, RevokeOutcome,
+    AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress, IngressRequest, Recorder,
+    RevokeOutcome,
 };
 use crate::selection::{self, GroupInfo, Ineligible};
 use crate::tags::{self, TagError, TaggedRule};
 use crate::time::rfc3339;
+use crate::{marker, ownership};
 
 /// Errors that stop a command before anything was written.
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +45,23 @@ pub enum EngineError {
     Call(#[from] CallError),
 }
 
+/// How far the local clock may be from AWS's (the `Date` of EC2's answers) before a run
+/// refuses to write: injection times and deadlines come from this clock.
+pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(30);
+
+/// How long one reading of an experiment's detectors may take; a slow or throttled
+/// detector then reads as an error instead of holding up the watch or a judge tick.
+pub const DETECTOR_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What `run` was asked to do beyond the settings.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     /// Target this group instead of choosing one; it must be opted in.
     pub target: Option<String>,
+    /// Started by a schedule, not a person: pre-flight aborts (kill switch, outside the
+    /// allowed hours, maximum active) are counted in the metrics but not published, so
+    /// subscribers are not told on every schedule that nothing ran.
+    pub scheduled: bool,
 }
 
 /// A group and whether it can take an experiment now.
@@ -73,7 +89,24 @@ pub struct RevertReport {
     pub reverted: bool,
     /// It was already gone before we revoked it.
     pub already_gone: bool,
+    /// The rule carries our tags but is not ChaoSlingr's (see [`crate::ownership`]): it
+    /// was left alone, and `error` says why.
+    pub not_ours: bool,
     pub error: Option<String>,
+}
+
+impl RevertReport {
+    pub(crate) fn new(experiment_id: &str, group_id: &str, rule_id: &str) -> Self {
+        RevertReport {
+            experiment_id: experiment_id.to_string(),
+            security_group_id: group_id.to_string(),
+            security_group_rule_id: rule_id.to_string(),
+            reverted: false,
+            already_gone: false,
+            not_ours: false,
+            error: None,
+        }
+    }
 }
 
 /// A dry run: what would have been injected, and whether EC2 would allow it.
@@ -116,7 +149,7 @@ const REVERT_ATTEMPTS: u32 = 4;
 impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// Every opted-in group and whether it is eligible, with the reason when not.
     pub async fn targets(&self) -> Result<Vec<TargetStatus>, EngineError> {
-        let groups = self.ingress.opted_in_groups(&self.settings.opt_in_tag).await?;
+        let groups = self.ingress.groups_with_tag_key(&self.settings.opt_in_tag).await?;
         let mut active = self.active_by_group().await?;
         mark_busy(&mut active, &groups);
         let mut out = Vec::with_capacity(groups.len());
@@ -131,16 +164,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         Ok(out)
     }
 
-    /// Every rule carrying an experiment-id tag, decoded where the tags are intact.
-    pub async fn active(&self) -> Result<Vec<(TaggedRule, Result<ExperimentRecord, TagError>)>, EngineError> {
-        let rules = self.ingress.experiment_rules().await?;
-        Ok(rules
-            .into_iter()
-            .map(|r| {
-                let decoded = tags::decode(&r);
-                (r, decoded)
-            })
-            .collect())
+    /// Every experiment, found through group markers and rule tags (see
+    /// [`crate::discovery`]), with whether each rule is ChaoSlingr's.
+    pub async fn active(&self) -> Result<crate::discovery::Discovered, EngineError> {
+        self.discover().await
     }
 
     async fn active_by_group(&self) -> Result<HashMap<String, ExperimentId>, CallError> {
@@ -198,7 +225,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     ) -> Result<Result<Plan, RunEnd>, EngineError> {
         // Validate the request before anything else: a target that is not opted in is
         // refused without a single write.
-        let groups = match self.ingress.opted_in_groups(&self.settings.opt_in_tag).await {
+        let groups = match self.ingress.groups_with_tag_key(&self.settings.opt_in_tag).await {
             Ok(g) => g,
             Err(e) => {
                 return Ok(Err(self.aborted(None, format!("could not list opted-in security groups: {e}")).await))
@@ -219,6 +246,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             Err(e) => return Ok(Err(self.aborted(None, format!("could not list active experiments: {e}")).await)),
         };
         if let Err(reason) = self.preflight(&active).await {
+            if request.scheduled {
+                return Ok(Err(self.aborted_quietly(reason).await));
+            }
             return Ok(Err(self.aborted(None, reason).await));
         }
 
@@ -237,6 +267,21 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             return Err("the kill switch is on (CHAOSLINGR_ENABLED=false)".into());
         }
         let now = self.clock.now();
+        // Injection times and deadlines are written from this clock, and the judge reads
+        // them with AWS's: refuse to start when the two disagree.
+        if let Some(aws) = self.ingress.aws_time() {
+            let (off, direction) = match now.duration_since(aws) {
+                Ok(ahead) => (ahead, "ahead of"),
+                Err(behind) => (behind.duration(), "behind"),
+            };
+            if off > CLOCK_TOLERANCE {
+                return Err(format!(
+                    "the local clock is {} {direction} AWS's clock (more than {}): injection times and deadlines would be wrong; synchronise it (NTP) and retry",
+                    crate::time::human(off),
+                    crate::time::human(CLOCK_TOLERANCE)
+                ));
+            }
+        }
         if let Some(hours) = s.allowed_hours {
             if !hours.contains(now) {
                 return Err(format!("{} is outside the allowed hours (CHAOSLINGR_ALLOWED_HOURS)", rfc3339(now)));
@@ -359,7 +404,14 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             Err(e) => format!("invalid: {e}"),
             Ok(req) => match self.ingress.authorize(&req).await {
                 Ok(AuthorizeOutcome::WouldSucceed) | Ok(AuthorizeOutcome::Created { .. }) => "would-succeed".into(),
-                Ok(AuthorizeOutcome::Denied { code, message }) => format!("denied: {code}: {message}"),
+                Ok(AuthorizeOutcome::Denied { code, message, source }) => {
+                    let by = match source {
+                        DenialSource::ExplicitDeny => "an explicit deny (a preventive control)".to_string(),
+                        DenialSource::NotAllowed => "no policy allows it (ChaoSlingr's own role)".to_string(),
+                        DenialSource::Unknown(why) => format!("unattributed: {why}"),
+                    };
+                    format!("denied: {code}: {message} [{by}]")
+                }
                 Err(e) => format!("error: {e}"),
             },
         };
@@ -374,7 +426,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     ) -> Result<RunEnd, EngineError> {
         let mut experiment = Experiment::planned(plan.clone());
         let mut cancel = std::pin::pin!(cancel);
-        let record = match self.inject_plan(&plan, &mut experiment, || (&mut cancel).now_or_never()).await {
+        let record = match self.inject_plan(&plan, &mut experiment, true, || (&mut cancel).now_or_never()).await {
             Ok(record) => record,
             Err(end) => return Ok(end),
         };
@@ -382,7 +434,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         // From here on the rule exists: the revert below runs whatever the watch does,
         // including when it panics or is cancelled.
         let watched = AssertUnwindSafe(self.watch(&record, progress, cancel)).catch_unwind().await;
-        let revert = self.revert_record(&record).await;
+        let revert = self.revert_created(&record).await;
         let (outcome, reason, detections) = match watched {
             Ok(WatchEnd::Verdict { outcome, reason, detections }) => (outcome, reason, detections),
             Ok(WatchEnd::Cancelled { reason, detections }) => (Outcome::Aborted, reason, detections),
@@ -397,16 +449,27 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             }
         };
         let _ = experiment.conclude(outcome, &plan);
-        Ok(self.conclude(&plan, Some(&record), outcome, reason, detections, Some(revert)).await)
+        let reverted = revert.reverted;
+        let end = self.conclude(&plan, Some(&record), outcome, reason, detections, Some(revert)).await;
+        // The marker goes once the port is closed and the outcome recorded; while it stays,
+        // the judge closes the experiment after its deadline.
+        if reverted {
+            if let Err(e) = self.ingress.untag_group(&record.security_group_id, &marker::KEYS).await {
+                warn!(experiment_id = %record.id, error = %e, "could not remove the group marker; the judge will");
+            }
+        }
+        Ok(end)
     }
 
-    /// Re-checks the opt-in tag, creates the tagged rule, and makes sure this experiment
-    /// did not race another one past the maximum. `stop` is asked right before the
-    /// write. `Err` is the concluded run when nothing (or nothing any more) is open.
+    /// Re-checks the opt-in tag, creates the tagged rule, marks the group, and makes sure
+    /// this experiment did not race another one past the maximum. `stop` is asked right
+    /// before the write; `cli` says a person's run watches it. `Err` is the concluded run
+    /// when nothing (or nothing any more) is open.
     pub(crate) async fn inject_plan(
         &self,
         plan: &Plan,
         experiment: &mut Experiment,
+        cli: bool,
         stop: impl FnOnce() -> Option<String>,
     ) -> Result<ExperimentRecord, RunEnd> {
         // Re-check the opt-in tag on a fresh read right before writing: the group may have
@@ -433,23 +496,38 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         };
         let rule_id = match self.ingress.authorize(&request).await {
             Ok(AuthorizeOutcome::Created { rule_id }) => rule_id,
-            Ok(AuthorizeOutcome::Denied { code, message }) => {
-                let _ = experiment.conclude(Outcome::Prevented, plan);
-                let reason = format!("EC2 refused to open the port: {code}: {message}");
-                return Err(self.conclude(plan, None, Outcome::Prevented, reason, vec![], None).await);
+            Ok(AuthorizeOutcome::Denied { code, message, source }) => {
+                // Only an explicit deny is a preventive control holding: a permission our
+                // own role lacks must not be reported as the hypothesis holding.
+                let (outcome, reason) = match source {
+                    DenialSource::ExplicitDeny => (
+                        Outcome::Prevented,
+                        format!("a preventive control refused to open the port (explicit deny): {code}: {message}"),
+                    ),
+                    DenialSource::NotAllowed => (
+                        Outcome::Failed,
+                        format!(
+                            "ChaoSlingr's own role is not allowed to open the port (no policy allows it; not a preventive control): {code}: {message}"
+                        ),
+                    ),
+                    DenialSource::Unknown(why) => (
+                        Outcome::Failed,
+                        format!(
+                            "EC2 refused to open the port and the refusal could not be attributed to a preventive control ({why}): {code}: {message}"
+                        ),
+                    ),
+                };
+                let _ = experiment.conclude(outcome, plan);
+                return Err(self.conclude(plan, None, outcome, reason, vec![], None).await);
             }
             Ok(AuthorizeOutcome::WouldSucceed) => {
                 return Err(self.aborted(Some(plan), "EC2 answered a real call as a dry run".into()).await)
             }
             Err(e) => {
                 // The call may have created the rule before failing (a timeout after the
-                // write): look for it by our tag and remove it.
-                // When the listing finds no rule, no rule exists to revert.
-                let cleanup = self.revert_by_id(&plan.id).await;
-                let reverted = cleanup.iter().all(|r| r.reverted);
-                let created = cleanup.first().map(|r| r.security_group_rule_id.clone()).filter(|id| !id.is_empty());
+                // write): look for it on the group itself, by what we asked for.
+                let (revert, reverted, created) = self.clean_up_failed_authorize(plan).await;
                 let reason = format!("could not open the port: {e}");
-                let revert = cleanup.into_iter().next();
                 let mut end = self.conclude(plan, None, Outcome::Failed, reason, vec![], revert).await;
                 if let RunEnd::Concluded { report, .. } = &mut end {
                     report.reverted = reverted;
@@ -461,33 +539,90 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let record = experiment.injected(rule_id, injected_at).expect("a planned experiment can be injected").clone();
         info!(experiment_id = %record.id, rule = %record.security_group_rule_id, deadline = %rfc3339(record.deadline), "injected");
 
-        // Two starters can pass pre-flight at the same moment (two schedules, a schedule
-        // and a person). Count again now that our rule exists, and step back when over
-        // the maximum: when both see each other both step back, so never both stay.
-        let others = self.ingress.experiment_rules().await.map(|rules| {
-            rules
-                .iter()
-                .filter_map(|r| r.experiment_id())
-                .filter(|id| *id != record.id.as_str())
-                .map(String::from)
-                .collect::<Vec<_>>()
-        });
-        let step_back = match others {
-            Ok(others) if others.len() < self.settings.max_active => None,
-            Ok(others) => Some(format!(
-                "another experiment started at the same time ({}); the maximum is {} (CHAOSLINGR_MAX_ACTIVE), so this one stepped back",
-                others.join(", "),
-                self.settings.max_active
-            )),
-            Err(e) => Some(format!("could not re-count active experiments after injecting ({e}); stepped back")),
+        // The durable record the judge finds by itself, whatever happens to the opt-in tag
+        // or the rule's tags. Without it the experiment does not run.
+        let marked = match marker::encode(&record, cli) {
+            Ok(tags) => self.ingress.tag_group(&record.security_group_id, &tags).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let step_back = match marked {
+            Err(e) => Some(format!("could not mark {} for the judge ({e}); stepped back", record.security_group_id)),
+            // Two starters can pass pre-flight at the same moment (two schedules, a
+            // schedule and a person). Count again now that our rule exists, and step back
+            // when over the maximum: when both see each other both step back, so never
+            // both stay.
+            Ok(()) => match self.ingress.experiment_rules().await {
+                Ok(rules) => {
+                    let others: Vec<String> = rules
+                        .iter()
+                        .filter_map(|r| r.experiment_id())
+                        .filter(|id| *id != record.id.as_str())
+                        .map(String::from)
+                        .collect();
+                    (others.len() >= self.settings.max_active).then(|| {
+                        format!(
+                            "another experiment started at the same time ({}); the maximum is {} (CHAOSLINGR_MAX_ACTIVE), so this one stepped back",
+                            others.join(", "),
+                            self.settings.max_active
+                        )
+                    })
+                }
+                Err(e) => Some(format!("could not re-count active experiments after injecting ({e}); stepped back")),
+            },
         };
         if let Some(reason) = step_back {
             warn!(experiment_id = %record.id, reason = %reason, "stepping back");
-            let revert = self.revert_record(&record).await;
+            let revert = self.revert_created(&record).await;
+            if revert.reverted {
+                let _ = self.ingress.untag_group(&record.security_group_id, &marker::KEYS).await;
+            }
             let _ = experiment.conclude(Outcome::Aborted, plan);
             return Err(self.conclude(plan, Some(&record), Outcome::Aborted, reason, vec![], Some(revert)).await);
         }
         Ok(record)
+    }
+
+    /// After an authorize that failed without saying whether it wrote: the group's rules,
+    /// read directly, hold the rule if it exists (ours by what we asked for). Returns the
+    /// revert, whether the port is known closed, and the rule id if one was created.
+    async fn clean_up_failed_authorize(&self, plan: &Plan) -> (Option<RevertReport>, bool, Option<String>) {
+        let mut last_error = None;
+        for attempt in 0..2u32 {
+            if attempt > 0 {
+                self.clock.sleep(Duration::from_secs(1)).await;
+            }
+            match self.ingress.group_rules(&plan.security_group_id).await {
+                Ok(rules) => {
+                    let ours = rules.iter().find(|r| {
+                        ownership::check(r, plan.id.as_str(), None, &self.settings).is_ok()
+                            && r.ip_protocol == plan.protocol.as_str()
+                            && r.from_port == Some(i32::from(plan.ports.from))
+                            && r.to_port == Some(i32::from(plan.ports.to))
+                    });
+                    let Some(rule) = ours else {
+                        info!(experiment_id = %plan.id, "the failed authorize created no rule");
+                        return (None, true, None);
+                    };
+                    let revert = self
+                        .revert_rule(
+                            plan.id.as_str(),
+                            &rule.security_group_id,
+                            &rule.security_group_rule_id,
+                            None,
+                            true,
+                        )
+                        .await;
+                    let reverted = revert.reverted;
+                    return (Some(revert), reverted, Some(rule.security_group_rule_id.clone()));
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let e = last_error.map(|e| e.to_string()).unwrap_or_default();
+        error!(experiment_id = %plan.id, error = %e, "could not tell whether the failed authorize opened the port");
+        let mut report = RevertReport::new(plan.id.as_str(), &plan.security_group_id, "");
+        report.error = Some(format!("could not read the group's rules to look for the rule: {e}"));
+        (Some(report), false, None)
     }
 
     /// Observes until the judge's verdict is final or `cancel` resolves.
@@ -532,10 +667,11 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     pub async fn tick(&self, record: &ExperimentRecord, state: &mut WatchState) -> Verdict {
         tracing::debug!(experiment_id = %record.id, tick = state.ticks + 1, "tick");
         let (rule, readings) =
-            tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.detectors.observe(record));
+            tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.observe_bounded(record));
         let now = self.clock.now();
         let rule_present = match rule {
-            Ok(Some(r)) => r.experiment_id() == Some(record.id.as_str()),
+            // Read by its id, whatever its tags: stripped tags do not make it gone.
+            Ok(Some(r)) => self.owns(&r, record.id.as_str(), Some(record)).is_ok(),
             Ok(None) => false,
             Err(e) => {
                 // Not knowing is not "gone": keep the rule counted as present.
@@ -547,100 +683,199 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         judge::judge(record, state, now)
     }
 
-    /// Reverts one experiment's rule: re-check it is ours, revoke (idempotent), verify it
-    /// is gone. Retries transient failures; never panics.
-    pub async fn revert_record(&self, record: &ExperimentRecord) -> RevertReport {
-        self.revert_rule(record.id.as_str(), &record.security_group_id, &record.security_group_rule_id).await
+    /// One reading of every detector of `record`, within [`DETECTOR_READ_TIMEOUT`].
+    pub async fn observe_bounded(&self, record: &ExperimentRecord) -> Vec<(Detector, crate::judge::Reading)> {
+        match tokio::time::timeout(DETECTOR_READ_TIMEOUT, self.detectors.observe(record)).await {
+            Ok(readings) => readings,
+            Err(_) => {
+                let message = format!("no answer within {}", crate::time::human(DETECTOR_READ_TIMEOUT));
+                warn!(experiment_id = %record.id, "detectors did not answer in time");
+                record
+                    .detectors
+                    .iter()
+                    .map(|d| (d.clone(), crate::judge::Reading::Error { message: message.clone() }))
+                    .collect()
+            }
+        }
     }
 
-    pub(crate) async fn revert_rule(&self, experiment_id: &str, group_id: &str, rule_id: &str) -> RevertReport {
-        let mut report = RevertReport {
-            experiment_id: experiment_id.to_string(),
-            security_group_id: group_id.to_string(),
-            security_group_rule_id: rule_id.to_string(),
-            reverted: false,
-            already_gone: false,
-            error: None,
-        };
+    /// Whether `rule` is experiment `experiment_id`'s, created by ChaoSlingr (see
+    /// [`crate::ownership`]).
+    pub fn owns(
+        &self,
+        rule: &TaggedRule,
+        experiment_id: &str,
+        record: Option<&ExperimentRecord>,
+    ) -> Result<(), ownership::NotOurs> {
+        ownership::check(rule, experiment_id, record, &self.settings)
+    }
+
+    /// Reverts one experiment's rule, known from a durable record: checks it is ours,
+    /// revokes (idempotent), verifies it is gone. Retries transient failures; never panics.
+    pub async fn revert_record(&self, record: &ExperimentRecord) -> RevertReport {
+        self.revert_rule(
+            record.id.as_str(),
+            &record.security_group_id,
+            &record.security_group_rule_id,
+            Some(record),
+            false,
+        )
+        .await
+    }
+
+    /// Reverts the rule this process's own authorize call created.
+    pub(crate) async fn revert_created(&self, record: &ExperimentRecord) -> RevertReport {
+        self.revert_rule(
+            record.id.as_str(),
+            &record.security_group_id,
+            &record.security_group_rule_id,
+            Some(record),
+            true,
+        )
+        .await
+    }
+
+    /// The one revoke path. Before every revoke the rule is read by its id and must be
+    /// ours ([`crate::ownership`]); a rule that is not is never removed. `created_here`:
+    /// this process's own authorize call returned the id, so a failed re-read does not
+    /// keep the port open (the rule is revoked anyway).
+    pub(crate) async fn revert_rule(
+        &self,
+        experiment_id: &str,
+        group_id: &str,
+        rule_id: &str,
+        record: Option<&ExperimentRecord>,
+        created_here: bool,
+    ) -> RevertReport {
+        let mut report = RevertReport::new(experiment_id, group_id, rule_id);
         let mut last_error = None;
         for attempt in 0..REVERT_ATTEMPTS {
             if attempt > 0 {
                 self.clock.sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
             }
-            // Only ever remove a rule that carries this experiment's id.
             match self.ingress.rule(rule_id).await {
                 Ok(None) => {
                     report.reverted = true;
                     report.already_gone = attempt == 0;
                     return report;
                 }
-                Ok(Some(rule)) if rule.experiment_id() != Some(experiment_id) => {
-                    report.error = Some(format!(
-                        "rule {rule_id} does not carry experiment id {experiment_id}; refusing to remove it"
-                    ));
-                    return report;
+                Ok(Some(rule)) => {
+                    if let Err(not_ours) = self.owns(&rule, experiment_id, record) {
+                        warn!(experiment_id, rule_id, reason = %not_ours, "not ChaoSlingr's rule; leaving it alone");
+                        report.not_ours = true;
+                        report.error = Some(format!(
+                            "{not_ours}; left alone (remove it yourself, or `chaoslingr revert --force {rule_id}`)"
+                        ));
+                        return report;
+                    }
                 }
-                Ok(Some(_)) => {}
-                // The id came from our own authorize call or from a tag-filtered listing,
-                // so a failed re-read must not keep the port open: revoke anyway.
-                Err(e) => warn!(experiment_id, rule_id, error = %e, "could not re-read the rule; revoking it anyway"),
-            }
-            match self.ingress.revoke(group_id, rule_id).await {
-                Ok(RevokeOutcome::Revoked) | Ok(RevokeOutcome::AlreadyGone) => {}
+                Err(e) if created_here => {
+                    warn!(experiment_id, rule_id, error = %e, "could not re-read the rule we created; revoking it anyway")
+                }
                 Err(e) => {
-                    warn!(experiment_id, rule_id, error = %e, attempt, "revoke failed");
-                    last_error = Some(e.to_string());
+                    warn!(experiment_id, rule_id, error = %e, attempt, "could not read the rule to check it is ours");
+                    last_error = Some(format!("could not read the rule to check it is ours: {e}"));
                     continue;
                 }
             }
-            // Verify by reading back; loop again if it is somehow still there.
-            match self.ingress.rule(rule_id).await {
-                Ok(None) => {
-                    report.reverted = true;
-                    info!(experiment_id, rule_id, "reverted");
-                    return report;
-                }
-                Ok(Some(_)) => last_error = Some(format!("rule {rule_id} still present after revoke")),
-                Err(e) => last_error = Some(format!("could not verify the revert: {e}")),
+            if let Some(e) = self.revoke_and_verify(group_id, rule_id).await {
+                warn!(experiment_id, rule_id, error = %e, attempt, "revert attempt failed");
+                last_error = Some(e);
+                continue;
             }
+            report.reverted = true;
+            info!(experiment_id, rule_id, "reverted");
+            return report;
         }
         error!(experiment_id, rule_id, error = ?last_error, "REVERT FAILED: the port may still be open");
         report.error = last_error;
         report
     }
 
-    /// Reverts every rule tagged with this experiment id.
-    pub async fn revert_by_id(&self, id: &ExperimentId) -> Vec<RevertReport> {
-        let rules = match self.ingress.experiment_rules().await {
-            Ok(r) => r,
-            Err(e) => {
-                return vec![RevertReport {
-                    experiment_id: id.to_string(),
-                    security_group_id: String::new(),
-                    security_group_rule_id: String::new(),
-                    reverted: false,
-                    already_gone: false,
-                    error: Some(format!("could not look for the experiment's rules: {e}")),
-                }]
-            }
-        };
-        let mut out = Vec::new();
-        for rule in rules.iter().filter(|r| r.experiment_id() == Some(id.as_str())) {
-            out.push(self.revert_rule(id.as_str(), &rule.security_group_id, &rule.security_group_rule_id).await);
+    /// Revokes by id and reads back; `None` when the rule is verified gone.
+    async fn revoke_and_verify(&self, group_id: &str, rule_id: &str) -> Option<String> {
+        match self.ingress.revoke(group_id, rule_id).await {
+            Ok(RevokeOutcome::Revoked) | Ok(RevokeOutcome::AlreadyGone) => {}
+            Err(e) => return Some(e.to_string()),
         }
-        out
+        match self.ingress.rule(rule_id).await {
+            Ok(None) => None,
+            Ok(Some(_)) => Some(format!("rule {rule_id} still present after revoke")),
+            Err(e) => Some(format!("could not verify the revert: {e}")),
+        }
     }
 
-    /// The emergency stop: reverts every rule carrying an experiment-id tag, even one
-    /// whose other tags were damaged. Continues past failures and reports each.
-    pub async fn revert_all(&self) -> Result<Vec<RevertReport>, EngineError> {
-        let rules = self.ingress.experiment_rules().await?;
+    /// Reverts the rule of experiment `id`, found through its group marker or its tags.
+    pub async fn revert_by_id(&self, id: &ExperimentId) -> Result<Vec<RevertReport>, EngineError> {
+        let found = self.discover().await?;
         let mut out = Vec::new();
-        for rule in &rules {
-            let id = rule.experiment_id().unwrap_or_default().to_string();
-            out.push(self.revert_rule(&id, &rule.security_group_id, &rule.security_group_rule_id).await);
+        for f in found.experiments.iter().filter(|f| f.experiment_id.as_deref() == Some(id.as_str())) {
+            out.push(self.revert_found(f).await);
         }
         Ok(out)
+    }
+
+    /// The emergency stop: reverts every experiment rule that is ChaoSlingr's, found
+    /// through group markers and rule tags, in this account and region. Rules that carry
+    /// our tags but are not ours are listed, never revoked. Continues past failures and
+    /// reports each.
+    pub async fn revert_all(&self) -> Result<Vec<RevertReport>, EngineError> {
+        let found = self.discover().await?;
+        let mut out = Vec::new();
+        for f in &found.experiments {
+            out.push(self.revert_found(f).await);
+        }
+        Ok(out)
+    }
+
+    async fn revert_found(&self, f: &crate::discovery::Found) -> RevertReport {
+        let id = f.experiment_id.clone().unwrap_or_default();
+        if let Err(why) = &f.ours {
+            let mut report = RevertReport::new(&id, &f.security_group_id, &f.security_group_rule_id);
+            report.not_ours = true;
+            report.error = Some(format!(
+                "{why}; left alone (remove it yourself, or `chaoslingr revert --force {}`)",
+                f.security_group_rule_id
+            ));
+            return report;
+        }
+        self.revert_rule(&id, &f.security_group_id, &f.security_group_rule_id, f.record.as_ref().ok(), false).await
+    }
+
+    /// Removes one rule a person named explicitly, whether or not it is ChaoSlingr's
+    /// (`revert --force`): the only revoke without the ownership check.
+    pub async fn revert_force(&self, rule_id: &str) -> Result<RevertReport, EngineError> {
+        let rule = self.ingress.rule(rule_id).await?;
+        let Some(rule) = rule else {
+            let mut report = RevertReport::new("", "", rule_id);
+            report.reverted = true;
+            report.already_gone = true;
+            return Ok(report);
+        };
+        let id = rule.experiment_id().unwrap_or_default().to_string();
+        let mut report = RevertReport::new(&id, &rule.security_group_id, rule_id);
+        warn!(rule_id, group = %rule.security_group_id, "removing a rule by explicit request (--force)");
+        for attempt in 0..REVERT_ATTEMPTS {
+            if attempt > 0 {
+                self.clock.sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
+            }
+            match self.revoke_and_verify(&rule.security_group_id, rule_id).await {
+                None => {
+                    report.reverted = true;
+                    return Ok(report);
+                }
+                Some(e) => report.error = Some(e),
+            }
+        }
+        Ok(report)
+    }
+
+    pub(crate) async fn aborted_quietly(&self, reason: String) -> RunEnd {
+        info!(reason = %reason, "aborted in pre-flight (counted, not published)");
+        let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
+        let report = self.report_for(&id, None, None, Outcome::Aborted, reason, vec![], true);
+        let failures = self.recorder.count(&report).await;
+        RunEnd::Concluded { report, revert: None, record_failures: failures.iter().map(ToString::to_string).collect() }
     }
 
     pub(crate) async fn aborted(&self, plan: Option<&Plan>, reason: String) -> RunEnd {

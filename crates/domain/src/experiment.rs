@@ -134,6 +134,10 @@ impl FromStr for ExperimentId {
     }
 }
 
+/// The longest detection window ChaoSlingr accepts; no record keeps a change open
+/// longer than this after its injection, whatever its tags say.
+pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// What the planner decided to inject, before anything was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {

@@ -107,7 +107,9 @@ pub fn judge(record: &ExperimentRecord, state: &WatchState, now: SystemTime) -> 
     let fired: Vec<&Detector> = state.detectors.iter().filter(|(_, t)| t.fired.is_some()).map(|(d, _)| d).collect();
     let total = state.detectors.len();
 
-    if let Some(gone) = state.rule_gone_at {
+    // Only a rule found gone before the deadline was remediated; one gone after it was
+    // closed (by ChaoSlingr, or too late to count).
+    if let Some(gone) = state.rule_gone_at.filter(|g| *g < record.deadline) {
         let reason = format!(
             "the rule was removed {}s after injection by something other than ChaoSlingr{}",
             seconds_between(record.injected_at, gone).round(),
@@ -180,6 +182,16 @@ pub fn reports(record: &ExperimentRecord, state: &WatchState) -> Vec<DetectionRe
         })
         .collect();
     out.push(match state.rule_gone_at {
+        Some(at) if at >= record.deadline => DetectionReport {
+            detector: REMEDIATION.into(),
+            detected: false,
+            seconds_to_detect: None,
+            evidence: format!(
+                "rule {} was first found gone at {}, after the deadline: closed, not remediated",
+                record.security_group_rule_id,
+                rfc3339(at)
+            ),
+        },
         Some(at) => DetectionReport {
             detector: REMEDIATION.into(),
             detected: true,
@@ -284,6 +296,20 @@ mod tests {
         assert_eq!(outcome, Outcome::Remediated);
         assert_eq!(detections[1].detector, "remediation");
         assert_eq!(detections[1].seconds_to_detect, Some(30.0));
+    }
+
+    #[test]
+    fn a_rule_first_found_gone_after_the_deadline_is_closed_not_remediated() {
+        // GIVEN a rule that a tick after the deadline finds gone (window 600 s)
+        let r = record(&["config:c"]);
+        let mut s = WatchState::new(&r);
+        s.observe(&r, vec![quiet("config:c")], true, at(300));
+        s.observe(&r, vec![quiet("config:c")], false, at(610));
+        // THEN it is judged on its detectors, and remediation is not credited
+        let Verdict::Final { outcome, detections, .. } = judge(&r, &s, at(610)) else { panic!() };
+        assert_eq!(outcome, Outcome::Undetected);
+        assert!(!detections[1].detected);
+        assert!(detections[1].evidence.contains("closed, not remediated"), "{}", detections[1].evidence);
     }
 
     #[test]

@@ -11,11 +11,13 @@
 
 pub mod config;
 pub mod detector;
+pub mod discovery;
 pub mod engine;
 pub mod experiment;
 pub mod judge;
 pub mod marker;
 pub mod outcome;
+pub mod ownership;
 pub mod port_choice;
 pub mod ports;
 pub mod scheduled;

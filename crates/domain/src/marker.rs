@@ -6,7 +6,13 @@
 //! that is how the judge tells `remediated` from "never existed". The marker also carries
 //! what the judge has learnt across ticks (which detectors fired, and when) and the
 //! conclusion while it is being recorded, so a judge that crashes half-way is finished by
-//! the next tick: mark the conclusion, record, mark it recorded, revoke, remove the marker.
+//! the next tick: mark the conclusion, revoke, count (mark counted), publish (mark
+//! recorded), remove the marker.
+//!
+//! Every experiment has one, CLI runs too (with [`WATCHER`] = `cli`): it is found by its
+//! own tag key, so the judge finds an experiment even when its group was opted out or
+//! its rule's tags were stripped, and the module's IAM lets the functions revoke and
+//! remove the marker on any group that carries it.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,12 +31,27 @@ pub const SEEN: &str = "chaoslingr:seen";
 pub const OUTCOME: &str = "chaoslingr:outcome";
 pub const CONCLUDED_AT: &str = "chaoslingr:concluded-at";
 pub const REASON: &str = "chaoslingr:reason";
-/// `true` once the outcome was published and counted.
+/// `counted` once the outcome's metrics were put, `true` once it was published too.
 pub const RECORDED: &str = "chaoslingr:recorded";
+/// `cli` when a person's `chaoslingr run` watches the experiment (the judge leaves it to
+/// them until its deadline plus a grace period); absent for scheduled experiments.
+pub const WATCHER: &str = "chaoslingr:watcher";
 
 /// Every key a marker may use, for removing it.
-pub const KEYS: [&str; 11] =
-    [EXPERIMENT_ID, INJECTED_AT, DEADLINE, DETECTORS, RULE_ID, CHANGE, SEEN, OUTCOME, CONCLUDED_AT, REASON, RECORDED];
+pub const KEYS: [&str; 12] = [
+    EXPERIMENT_ID,
+    INJECTED_AT,
+    DEADLINE,
+    DETECTORS,
+    RULE_ID,
+    CHANGE,
+    SEEN,
+    OUTCOME,
+    CONCLUDED_AT,
+    REASON,
+    RECORDED,
+    WATCHER,
+];
 
 const MAX_TAG_VALUE: usize = 256;
 
@@ -40,6 +61,9 @@ pub struct Conclusion {
     pub outcome: Outcome,
     pub concluded_at: SystemTime,
     pub reason: String,
+    /// The outcome's metrics were put (never put twice).
+    pub counted: bool,
+    /// The outcome was published too: nothing is left to record.
     pub recorded: bool,
 }
 
@@ -50,13 +74,18 @@ pub struct Marker {
     /// Detectors seen firing by earlier ticks, with their own timestamps.
     pub seen: Vec<(Detector, SystemTime)>,
     pub conclusion: Option<Conclusion>,
+    /// Watched by a person's `chaoslingr run`, not by the judge.
+    pub watched_by_cli: bool,
 }
 
-/// The tags that start a marker for `record`.
-pub fn encode(record: &ExperimentRecord) -> Result<Vec<(String, String)>, TagError> {
+/// The tags that start a marker for `record`; `cli` when a person's run watches it.
+pub fn encode(record: &ExperimentRecord, cli: bool) -> Result<Vec<(String, String)>, TagError> {
     let mut out = tags::encode(&record.id, record.injected_at, record.deadline, &record.detectors)?;
     out.push((RULE_ID.into(), record.security_group_rule_id.clone()));
     out.push((CHANGE.into(), format!("{} {} {}", record.protocol, record.ports, record.cidr)));
+    if cli {
+        out.push((WATCHER.into(), "cli".into()));
+    }
     Ok(out)
 }
 
@@ -92,6 +121,8 @@ pub fn encode_conclusion(c: &Conclusion) -> Vec<(String, String)> {
     ];
     if c.recorded {
         out.push((RECORDED.into(), "true".into()));
+    } else if c.counted {
+        out.push((RECORDED.into(), "counted".into()));
     }
     out
 }
@@ -134,6 +165,7 @@ pub fn decode(group_id: &str, account: Option<&str>, tags: &[(String, String)]) 
         from_port: Some(i32::from(ports.from)),
         to_port: Some(i32::from(ports.to)),
         cidr: Some(cidr.to_string()),
+        description: None,
         is_egress: false,
         tags: tags.to_vec(),
     };
@@ -161,11 +193,12 @@ pub fn decode(group_id: &str, account: Option<&str>, tags: &[(String, String)]) 
                 outcome,
                 concluded_at,
                 reason: get(REASON).unwrap_or_default().to_string(),
+                counted: get(RECORDED).is_some_and(|v| v == "true" || v == "counted"),
                 recorded: get(RECORDED).is_some_and(|v| v == "true"),
             })
         }
     };
-    Ok(Marker { record, seen, conclusion })
+    Ok(Marker { record, seen, conclusion, watched_by_cli: get(WATCHER) == Some("cli") })
 }
 
 #[cfg(test)]
@@ -193,13 +226,14 @@ mod tests {
     fn a_marker_round_trips_with_what_was_seen_and_the_conclusion() {
         // GIVEN a marker, a firing seen by an earlier tick and a recorded conclusion
         let r = record();
-        let mut tags = encode(&r).unwrap();
+        let mut tags = encode(&r, false).unwrap();
         let fired = r.injected_at + Duration::from_millis(3_742);
         tags.push(encode_seen(&r, &[(r.detectors[1].clone(), fired)]));
         let c = Conclusion {
             outcome: Outcome::Detected,
             concluded_at: r.injected_at + Duration::from_secs(61),
             reason: "1 of 2 detectors noticed".into(),
+            counted: true,
             recorded: true,
         };
         tags.extend(encode_conclusion(&c));
@@ -215,15 +249,36 @@ mod tests {
     #[test]
     fn a_fresh_marker_has_nothing_seen_and_no_conclusion() {
         let r = record();
-        let m = decode("sg-0123", Some("123456789012"), &encode(&r).unwrap()).unwrap();
+        let m = decode("sg-0123", Some("123456789012"), &encode(&r, false).unwrap()).unwrap();
         assert!(m.seen.is_empty());
         assert!(m.conclusion.is_none());
+        assert!(!m.watched_by_cli);
+        let cli = decode("sg-0123", None, &encode(&r, true).unwrap()).unwrap();
+        assert!(cli.watched_by_cli);
+    }
+
+    #[test]
+    fn counted_and_recorded_are_two_steps() {
+        let r = record();
+        let c = |counted, recorded| Conclusion {
+            outcome: Outcome::Undetected,
+            concluded_at: r.deadline,
+            reason: "x".into(),
+            counted,
+            recorded,
+        };
+        for (counted, recorded) in [(false, false), (true, false), (true, true)] {
+            let mut tags = encode(&r, false).unwrap();
+            tags.extend(encode_conclusion(&c(counted, recorded)));
+            let back = decode("sg-0123", None, &tags).unwrap().conclusion.unwrap();
+            assert_eq!((back.counted, back.recorded), (counted, recorded));
+        }
     }
 
     #[test]
     fn damaged_markers_are_rejected_naming_the_tag() {
         let r = record();
-        let good = encode(&r).unwrap();
+        let good = encode(&r, false).unwrap();
         let with = |key: &str, value: &str| {
             let mut t: Vec<(String, String)> = good.iter().filter(|(k, _)| k != key).cloned().collect();
             t.push((key.to_string(), value.to_string()));
@@ -239,10 +294,13 @@ mod tests {
 
     #[test]
     fn long_reasons_are_cut_to_a_tag_value() {
-        let c =
-            Conclusion {
-                outcome: Outcome::Failed, concluded_at: UNIX_EPOCH, reason: "é".repeat(300), recorded: false
-            };
+        let c = Conclusion {
+            outcome: Outcome::Failed,
+            concluded_at: UNIX_EPOCH,
+            reason: "é".repeat(300),
+            counted: false,
+            recorded: false,
+        };
         let tags = encode_conclusion(&c);
         let reason = &tags.iter().find(|(k, _)| k == REASON).unwrap().1;
         assert!(reason.len() <= 256 && reason.ends_with("..."));

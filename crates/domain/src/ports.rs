@@ -60,13 +60,30 @@ pub enum AuthorizeOutcome {
     Created {
         rule_id: String,
     },
-    /// Refused by a preventive control: the `prevented` outcome.
+    /// Refused by IAM. Only an explicit deny is a preventive control at work (the
+    /// `prevented` outcome); see [`DenialSource`].
     Denied {
         code: String,
         message: String,
+        source: DenialSource,
     },
     /// Dry run: the call would have succeeded.
     WouldSucceed,
+}
+
+/// Who refused a write, as far as AWS tells (EC2's encoded authorization message,
+/// decoded with `sts:DecodeAuthorizationMessage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenialSource {
+    /// An explicit `Deny` matched: a service control policy, a permissions boundary or
+    /// another deny statement. ChaoSlingr's own policies contain no deny statement, so
+    /// this is a preventive control doing its job.
+    ExplicitDeny,
+    /// No policy allowed the call: ChaoSlingr's own role lacks the permission (or the
+    /// group no longer matches its conditions). A fault of the deployment, not a control.
+    NotAllowed,
+    /// The denial could not be attributed; the text says why.
+    Unknown(String),
 }
 
 /// What `RevokeSecurityGroupIngress` did; both are success.
@@ -78,14 +95,17 @@ pub enum RevokeOutcome {
 
 /// Security groups and their ingress rules.
 pub trait Ingress: Send + Sync {
-    /// Every group carrying the opt-in tag key, across every page. The value is checked by
-    /// the caller so that it can be compared case-insensitively.
-    fn opted_in_groups(&self, tag_key: &str) -> impl Future<Output = Result<Vec<GroupInfo>, CallError>> + Send;
+    /// Every group carrying `tag_key` (the opt-in key, or the marker's experiment-id
+    /// key), across every page. Values are checked by the caller.
+    fn groups_with_tag_key(&self, tag_key: &str) -> impl Future<Output = Result<Vec<GroupInfo>, CallError>> + Send;
     /// One group, read fresh (used to re-check the opt-in tag right before writing).
     fn group(&self, group_id: &str) -> impl Future<Output = Result<Option<GroupInfo>, CallError>> + Send;
     /// Every ingress rule carrying the experiment-id tag, across every page.
     fn experiment_rules(&self) -> impl Future<Output = Result<Vec<TaggedRule>, CallError>> + Send;
-    /// One rule, or `None` when it no longer exists.
+    /// Every ingress rule of one group, tagged or not.
+    fn group_rules(&self, group_id: &str) -> impl Future<Output = Result<Vec<TaggedRule>, CallError>> + Send;
+    /// One rule, read directly by its id (whatever its tags), or `None` when it no longer
+    /// exists.
     fn rule(&self, rule_id: &str) -> impl Future<Output = Result<Option<TaggedRule>, CallError>> + Send;
     fn authorize(&self, request: &IngressRequest) -> impl Future<Output = Result<AuthorizeOutcome, CallError>> + Send;
     fn revoke(&self, group_id: &str, rule_id: &str) -> impl Future<Output = Result<RevokeOutcome, CallError>> + Send;
@@ -98,6 +118,11 @@ pub trait Ingress: Send + Sync {
     ) -> impl Future<Output = Result<(), CallError>> + Send;
     /// Removes tags (by key) from a security group.
     fn untag_group(&self, group_id: &str, keys: &[&str]) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// AWS's clock, as the `Date` of the latest EC2 response told it (advanced by the
+    /// local monotonic clock since); `None` before any response or when unknown.
+    fn aws_time(&self) -> Option<SystemTime> {
+        None
+    }
 }
 
 /// A CloudWatch alarm's current state.
@@ -125,9 +150,19 @@ pub trait Detectors: Send + Sync {
 
 /// Where outcomes go: CloudWatch metrics and the SNS topic.
 pub trait Recorder: Send + Sync {
-    /// Records one outcome; returns the failures (each already logged) so the caller can
-    /// report them. Recording never stops a revert.
-    fn record(&self, report: &OutcomeReport) -> impl Future<Output = Vec<CallError>> + Send;
+    /// Counts one outcome in the metrics; returns the failures (each already logged).
+    fn count(&self, report: &OutcomeReport) -> impl Future<Output = Vec<CallError>> + Send;
+    /// Publishes one outcome (SNS); returns the failures (each already logged).
+    fn publish(&self, report: &OutcomeReport) -> impl Future<Output = Vec<CallError>> + Send;
+    /// Counts and publishes one outcome; returns the failures so the caller can report
+    /// them. Recording never stops a revert.
+    fn record(&self, report: &OutcomeReport) -> impl Future<Output = Vec<CallError>> + Send {
+        async move {
+            let mut failures = self.count(report).await;
+            failures.extend(self.publish(report).await);
+            failures
+        }
+    }
     /// Announces that an unattended experiment started (metric `Started`, one SNS
     /// message); returns what failed. Recording nothing is a valid implementation.
     fn record_start(&self, start: &StartReport) -> impl Future<Output = Vec<CallError>> + Send {

@@ -6,13 +6,19 @@
 //! did not read in that same tick, so windows of hours cost nothing and any tick can
 //! finish what a crashed one started.
 //!
+//! A tick reverts first: every experiment that is concluded, overdue, opted out or
+//! damaged is reverted (concurrently, each bounded) before any detector is read for
+//! anything else. Then the rest are observed (each reading bounded by
+//! [`crate::engine::DETECTOR_READ_TIMEOUT`]) and judged, concurrently, so one slow experiment or
+//! detector never delays another's revert.
+//!
 //! Conclusion order, each step safe to repeat: mark the conclusion on the group, revoke
-//! the rule, publish and count the outcome, mark it recorded, remove the marker. The rule
-//! is revoked before the outcome is published so that the message can truthfully say
-//! whether the port is closed; the marker is what makes a crash between any two steps
-//! harmless.
+//! the rule, count the outcome (mark it counted), publish it (mark it recorded), remove
+//! the marker. The rule is revoked before the outcome is published so that the message can
+//! truthfully say whether the port is closed; the marks make a crash between any two steps
+//! harmless, and the separate "counted" mark keeps a judge that dies after publishing from
+//! counting the metrics twice.
 
-use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -20,14 +26,18 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::detector::Detector;
-use crate::engine::{Engine, EngineError, RevertReport, RunEnd, RunRequest};
+use crate::discovery::{Found, RuleState};
+use crate::engine::{Engine, EngineError, RevertReport, RunEnd, RunRequest, CLOCK_TOLERANCE};
 use crate::experiment::{Experiment, ExperimentRecord, Plan};
 use crate::judge::{self, Reading, Verdict, WatchState};
-use crate::marker::{self, Conclusion, Marker};
-use crate::outcome::{DetectionReport, OutcomeReport, StartReport};
+use crate::marker::{self, Conclusion};
+use crate::outcome::{DetectionReport, Outcome, OutcomeReport, StartReport};
 use crate::ports::{Clock, Detectors, Ingress, Recorder};
-use crate::tags::{self, TaggedRule};
 use crate::time::{rfc3339, rfc3339_millis};
+
+/// The longest one revert may take inside a judge tick before the tick moves on (the
+/// next tick retries it).
+pub const REVERT_BUDGET: Duration = Duration::from_secs(25);
 
 /// How long after its deadline the judge leaves an experiment without a group marker
 /// alone: such an experiment was started by someone who watches it (the CLI), and the
@@ -52,8 +62,10 @@ pub struct TickReport {
     pub concluded: Vec<OutcomeReport>,
     /// Experiments still being watched, by id.
     pub watching: Vec<String>,
-    /// Experiments this tick leaves to whoever started them (no marker, not overdue).
+    /// Experiments this tick leaves to whoever started them (a person's run, not overdue).
     pub left_to_their_starter: Vec<String>,
+    /// Rules carrying our tags that are not ChaoSlingr's: reported, never revoked.
+    pub not_ours: Vec<String>,
     /// Every revert this tick attempted.
     pub reverts: Vec<RevertReport>,
     /// What went wrong, one line each; the next tick retries.
@@ -63,7 +75,16 @@ pub struct TickReport {
 impl TickReport {
     /// Whether a port may still be open that should not be: a failed revert.
     pub fn revert_failed(&self) -> bool {
-        self.reverts.iter().any(|r| !r.reverted)
+        self.reverts.iter().any(|r| !r.reverted && !r.not_ours)
+    }
+
+    fn merge(&mut self, other: TickReport) {
+        self.concluded.extend(other.concluded);
+        self.watching.extend(other.watching);
+        self.left_to_their_starter.extend(other.left_to_their_starter);
+        self.not_ours.extend(other.not_ours);
+        self.reverts.extend(other.reverts);
+        self.errors.extend(other.errors);
     }
 }
 
@@ -106,120 +127,196 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             return Ok(InjectEnd::Ended(RunEnd::DryRun(self.dry_run(plan).await)));
         }
         let mut experiment = Experiment::planned(plan.clone());
-        let record = match self.inject_plan(&plan, &mut experiment, || None).await {
+        let record = match self.inject_plan(&plan, &mut experiment, false, || None).await {
             Ok(record) => record,
             Err(end) => return Ok(InjectEnd::Ended(end)),
         };
-
-        // Without the marker the judge could not tell a remediated rule from a vanished
-        // one: any doubt means the experiment does not run.
-        let marked = match marker::encode(&record) {
-            Ok(tags) => self.ingress.tag_group(&record.security_group_id, &tags).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = marked {
-            warn!(experiment_id = %record.id, error = %e, "could not mark the group; stepping back");
-            let revert = self.revert_record(&record).await;
-            let _ = self.ingress.untag_group(&record.security_group_id, &marker::KEYS).await;
-            let _ = experiment.conclude(crate::outcome::Outcome::Aborted, &plan);
-            let reason =
-                format!("could not mark {} for the judge ({e}); the rule was reverted", record.security_group_id);
-            let end = self
-                .conclude(&plan, Some(&record), crate::outcome::Outcome::Aborted, reason, vec![], Some(revert))
-                .await;
-            return Ok(InjectEnd::Ended(end));
-        }
-
         let start = StartReport::new(&record, self.region.clone());
         let failures = self.recorder.record_start(&start).await;
         info!(experiment_id = %record.id, deadline = %rfc3339(record.deadline), "started; the judge concludes it");
         Ok(InjectEnd::Started { record, start, record_failures: failures.iter().map(ToString::to_string).collect() })
     }
 
-    /// One judge tick over every active experiment: observe, conclude what is decided,
-    /// revert what is concluded or overdue, finish whatever a crashed tick left.
+    /// The judge's "now": the later of the local clock and AWS's, so that a clock running
+    /// behind never keeps a port open past its deadline (closing early is the safe side).
+    fn judge_now(&self, report: &mut TickReport) -> SystemTime {
+        let local = self.clock.now();
+        let Some(aws) = self.ingress.aws_time() else { return local };
+        let off = local.duration_since(aws).or_else(|e| Ok::<_, ()>(e.duration())).unwrap_or_default();
+        if off > CLOCK_TOLERANCE {
+            let line = format!(
+                "the local clock is {} away from AWS's; deadlines are judged by the later of the two",
+                crate::time::human(off)
+            );
+            warn!("{line}");
+            report.errors.push(line);
+        }
+        local.max(aws)
+    }
+
+    /// One judge tick over every experiment: revert what is concluded, overdue, opted out
+    /// or damaged; then observe and judge the rest; record; finish whatever a crashed
+    /// tick left.
     pub async fn judge_tick(&self) -> Result<TickReport, EngineError> {
         let mut report = TickReport::default();
-        let groups = self.ingress.opted_in_groups(&self.settings.opt_in_tag).await?;
-        let rules = self.ingress.experiment_rules().await?;
-        let mut handled: HashSet<String> = HashSet::new();
+        let found = self.discover().await?;
+        report.errors.extend(found.errors.iter().cloned());
+        let now = self.judge_now(&mut report);
 
-        for group in groups.iter().filter(|g| marker::is_marked(&g.tags)) {
-            match marker::decode(&group.id, group.owner_id.as_deref(), &group.tags) {
-                Ok(m) => {
-                    handled.insert(m.record.security_group_rule_id.clone());
-                    let rule = rules.iter().find(|r| r.security_group_rule_id == m.record.security_group_rule_id);
-                    if self.settings.is_opted_in(group.tag_pairs()) {
-                        self.judge_marked(m, rule, &mut report).await;
-                    } else {
-                        self.close_opted_out(m, rule, &mut report).await;
-                    }
-                }
-                Err(e) => {
-                    // A damaged marker cannot be judged: close whatever rule carries its
-                    // experiment id, then drop the marker.
-                    let id = group.tags.iter().find(|(k, _)| k == tags::EXPERIMENT_ID).map(|(_, v)| v.clone());
-                    error!(group = %group.id, error = %e, "damaged experiment marker; reverting its rule");
-                    report.errors.push(format!("{}: {e}", group.id));
-                    let mut all_gone = true;
-                    for rule in
-                        rules.iter().filter(|r| r.security_group_id == group.id && r.experiment_id() == id.as_deref())
-                    {
-                        handled.insert(rule.security_group_rule_id.clone());
-                        let r = self
-                            .revert_rule(
-                                id.as_deref().unwrap_or_default(),
-                                &rule.security_group_id,
-                                &rule.security_group_rule_id,
-                            )
-                            .await;
-                        all_gone &= r.reverted;
-                        report.reverts.push(r);
-                    }
-                    if all_gone {
-                        if let Err(e) = self.ingress.untag_group(&group.id, &marker::KEYS).await {
-                            report.errors.push(format!("{}: could not remove the damaged marker: {e}", group.id));
-                        }
-                    }
-                }
+        for f in &found.experiments {
+            if let Err(why) = &f.ours {
+                warn!(rule = %f.security_group_rule_id, group = %f.security_group_id, reason = %why, "carries our tags but is not ChaoSlingr's; left alone");
+                report.not_ours.push(format!("{} in {}: {why}", f.security_group_rule_id, f.security_group_id));
             }
         }
 
-        for rule in rules.iter().filter(|r| !handled.contains(&r.security_group_rule_id)) {
-            self.judge_unmarked(rule, &mut report).await;
+        // 1. Revert first, every experiment at once, each within its budget.
+        let closing: Vec<&Found> =
+            found.experiments.iter().filter(|f| f.open_and_ours() && self.must_close(f, now)).collect();
+        let early: Vec<RevertReport> =
+            futures_util::future::join_all(closing.iter().map(|f| self.revert_within_budget(f))).await;
+
+        // 2. Observe, judge, record: every experiment at once.
+        let ticks = futures_util::future::join_all(found.experiments.iter().filter(|f| f.ours.is_ok()).map(|f| {
+            let reverted = early.iter().find(|r| r.security_group_rule_id == f.security_group_rule_id).cloned();
+            self.judge_one(f, now, reverted)
+        }))
+        .await;
+        for t in ticks {
+            report.merge(t);
+        }
+
+        // Damaged markers: once no rule of theirs is open, the marker goes.
+        for d in &found.damaged_markers {
+            error!(group = %d.security_group_id, error = %d.error, "damaged experiment marker");
+            report.errors.push(format!("{}: damaged marker: {}", d.security_group_id, d.error));
+            let still_open = found.experiments.iter().any(|f| {
+                f.security_group_id == d.security_group_id
+                    && f.experiment_id == d.experiment_id
+                    && f.open_and_ours()
+                    && !report
+                        .reverts
+                        .iter()
+                        .any(|r| r.security_group_rule_id == f.security_group_rule_id && r.reverted)
+            });
+            if !still_open {
+                if let Err(e) = self.ingress.untag_group(&d.security_group_id, &marker::KEYS).await {
+                    report.errors.push(format!("{}: could not remove the damaged marker: {e}", d.security_group_id));
+                }
+            }
         }
         Ok(report)
     }
 
-    /// An experiment with a group marker: the scheduled kind.
-    async fn judge_marked(&self, m: Marker, rule: Option<&TaggedRule>, report: &mut TickReport) {
-        let record = m.record.clone();
-        let rule_present = rule.is_some_and(|r| r.experiment_id() == Some(record.id.as_str()));
-        if let Some(c) = m.conclusion.clone() {
-            info!(experiment_id = %record.id, outcome = %c.outcome, recorded = c.recorded, "finishing a conclusion an earlier tick marked");
-            let detections = self.detections_from(&record, &m.seen, &c);
-            self.finish(&record, c, detections, rule_present, true, report).await;
-            return;
+    /// Whether an experiment must be closed now, before anything else is read.
+    fn must_close(&self, f: &Found, now: SystemTime) -> bool {
+        let Ok(record) = &f.record else {
+            // Ours by shape, but its record cannot be read: no deadline to trust.
+            return true;
+        };
+        if record.injected_at > now + CLOCK_TOLERANCE {
+            return true;
+        }
+        match &f.marker {
+            Some(m) if m.conclusion.is_some() || !f.group_opted_in => true,
+            Some(m) if m.watched_by_cli => now >= record.deadline + ORPHAN_GRACE,
+            Some(_) => now >= record.deadline,
+            None => now >= record.deadline + ORPHAN_GRACE,
+        }
+    }
+
+    async fn revert_within_budget(&self, f: &Found) -> RevertReport {
+        let id = f.experiment_id.clone().unwrap_or_default();
+        let revert =
+            self.revert_rule(&id, &f.security_group_id, &f.security_group_rule_id, f.record.as_ref().ok(), false);
+        match tokio::time::timeout(REVERT_BUDGET, revert).await {
+            Ok(r) => r,
+            Err(_) => {
+                error!(experiment_id = %id, rule = %f.security_group_rule_id, "REVERT did not finish within its budget; the next tick retries");
+                let mut r = RevertReport::new(&id, &f.security_group_id, &f.security_group_rule_id);
+                r.error = Some(format!("did not finish within {}", crate::time::human(REVERT_BUDGET)));
+                r
+            }
+        }
+    }
+
+    /// Everything a tick does for one experiment after the reverts of phase 1.
+    async fn judge_one(&self, f: &Found, now: SystemTime, early: Option<RevertReport>) -> TickReport {
+        let mut report = TickReport::default();
+        let record = match &f.record {
+            Ok(r) => r.clone(),
+            Err(e) => {
+                // Not decodable but ours by shape: reverted in phase 1, nothing to judge.
+                error!(rule = %f.security_group_rule_id, error = %e, "damaged experiment rule; reverted");
+                report.errors.push(e.clone());
+                report.reverts.extend(early);
+                return report;
+            }
+        };
+        // As read at the start of the tick, before any revert of ours.
+        let rule_present = match &f.rule {
+            RuleState::Present(_) => f.ours.is_ok(),
+            RuleState::Gone => false,
+            RuleState::Unknown(_) => true,
+        };
+        let seen = f.marker.as_ref().map(|m| m.seen.clone()).unwrap_or_default();
+        let marked = f.marker.is_some();
+
+        if let Some(c) = f.marker.as_ref().and_then(|m| m.conclusion.clone()) {
+            info!(experiment_id = %record.id, outcome = %c.outcome, counted = c.counted, recorded = c.recorded, "finishing a conclusion an earlier tick marked");
+            let detections = self.detections_from(&record, &seen, &c);
+            self.finish(&record, c, detections, f, early, &mut report).await;
+            return report;
+        }
+        if marked && !f.group_opted_in {
+            warn!(experiment_id = %record.id, group = %record.security_group_id, "group opted out during the experiment; closing it");
+            let reason = if rule_present {
+                format!("{} was opted out during the experiment; the rule was reverted", record.security_group_id)
+            } else {
+                format!("{} was opted out during the experiment; its rule was already gone", record.security_group_id)
+            };
+            let c =
+                Conclusion { outcome: Outcome::Aborted, concluded_at: now, reason, counted: false, recorded: false };
+            self.mark_conclusion(&record, &c, &seen, &mut report).await;
+            let detections = self.detections_from(&record, &seen, &c);
+            self.finish(&record, c, detections, f, early, &mut report).await;
+            return report;
+        }
+        let overdue = self.must_close(f, now);
+        let watched_by_person = f.marker.as_ref().map_or(true, |m| m.watched_by_cli);
+        if watched_by_person && !overdue {
+            report.left_to_their_starter.push(record.id.to_string());
+            return report;
         }
 
-        let now = self.clock.now();
         let mut state = WatchState::new(&record);
-        let readings = self.detectors.observe(&record).await;
+        let readings = self.observe_bounded(&record).await;
         state.observe(&record, readings, rule_present, now);
         // Earlier ticks' firings count, at their own (earliest) timestamps: an alarm that
         // fired and returned to OK between ticks is not forgotten.
-        for (d, at) in &m.seen {
+        for (d, at) in &seen {
             if let Some(track) = state.detectors.get_mut(d) {
                 if track.fired.as_ref().is_none_or(|(t, _)| at < t) {
                     track.fired = Some((*at, seen_earlier(d, *at)));
                 }
             }
         }
-
-        match judge::judge(&record, &state, now) {
+        let verdict = if record.injected_at > now + CLOCK_TOLERANCE {
+            Verdict::Final {
+                outcome: Outcome::Failed,
+                reason: format!(
+                    "the record says the rule was injected at {}, in the future: closed at once",
+                    rfc3339(record.injected_at)
+                ),
+                detections: judge::reports(&record, &state),
+            }
+        } else {
+            judge::judge(&record, &state, now)
+        };
+        match verdict {
             Verdict::KeepWatching => {
                 let now_seen = fired(&state);
-                if now_seen.len() != m.seen.len() {
+                if now_seen.len() != seen.len() {
                     let tag = marker::encode_seen(&record, &now_seen);
                     if let Err(e) = self.ingress.tag_group(&record.security_group_id, &[tag]).await {
                         report.errors.push(format!("{}: could not remember a detection: {e}", record.id));
@@ -229,92 +326,62 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 report.watching.push(record.id.to_string());
             }
             Verdict::Final { outcome, reason, detections } => {
-                let c = Conclusion { outcome, concluded_at: now, reason, recorded: false };
-                let mut tags = marker::encode_conclusion(&c);
-                tags.push(marker::encode_seen(&record, &fired(&state)));
-                // Recording and closing the port matter more than the mark: go on even
-                // when it cannot be written (the next tick would then judge afresh).
-                if let Err(e) = self.ingress.tag_group(&record.security_group_id, &tags).await {
-                    warn!(experiment_id = %record.id, error = %e, "could not mark the conclusion");
-                    report.errors.push(format!("{}: could not mark the conclusion: {e}", record.id));
-                }
-                self.finish(&record, c, detections, rule_present, true, report).await;
-            }
-        }
-    }
-
-    /// The owners opted the group out during the experiment: close the port now and
-    /// record `aborted` once, without writing to the group again (its marker stays; a
-    /// later tick finds no rule under it and leaves it alone).
-    async fn close_opted_out(&self, m: Marker, rule: Option<&TaggedRule>, report: &mut TickReport) {
-        let record = m.record;
-        if rule.is_none_or(|r| r.experiment_id() != Some(record.id.as_str())) {
-            tracing::debug!(experiment_id = %record.id, group = %record.security_group_id, "marker on an opted-out group, nothing open");
-            return;
-        }
-        warn!(experiment_id = %record.id, group = %record.security_group_id, "group opted out during the experiment; closing it");
-        let reason = format!("{} was opted out during the experiment; the rule was reverted", record.security_group_id);
-        let c = Conclusion {
-            outcome: crate::outcome::Outcome::Aborted,
-            concluded_at: self.clock.now(),
-            reason,
-            recorded: false,
-        };
-        let detections = self.detections_from(&record, &m.seen, &c);
-        self.finish(&record, c, detections, true, false, report).await;
-    }
-
-    /// A rule without a marker: started by someone who watches it (the CLI), or a
-    /// scheduled inject that crashed before marking. Left alone until its deadline plus
-    /// [`ORPHAN_GRACE`], then judged once and closed.
-    async fn judge_unmarked(&self, rule: &TaggedRule, report: &mut TickReport) {
-        let now = self.clock.now();
-        match tags::decode(rule) {
-            Ok(record) if now < record.deadline + ORPHAN_GRACE => {
-                report.left_to_their_starter.push(record.id.to_string());
-            }
-            Ok(record) => {
-                warn!(experiment_id = %record.id, deadline = %rfc3339(record.deadline), "overdue experiment without a watcher; closing it");
-                let mut state = WatchState::new(&record);
-                let readings = self.detectors.observe(&record).await;
-                state.observe(&record, readings, true, now);
-                let (outcome, reason, detections) = match judge::judge(&record, &state, now) {
-                    Verdict::Final { outcome, reason, detections } => (outcome, reason, detections),
-                    Verdict::KeepWatching => unreachable!("an overdue experiment always has a verdict"),
+                let reason = if watched_by_person && now >= record.deadline {
+                    format!(
+                        "{reason} (closed by the judge {} after its deadline)",
+                        crate::time::human(now.duration_since(record.deadline).unwrap_or_default())
+                    )
+                } else {
+                    reason
                 };
-                let reason = format!(
-                    "{reason} (closed by the judge {} after its deadline)",
-                    crate::time::human(now.duration_since(record.deadline).unwrap_or_default())
-                );
-                let c = Conclusion { outcome, concluded_at: now, reason, recorded: false };
-                self.finish(&record, c, detections, true, false, report).await;
+                let c = Conclusion { outcome, concluded_at: now, reason, counted: false, recorded: false };
+                self.mark_conclusion(&record, &c, &fired(&state), &mut report).await;
+                self.finish(&record, c, detections, f, early, &mut report).await;
             }
-            Err(e) => {
-                // Not decodable, but it carries our experiment id: it is ours and it is
-                // open. Close it now rather than guess its deadline.
-                error!(rule = %rule.security_group_rule_id, error = %e, "damaged experiment rule; reverting it");
-                report.errors.push(e.to_string());
-                let id = rule.experiment_id().unwrap_or_default().to_string();
-                report.reverts.push(self.revert_rule(&id, &rule.security_group_id, &rule.security_group_rule_id).await);
-            }
+        }
+        report
+    }
+
+    /// Writes a decided conclusion onto the marker, so a crash from here on cannot make a
+    /// later tick decide (and record) differently.
+    async fn mark_conclusion(
+        &self,
+        record: &ExperimentRecord,
+        c: &Conclusion,
+        seen: &[(Detector, SystemTime)],
+        report: &mut TickReport,
+    ) {
+        let mut tags = marker::encode_conclusion(c);
+        tags.push(marker::encode_seen(record, seen));
+        // Recording and closing the port matter more than the mark: go on even when it
+        // cannot be written (the next tick would then judge afresh).
+        if let Err(e) = self.ingress.tag_group(&record.security_group_id, &tags).await {
+            warn!(experiment_id = %record.id, error = %e, "could not mark the conclusion");
+            report.errors.push(format!("{}: could not mark the conclusion: {e}", record.id));
         }
     }
 
-    /// Revoke, record (unless an earlier tick did), mark recorded, remove the marker.
+    /// Revoke (unless phase 1 did), count, publish, remove the marker; each step marked.
     async fn finish(
         &self,
         record: &ExperimentRecord,
         c: Conclusion,
         detections: Vec<DetectionReport>,
-        rule_present: bool,
-        marked: bool,
+        f: &Found,
+        early: Option<RevertReport>,
         report: &mut TickReport,
     ) {
-        let revert = if rule_present { Some(self.revert_record(record).await) } else { None };
+        let marked = f.marker.is_some();
+        let revert = match early {
+            Some(r) => Some(r),
+            None if f.open_and_ours() => Some(self.revert_record(record).await),
+            None => None,
+        };
         let reverted = revert.as_ref().is_none_or(|r| r.reverted);
         if let Some(r) = revert {
             report.reverts.push(r);
         }
+        let mut fully_recorded = c.recorded;
         if !c.recorded {
             let plan = plan_of(record);
             let mut outcome = self.report_for(
@@ -327,12 +394,30 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 reverted,
             );
             outcome.concluded_at = rfc3339_millis(c.concluded_at);
-            let failures = self.recorder.record(&outcome).await;
-            for f in &failures {
-                report.errors.push(format!("{}: could not record the outcome: {f}", record.id));
+            let mut counted = c.counted;
+            if !counted {
+                let failures = self.recorder.count(&outcome).await;
+                counted = failures.is_empty();
+                for e in failures {
+                    report.errors.push(format!("{}: could not count the outcome: {e}", record.id));
+                }
+                if counted && marked {
+                    let done = Conclusion { counted: true, ..c.clone() };
+                    if let Err(e) =
+                        self.ingress.tag_group(&record.security_group_id, &marker::encode_conclusion(&done)).await
+                    {
+                        report.errors.push(format!("{}: could not mark the outcome counted: {e}", record.id));
+                    }
+                }
             }
-            if marked {
-                let done = Conclusion { recorded: true, ..c.clone() };
+            let failures = self.recorder.publish(&outcome).await;
+            let published = failures.is_empty();
+            for e in failures {
+                report.errors.push(format!("{}: could not publish the outcome: {e}", record.id));
+            }
+            fully_recorded = counted && published;
+            if fully_recorded && marked {
+                let done = Conclusion { counted: true, recorded: true, ..c.clone() };
                 if let Err(e) =
                     self.ingress.tag_group(&record.security_group_id, &marker::encode_conclusion(&done)).await
                 {
@@ -341,9 +426,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             }
             report.concluded.push(outcome);
         }
-        // The marker goes last, and only once the port is closed: while it stays, every
-        // tick tries the revert again.
-        if marked && reverted {
+        // The marker goes last, and only once the port is closed and the outcome recorded:
+        // while it stays, every tick retries what is missing.
+        if marked && reverted && fully_recorded {
             if let Err(e) = self.ingress.untag_group(&record.security_group_id, &marker::KEYS).await {
                 report.errors.push(format!("{}: could not remove the marker: {e}", record.id));
             }
@@ -361,7 +446,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         c: &Conclusion,
     ) -> Vec<DetectionReport> {
         let mut state = WatchState::new(record);
-        let gone = c.outcome == crate::outcome::Outcome::Remediated;
+        let gone = c.outcome == Outcome::Remediated;
         state.observe(record, earlier_readings(seen), !gone, c.concluded_at);
         judge::reports(record, &state)
     }

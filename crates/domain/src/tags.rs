@@ -8,7 +8,7 @@
 use std::time::SystemTime;
 
 use crate::detector::{self, Detector};
-use crate::experiment::{ExperimentId, ExperimentRecord, PortRange, Protocol};
+use crate::experiment::{ExperimentId, ExperimentRecord, PortRange, Protocol, MAX_WINDOW};
 use crate::time::{parse_rfc3339, rfc3339, rfc3339_millis};
 
 pub const EXPERIMENT_ID: &str = "chaoslingr:experiment-id";
@@ -17,7 +17,7 @@ pub const DEADLINE: &str = "chaoslingr:deadline";
 pub const DETECTORS: &str = "chaoslingr:detectors";
 
 /// EC2 accepts tag values of at most 256 characters.
-const MAX_TAG_VALUE: usize = 256;
+pub const MAX_TAG_VALUE: usize = 256;
 
 /// Tags that do not describe a valid experiment, or a record that cannot be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +62,9 @@ pub struct TaggedRule {
     pub from_port: Option<i32>,
     pub to_port: Option<i32>,
     pub cidr: Option<String>,
+    /// The rule's description: ChaoSlingr names the experiment there (see
+    /// [`crate::ownership`]).
+    pub description: Option<String>,
     pub is_egress: bool,
     pub tags: Vec<(String, String)>,
 }
@@ -100,6 +103,9 @@ pub fn decode(rule: &TaggedRule) -> Result<ExperimentRecord, TagError> {
     if deadline < injected_at {
         return Err(invalid(DEADLINE, dl_s, "the deadline is before the injection".into()));
     }
+    // Tags can be edited by whoever may tag: no record keeps a port open longer than the
+    // longest window ChaoSlingr ever configures.
+    let deadline = deadline.min(injected_at + MAX_WINDOW);
     let det_s = get(DETECTORS)?;
     let detectors = detector::parse_list(det_s).map_err(|e| invalid(DETECTORS, det_s, e.to_string()))?;
 
@@ -165,6 +171,7 @@ mod tests {
             from_port: Some(i32::from(r.ports.from)),
             to_port: Some(i32::from(r.ports.to)),
             cidr: Some(r.cidr.clone()),
+            description: None,
             is_egress: false,
             tags,
         }
@@ -219,6 +226,15 @@ mod tests {
         let mut rule = as_rule(&r, tags);
         rule.cidr = None;
         assert!(decode(&rule).is_err());
+    }
+
+    #[test]
+    fn a_deadline_past_the_longest_window_is_capped() {
+        let r = record();
+        let far = r.injected_at + Duration::from_secs(30 * 86_400);
+        let tags = encode(&r.id, r.injected_at, far, &r.detectors).unwrap();
+        let back = decode(&as_rule(&r, tags)).unwrap();
+        assert_eq!(back.deadline, r.injected_at + MAX_WINDOW);
     }
 
     #[test]

@@ -17,12 +17,12 @@ use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::marker;
 use chaoslingr_domain::outcome::{Outcome, OutcomeReport};
 use chaoslingr_domain::ports::{
-    AlarmState, AuthorizeOutcome, CallError, Clock, Detectors, FailureKind, Ingress, IngressRequest, Recorder,
-    RevokeOutcome,
+    AlarmState, AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress, IngressRequest,
+    Recorder, RevokeOutcome,
 };
 use chaoslingr_domain::scheduled::{InjectEnd, ORPHAN_GRACE};
 use chaoslingr_domain::selection::{GroupInfo, Ineligible};
-use chaoslingr_domain::tags::{self, TagError, TaggedRule};
+use chaoslingr_domain::tags::{self, TaggedRule};
 use chaoslingr_domain::time::parse_rfc3339;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -80,8 +80,16 @@ struct World {
     /// Calls that change something, in order: `authorize sg-1`, `revoke sg-1 sgr-0001`, ...
     calls: Vec<String>,
     next_rule: u32,
-    /// A preventive control (SCP) refuses to open the port.
+    /// IAM refuses to open the port, with this attribution (an SCP's explicit deny by
+    /// default).
     deny_authorize: bool,
+    deny_source: Option<DenialSource>,
+    /// The module's IAM, modelled: writes to a group are allowed only while it is opted in
+    /// (exactly as `StringEqualsIgnoreCase` compares) or carries the experiment-id marker
+    /// key, and never on the opt-in tag itself. Off only where a test says so.
+    ignore_iam: bool,
+    /// AWS's clock runs this far ahead of the local one (negative: behind), in seconds.
+    aws_clock_offset: Option<i64>,
     /// The rule is written, then the call fails (a timeout after the write).
     fail_authorize_after_create: bool,
     /// How many revoke calls fail transiently before they start working.
@@ -98,6 +106,26 @@ impl World {
     fn new_rule_id(&mut self) -> String {
         self.next_rule += 1;
         format!("sgr-{:04}", self.next_rule)
+    }
+
+    /// The module's IAM conditions for writing to `group_id` with tag keys `keys`.
+    fn iam_allows(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
+        if self.ignore_iam {
+            return Ok(());
+        }
+        let denied = |why: &str| {
+            Err(CallError::new("EC2", FailureKind::Denied, Some("UnauthorizedOperation".into()), why.to_string()))
+        };
+        let Some(g) = self.groups.iter().find(|g| g.id == group_id) else { return Ok(()) };
+        let opted_in = g.tags.iter().any(|(k, v)| k == OPT_IN_TAG && v.to_lowercase() == "true");
+        let marked = g.tags.iter().any(|(k, _)| k == tags::EXPERIMENT_ID);
+        if !opted_in && !marked {
+            return denied("the group is neither opted in nor marked");
+        }
+        if keys.iter().any(|k| *k == OPT_IN_TAG || !k.starts_with("chaoslingr:")) {
+            return denied("only chaoslingr:* keys, never the opt-in key");
+        }
+        Ok(())
     }
 }
 
@@ -131,18 +159,37 @@ impl FakeWorld {
         self.with(|w| w.created.clone())
     }
 
-    /// Puts a rule on a group directly, as if an earlier run (or a person) had.
+    /// Puts a rule on a group directly, as if an earlier run had: the shape and
+    /// description ChaoSlingr gives its rules.
     fn plant(&self, group_id: &str, tags: Vec<(String, String)>) -> String {
+        let id = tags.iter().find(|(k, _)| k == tags::EXPERIMENT_ID).map(|(_, v)| v.clone()).unwrap_or_default();
+        let description = format!("ChaoSlingr experiment {id} - unauthorized by design");
+        self.plant_rule(group_id, tags, "tcp", 20_000, 20_000, "0.0.0.0/0", &description)
+    }
+
+    /// Puts any rule on a group, as a person (or an attacker with tag rights) might.
+    #[allow(clippy::too_many_arguments)]
+    fn plant_rule(
+        &self,
+        group_id: &str,
+        tags: Vec<(String, String)>,
+        protocol: &str,
+        from: i32,
+        to: i32,
+        cidr: &str,
+        description: &str,
+    ) -> String {
         self.with(|w| {
             let id = w.new_rule_id();
             let rule = TaggedRule {
                 security_group_id: group_id.into(),
                 security_group_rule_id: id.clone(),
                 account: Some(ACCOUNT.into()),
-                ip_protocol: "tcp".into(),
-                from_port: Some(20_000),
-                to_port: Some(20_000),
-                cidr: Some("0.0.0.0/0".into()),
+                ip_protocol: protocol.into(),
+                from_port: Some(from),
+                to_port: Some(to),
+                cidr: Some(cidr.into()),
+                description: Some(description.into()),
                 is_egress: false,
                 tags,
             };
@@ -153,7 +200,7 @@ impl FakeWorld {
 }
 
 impl Ingress for FakeWorld {
-    async fn opted_in_groups(&self, tag_key: &str) -> Result<Vec<GroupInfo>, CallError> {
+    async fn groups_with_tag_key(&self, tag_key: &str) -> Result<Vec<GroupInfo>, CallError> {
         Ok(self.with(|w| w.groups.iter().filter(|g| g.tags.iter().any(|(k, _)| k == tag_key)).cloned().collect()))
     }
 
@@ -171,6 +218,16 @@ impl Ingress for FakeWorld {
 
     async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
         Ok(self.with(|w| w.rules.values().filter(|r| r.tag(tags::EXPERIMENT_ID).is_some()).cloned().collect()))
+    }
+
+    async fn group_rules(&self, group_id: &str) -> Result<Vec<TaggedRule>, CallError> {
+        Ok(self.with(|w| w.rules.values().filter(|r| r.security_group_id == group_id).cloned().collect()))
+    }
+
+    fn aws_time(&self) -> Option<SystemTime> {
+        let offset = self.with(|w| w.aws_clock_offset)?;
+        let now = self.clock.now();
+        Some(if offset >= 0 { now + secs(offset as u64) } else { now - secs(offset.unsigned_abs()) })
     }
 
     async fn rule(&self, rule_id: &str) -> Result<Option<TaggedRule>, CallError> {
@@ -194,7 +251,8 @@ impl Ingress for FakeWorld {
             if w.deny_authorize {
                 return Ok(AuthorizeOutcome::Denied {
                     code: "UnauthorizedOperation".into(),
-                    message: "explicit deny in a service control policy".into(),
+                    message: "You are not authorized to perform this operation.".into(),
+                    source: w.deny_source.clone().unwrap_or(DenialSource::ExplicitDeny),
                 });
             }
             let Some(group) = w.groups.iter().find(|g| g.id == request.security_group_id) else {
@@ -218,6 +276,7 @@ impl Ingress for FakeWorld {
                 from_port: Some(i32::from(request.ports.from)),
                 to_port: Some(i32::from(request.ports.to)),
                 cidr: Some(request.cidr.clone()),
+                description: Some(request.description.clone()),
                 is_egress: false,
                 tags: request.tags.clone(),
             };
@@ -246,6 +305,11 @@ impl Ingress for FakeWorld {
     async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
         self.with(|w| {
             w.calls.push(format!("tag {group_id}"));
+            let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+            if let Err(e) = w.iam_allows(group_id, &keys) {
+                w.calls.push(format!("denied tag {group_id}"));
+                return Err(e);
+            }
             let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("tagging a known group");
             for (k, v) in tags {
                 g.tags.retain(|(key, _)| key != k);
@@ -258,6 +322,10 @@ impl Ingress for FakeWorld {
     async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
         self.with(|w| {
             w.calls.push(format!("untag {group_id}"));
+            if let Err(e) = w.iam_allows(group_id, keys) {
+                w.calls.push(format!("denied untag {group_id}"));
+                return Err(e);
+            }
             let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("untagging a known group");
             g.tags.retain(|(k, _)| !keys.contains(&k.as_str()));
             Ok(())
@@ -267,6 +335,10 @@ impl Ingress for FakeWorld {
     async fn revoke(&self, group_id: &str, rule_id: &str) -> Result<RevokeOutcome, CallError> {
         self.with(|w| {
             w.calls.push(format!("revoke {group_id} {rule_id}"));
+            if let Err(e) = w.iam_allows(group_id, &[]) {
+                w.calls.push(format!("denied revoke {group_id} {rule_id}"));
+                return Err(e);
+            }
             if w.fail_revoke_times > 0 {
                 w.fail_revoke_times -= 1;
                 return Err(CallError::new(
@@ -371,13 +443,21 @@ impl Detectors for FakeDetectors {
     }
 }
 
-/// Keeps every outcome it is asked to record.
+/// Keeps every outcome it is asked to count (metrics) and to publish (SNS).
 #[derive(Clone, Default)]
-struct FakeRecorder(Arc<Mutex<Vec<OutcomeReport>>>);
+struct FakeRecorder {
+    counted: Arc<Mutex<Vec<OutcomeReport>>>,
+    published: Arc<Mutex<Vec<OutcomeReport>>>,
+}
 
 impl Recorder for FakeRecorder {
-    async fn record(&self, report: &OutcomeReport) -> Vec<CallError> {
-        lock(&self.0).push(report.clone());
+    async fn count(&self, report: &OutcomeReport) -> Vec<CallError> {
+        lock(&self.counted).push(report.clone());
+        vec![]
+    }
+
+    async fn publish(&self, report: &OutcomeReport) -> Vec<CallError> {
+        lock(&self.published).push(report.clone());
         vec![]
     }
 }
@@ -421,8 +501,14 @@ impl Harness {
         }
     }
 
+    /// Every outcome counted in the metrics.
     fn reports(&self) -> Vec<OutcomeReport> {
-        lock(&self.recorder.0).clone()
+        lock(&self.recorder.counted).clone()
+    }
+
+    /// Every outcome published.
+    fn published(&self) -> Vec<OutcomeReport> {
+        lock(&self.recorder.published).clone()
     }
 
     fn elapsed(&self) -> Duration {
@@ -790,7 +876,7 @@ async fn a_target_that_is_not_opted_in_or_does_not_exist_is_bad_input() {
 
     for target in ["sg-off", "sg-ghost"] {
         // WHEN it is targeted
-        let request = RunRequest { target: Some(target.into()) };
+        let request = RunRequest { target: Some(target.into()), scheduled: false };
         let err = run(&engine, &request, 10).await.expect_err("refused");
 
         // THEN it is refused as bad input, naming the target
@@ -811,7 +897,7 @@ async fn an_opted_in_target_is_the_one_injected() {
     let engine = h.engine(settings(&[], secs(60)));
 
     // WHEN sg-2 is targeted
-    let request = RunRequest { target: Some("sg-2".into()) };
+    let request = RunRequest { target: Some("sg-2".into()), scheduled: false };
     let (report, _) = concluded(run(&engine, &request, 11).await.unwrap());
 
     // THEN it is the one that got the rule
@@ -1010,9 +1096,11 @@ async fn revert_all_removes_every_experiment_rule_even_damaged_ones_and_nothing_
     // WHEN the active experiments are listed
     let active = engine.active().await.unwrap();
     // THEN all three experiment rules show, the damaged one with its tag error
-    assert_eq!(active.len(), 3);
-    let (_, decoded) = active.iter().find(|(r, _)| r.security_group_rule_id == damaged_id).unwrap();
-    assert!(matches!(decoded, Err(TagError::Invalid { key, .. }) if *key == tags::DEADLINE), "{decoded:?}");
+    assert_eq!(active.experiments.len(), 3);
+    let damaged = active.experiments.iter().find(|f| f.security_group_rule_id == damaged_id).unwrap();
+    let error = damaged.record.as_ref().unwrap_err();
+    assert!(error.contains(tags::DEADLINE), "{error}");
+    assert!(damaged.ours.is_ok(), "the damaged rule is still ours by its shape");
 
     // WHEN everything is reverted
     let reports = engine.revert_all().await.unwrap();
@@ -1058,11 +1146,12 @@ async fn a_rule_not_tagged_with_the_experiment_is_never_removed() {
 
         // THEN it is refused, with the reason
         assert!(!report.reverted && !report.already_gone, "{report:?}");
+        assert!(report.not_ours, "{report:?}");
         let error = report.error.unwrap_or_default();
-        assert!(error.contains("does not carry experiment id cs-20261123T110000Z-0000bb"), "{error}");
+        assert!(error.contains("not ChaoSlingr's"), "{error}");
     }
     // AND reverting by this experiment's id finds nothing of its own
-    assert!(engine.revert_by_id(&"cs-20261123T110000Z-0000bb".parse().unwrap()).await.is_empty());
+    assert!(engine.revert_by_id(&"cs-20261123T110000Z-0000bb".parse().unwrap()).await.unwrap().is_empty());
     // AND both rules are still there, never revoked
     assert_eq!(h.world.rule_ids(), [other, customer]);
     assert_eq!(h.world.revokes(), 0);
@@ -1081,7 +1170,8 @@ async fn a_run_that_raced_another_starter_past_the_maximum_steps_back() {
     let engine = h.engine(settings(&[], secs(600)));
 
     // WHEN our run injects
-    let (report, revert) = concluded(run(&engine, &RunRequest { target: Some("sg-1".into()) }, 3).await.unwrap());
+    let (report, revert) =
+        concluded(run(&engine, &RunRequest { target: Some("sg-1".into()), scheduled: false }, 3).await.unwrap());
 
     // THEN it counted again, saw the other one, and stepped back: aborted, reverted,
     // and only the other starter's rule is left
@@ -1177,11 +1267,21 @@ async fn the_judge_remembers_a_detection_across_ticks_and_concludes_with_its_own
     assert!(h.world.rule_ids().is_empty());
     assert_eq!(h.reports(), vec![report.clone()]);
     assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
-    // AND in the crash-safe order: marker, seen, conclusion, revoke, recorded, unmark
+    // AND in the crash-safe order: marker, seen, conclusion, revoke, counted, recorded,
+    // unmark
     let order: Vec<String> = h.world.with(|w| w.calls.clone());
     assert_eq!(
         order,
-        ["authorize sg-1", "tag sg-1", "tag sg-1", "tag sg-1", "revoke sg-1 sgr-0001", "tag sg-1", "untag sg-1"]
+        [
+            "authorize sg-1",
+            "tag sg-1",
+            "tag sg-1",
+            "tag sg-1",
+            "revoke sg-1 sgr-0001",
+            "tag sg-1",
+            "tag sg-1",
+            "untag sg-1"
+        ]
     );
 }
 
@@ -1211,7 +1311,7 @@ async fn the_judge_leaves_a_watched_run_alone_until_its_deadline_has_long_passed
 }
 
 #[tokio::test]
-async fn a_group_opted_out_mid_experiment_is_closed_once_and_never_written_to_again() {
+async fn a_group_opted_out_mid_experiment_is_closed_once_under_the_modules_iam_and_unmarked() {
     // GIVEN a scheduled experiment on sg-1
     let h = Harness::one_group();
     let engine = h.engine(settings(&[], secs(600)));
@@ -1232,13 +1332,18 @@ async fn a_group_opted_out_mid_experiment_is_closed_once_and_never_written_to_ag
     let first = engine.judge_tick().await.unwrap();
     let second = engine.judge_tick().await.unwrap();
 
-    // THEN the port is closed and `aborted` recorded exactly once, and the group's tags
-    // were not written again
+    // THEN the port is closed (IAM allows the revoke: the group carries the marker) and
+    // `aborted` recorded exactly once, and the marker is removed
     assert!(h.world.rule_ids().is_empty());
     assert_eq!(first.concluded.len(), 1);
     assert_eq!(first.concluded[0].outcome, Outcome::Aborted);
     assert_eq!(first.concluded[0].experiment_id, record.id.to_string());
-    assert!(second.concluded.is_empty());
-    assert_eq!(h.reports().len(), 1);
-    assert_eq!(h.world.with(|w| w.calls.iter().filter(|c| c.contains("tag")).count()), writes_before);
+    assert!(second.concluded.is_empty(), "{second:?}");
+    assert_eq!(h.reports().len(), 1, "{first:?}");
+    assert_eq!(h.published().len(), 1);
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+    assert!(h.world.with(|w| !w.calls.iter().any(|c| c.starts_with("denied"))));
+    // AND only ChaoSlingr's own keys were written, never the opt-in tag
+    assert_eq!(group_tags(&h, "sg-1").iter().find(|(k, _)| k == OPT_IN_TAG).map(|(_, v)| v.as_str()), Some("false"));
+    assert!(h.world.with(|w| w.calls.iter().filter(|c| c.contains("tag")).count()) > writes_before);
 }

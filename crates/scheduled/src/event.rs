@@ -132,7 +132,12 @@ impl InjectOverrides {
         if let Some(d) = self.dry_run {
             s.dry_run = d;
         }
-        s.check().map_err(bad)?;
+        s.check().map_err(|mut e| {
+            if self.detectors.is_some() && e.source_name == "CHAOSLINGR_DETECTORS" {
+                e.source_name = "event field `detectors`".into();
+            }
+            bad(e)
+        })?;
         Ok(s)
     }
 }

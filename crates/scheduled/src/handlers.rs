@@ -56,7 +56,7 @@ impl Scheduled {
         let overrides = event::inject_overrides(&event)?;
         let settings = overrides.apply(&self.settings)?;
         let engine = self.engine(settings);
-        let request = RunRequest { target: overrides.target.clone() };
+        let request = RunRequest { target: overrides.target.clone(), scheduled: true };
         let mut rng = rand::rngs::StdRng::from_os_rng();
         match Box::pin(engine.inject(&request, &mut rng)).await? {
             InjectEnd::Started { record, start, record_failures } => {
