@@ -378,12 +378,17 @@ struct Controls {
     panic_on_observe: Option<String>,
     /// The groups whose Config compliance was asked for, in order.
     compliance_queries: Vec<String>,
+    /// Reading the detectors of these experiments never answers (a throttled or
+    /// degraded service).
+    hang_for: Vec<String>,
 }
 
 #[derive(Clone)]
 struct FakeDetectors {
     state: Arc<Mutex<Controls>>,
     clock: FakeClock,
+    /// The world's call log, so tests see detector reads in order with the writes.
+    world: Arc<Mutex<World>>,
 }
 
 impl FakeDetectors {
@@ -421,6 +426,10 @@ impl Detectors for FakeDetectors {
     }
 
     async fn observe(&self, record: &ExperimentRecord) -> Vec<(Detector, Reading)> {
+        lock(&self.world).calls.push(format!("observe {}", record.id));
+        if self.with(|c| c.hang_for.contains(&record.id.to_string())) {
+            pending::<()>().await;
+        }
         let now = self.clock.now();
         // Take what is needed and drop the lock before panicking.
         let (panic_with, fires_after) = self.with(|c| (c.panic_on_observe.clone(), c.fires_after.clone()));
@@ -481,7 +490,7 @@ impl Harness {
         let clock = FakeClock::at(T0);
         let world =
             FakeWorld { state: Arc::new(Mutex::new(World { groups, ..World::default() })), clock: clock.clone() };
-        let detectors = FakeDetectors { state: Arc::default(), clock: clock.clone() };
+        let detectors = FakeDetectors { state: Arc::default(), clock: clock.clone(), world: Arc::clone(&world.state) };
         Harness { clock, world, detectors, recorder: FakeRecorder::default() }
     }
 
@@ -1268,8 +1277,8 @@ async fn the_judge_remembers_a_detection_across_ticks_and_concludes_with_its_own
     assert_eq!(h.reports(), vec![report.clone()]);
     assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
     // AND in the crash-safe order: marker, seen, conclusion, revoke, counted, recorded,
-    // unmark
-    let order: Vec<String> = h.world.with(|w| w.calls.clone());
+    // unmark (detector reads aside)
+    let order: Vec<String> = h.world.with(|w| w.calls.iter().filter(|c| !c.starts_with("observe")).cloned().collect());
     assert_eq!(
         order,
         [
@@ -1346,4 +1355,407 @@ async fn a_group_opted_out_mid_experiment_is_closed_once_under_the_modules_iam_a
     // AND only ChaoSlingr's own keys were written, never the opt-in tag
     assert_eq!(group_tags(&h, "sg-1").iter().find(|(k, _)| k == OPT_IN_TAG).map(|(_, v)| v.as_str()), Some("false"));
     assert!(h.world.with(|w| w.calls.iter().filter(|c| c.contains("tag")).count()) > writes_before);
+}
+
+// ---------------------------------------------------------------------------------------
+// Safety under the module's IAM: ownership, opt-out, stripped tags, revert first, clocks
+// ---------------------------------------------------------------------------------------
+
+/// A scheduled experiment on `sg-1`, started at T0 with `window`.
+async fn scheduled_on_sg1(h: &Harness, engine: &TestEngine) -> ExperimentRecord {
+    let end = engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(21)).await.unwrap();
+    let InjectEnd::Started { record, .. } = end else { panic!("expected a start, got {end:?}") };
+    assert_eq!(record.security_group_id, "sg-1");
+    assert!(marker::is_marked(&group_tags(h, "sg-1")));
+    record
+}
+
+#[tokio::test]
+async fn a_group_whose_opt_in_tag_was_deleted_is_still_found_closed_once_and_unmarked() {
+    // GIVEN a scheduled experiment, and owners who delete the opt-in tag key altogether
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let record = scheduled_on_sg1(&h, &engine).await;
+    h.world.with(|w| w.groups[0].tags.retain(|(k, _)| k != OPT_IN_TAG));
+
+    // WHEN the judge ticks (long before the deadline) and again
+    advance(&h, secs(60));
+    let first = engine.judge_tick().await.unwrap();
+    let second = engine.judge_tick().await.unwrap();
+
+    // THEN the group was found by its marker key, the port closed at the first tick under
+    // the modelled IAM (marked group), `aborted` recorded once, and the marker removed
+    assert!(h.world.rule_ids().is_empty(), "{first:?}");
+    assert_eq!(first.concluded.len(), 1, "{first:?}");
+    assert_eq!(first.concluded[0].outcome, Outcome::Aborted);
+    assert!(first.concluded[0].reason.contains("opted out"), "{}", first.concluded[0].reason);
+    assert_eq!(first.concluded[0].experiment_id, record.id.to_string());
+    assert!(second.concluded.is_empty() && second.reverts.is_empty(), "{second:?}");
+    assert_eq!(h.reports().len(), 1);
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+    assert!(h.world.with(|w| !w.calls.iter().any(|c| c.starts_with("denied"))));
+}
+
+#[tokio::test]
+async fn the_modelled_iam_denies_writes_to_a_group_neither_opted_in_nor_marked() {
+    // GIVEN a group that is not opted in and carries no marker, and an (attacker-planted)
+    // rule on it that looks like ChaoSlingr's and is overdue
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-9", None)]);
+    let earlier = parse_rfc3339("2026-11-23T10:00:00Z").unwrap();
+    let planted = h.world.plant("sg-9", experiment_tags("cs-20261123T100000Z-00a77a", earlier));
+    let engine = h.engine(Settings::default());
+
+    // WHEN the judge ticks
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN the revoke was tried (the rule looks like ours) and IAM denied it: the tick
+    // reports a failed revert and the rule stays
+    assert!(h.world.with(|w| w.calls.iter().any(|c| c == &format!("denied revoke sg-9 {planted}"))));
+    assert!(tick.revert_failed(), "{tick:?}");
+    assert_eq!(h.world.rule_ids(), vec![planted]);
+}
+
+#[tokio::test]
+async fn rules_carrying_our_tags_but_not_our_shape_are_reported_and_never_revoked() {
+    // GIVEN rules someone tagged with an experiment id: SSH from the office, a wide range,
+    // a udp rule whose description names nothing, and an undecodable one; all long overdue
+    let h = Harness::one_group();
+    let earlier = parse_rfc3339("2026-11-23T10:00:00Z").unwrap();
+    let tagged = |id: &str| experiment_tags(id, earlier);
+    let ssh = h.world.plant_rule(
+        "sg-1",
+        tagged("cs-20261123T100000Z-000001"),
+        "tcp",
+        22,
+        22,
+        "10.0.0.0/8",
+        "ChaoSlingr experiment cs-20261123T100000Z-000001 - x",
+    );
+    let wide = h.world.plant_rule(
+        "sg-1",
+        tagged("cs-20261123T100000Z-000002"),
+        "tcp",
+        20_000,
+        20_100,
+        "0.0.0.0/0",
+        "ChaoSlingr experiment cs-20261123T100000Z-000002 - x",
+    );
+    let nameless = h.world.plant_rule(
+        "sg-1",
+        tagged("cs-20261123T100000Z-000003"),
+        "udp",
+        30_000,
+        30_000,
+        "0.0.0.0/0",
+        "game server",
+    );
+    let garbled = h.world.plant_rule(
+        "sg-1",
+        vec![(tags::EXPERIMENT_ID.into(), "not-an-id".into())],
+        "tcp",
+        443,
+        443,
+        "0.0.0.0/0",
+        "https",
+    );
+    let engine = h.engine(Settings::default());
+
+    // WHEN the judge ticks, and a person runs `revert --all`
+    let tick = engine.judge_tick().await.unwrap();
+    let reports = engine.revert_all().await.unwrap();
+
+    // THEN none was revoked; each is reported as not ours, with the reason
+    assert_eq!(h.world.revokes(), 0, "{:?}", h.world.with(|w| w.calls.clone()));
+    assert_eq!(tick.not_ours.len(), 4, "{tick:?}");
+    assert!(!tick.revert_failed());
+    assert_eq!(reports.len(), 4);
+    assert!(reports.iter().all(|r| r.not_ours && !r.reverted), "{reports:?}");
+    let why = |rule: &str| reports.iter().find(|r| r.security_group_rule_id == rule).unwrap().error.clone().unwrap();
+    assert!(why(&ssh).contains("outside the configured bounds") || why(&ssh).contains("not the configured"));
+    assert!(why(&wide).contains("more than the 6"), "{}", why(&wide));
+    assert!(why(&nameless).contains("does not name experiment"), "{}", why(&nameless));
+    assert!(why(&garbled).contains("revert --force"), "{}", why(&garbled));
+    assert_eq!(h.world.rule_ids().len(), 4);
+
+    // WHEN a person names one explicitly THEN that one, and only it, is removed
+    let forced = engine.revert_force(&nameless).await.unwrap();
+    assert!(forced.reverted, "{forced:?}");
+    assert_eq!(h.world.rule_ids().len(), 3);
+    assert!(!h.world.rule_ids().contains(&nameless));
+}
+
+#[tokio::test]
+async fn a_rule_whose_tags_were_stripped_is_closed_at_its_deadline_not_called_remediated() {
+    // GIVEN a scheduled experiment whose rule's tags a clean-up job strips
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let record = scheduled_on_sg1(&h, &engine).await;
+    h.world.with(|w| w.rules.values_mut().for_each(|r| r.tags.clear()));
+
+    // WHEN the judge ticks before the deadline
+    advance(&h, secs(60));
+    let tick = engine.judge_tick().await.unwrap();
+    // THEN the rule is found by its id through the marker: still watching, still open
+    assert_eq!(tick.watching, vec![record.id.to_string()], "{tick:?}");
+    assert_eq!(h.world.rule_ids(), vec![record.security_group_rule_id.clone()]);
+
+    // WHEN the deadline passes
+    advance(&h, secs(600));
+    let tick = engine.judge_tick().await.unwrap();
+    // THEN it is closed, judged on its detectors (undetected), never `remediated`
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(tick.concluded.len(), 1);
+    assert_eq!(tick.concluded[0].outcome, Outcome::Undetected, "{}", tick.concluded[0].reason);
+    assert!(tick.reverts.iter().any(|r| r.reverted && !r.already_gone), "{tick:?}");
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+}
+
+#[tokio::test]
+async fn a_rule_gone_only_after_its_deadline_is_closed_not_remediated() {
+    // GIVEN a scheduled experiment whose rule something removes after the deadline but
+    // before the judge's next tick
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let record = scheduled_on_sg1(&h, &engine).await;
+    advance(&h, secs(300));
+    assert_eq!(engine.judge_tick().await.unwrap().watching.len(), 1);
+    advance(&h, secs(330));
+    h.world.with(|w| w.rules.clear());
+
+    // WHEN the judge ticks
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN the outcome is not `remediated`
+    assert_eq!(tick.concluded.len(), 1);
+    assert_eq!(tick.concluded[0].outcome, Outcome::Undetected, "{}", tick.concluded[0].reason);
+    assert_eq!(tick.concluded[0].experiment_id, record.id.to_string());
+}
+
+#[tokio::test]
+async fn a_tick_reverts_what_is_overdue_before_reading_any_detector() {
+    // GIVEN two scheduled experiments (maximum 2): one on sg-1 with a 60 s window, one on
+    // sg-2 with 10 minutes whose detector reads never answer (a degraded service)
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-2", Some("true"))]);
+    h.detectors.alarm("fw", "OK");
+    let short = h.engine(Settings { max_active: 2, ..settings(&["alarm:fw"], secs(60)) });
+    let long = h.engine(Settings { max_active: 2, ..settings(&["alarm:fw"], secs(600)) });
+    let first = RunRequest { target: Some("sg-1".into()), scheduled: true };
+    let InjectEnd::Started { record: a, .. } = short.inject(&first, &mut StdRng::seed_from_u64(1)).await.unwrap()
+    else {
+        panic!("expected a start")
+    };
+    let second = RunRequest { target: Some("sg-2".into()), scheduled: true };
+    let InjectEnd::Started { record: b, .. } = long.inject(&second, &mut StdRng::seed_from_u64(2)).await.unwrap()
+    else {
+        panic!("expected a start")
+    };
+    h.detectors.with(|c| c.hang_for = vec![a.id.to_string(), b.id.to_string()]);
+    advance(&h, secs(61));
+
+    // WHEN the judge ticks
+    let tick = short.judge_tick().await.unwrap();
+
+    // THEN the overdue experiment's revoke came before any detector read, the hanging
+    // reads were cut off (the tick ended), and the other experiment is still watched
+    let calls = h.world.with(|w| w.calls.clone());
+    let revoke = calls.iter().position(|c| c == &format!("revoke sg-1 {}", a.security_group_rule_id));
+    let first_read = calls.iter().position(|c| c.starts_with("observe"));
+    assert!(revoke.is_some() && first_read.is_some() && revoke < first_read, "{calls:?}");
+    assert_eq!(h.world.rule_ids(), vec![b.security_group_rule_id.clone()]);
+    assert_eq!(tick.watching, vec![b.id.to_string()], "{tick:?}");
+    assert_eq!(tick.concluded.len(), 1);
+    assert!(tick.concluded[0].reverted);
+}
+
+#[tokio::test]
+async fn a_run_refuses_to_start_when_the_local_clock_is_off_from_aws() {
+    // GIVEN AWS's clock 45 s ahead of the local one
+    let h = Harness::one_group();
+    h.world.with(|w| w.aws_clock_offset = Some(45));
+    // WHEN run THEN aborted before any write, naming the clock
+    assert_preflight_abort(&h, Settings::default(), "local clock is 45s behind AWS's clock").await;
+
+    // GIVEN 20 s off, within the tolerance WHEN run THEN it runs
+    h.world.with(|w| w.aws_clock_offset = Some(-20));
+    let (report, _) = concluded(run(&h.engine(settings(&[], secs(60))), &RunRequest::default(), 3).await.unwrap());
+    assert_eq!(report.outcome, Outcome::Undetected, "{}", report.reason);
+}
+
+#[tokio::test]
+async fn a_judge_behind_aws_closes_by_aws_clock_and_a_future_injection_is_closed_at_once() {
+    // GIVEN a scheduled experiment (10 minutes), and a judge whose clock is 5 minutes
+    // behind AWS's
+    let h = Harness::new(vec![group("sg-1", Some("true")), group("sg-2", Some("true"))]);
+    let engine = h.engine(Settings { max_active: 2, ..settings(&[], secs(600)) });
+    let record = scheduled_on_sg1(&h, &engine).await;
+    h.world.with(|w| w.aws_clock_offset = Some(300));
+    advance(&h, secs(301));
+    // WHEN it ticks at local +301 s (AWS +601 s) THEN the experiment is overdue by AWS's
+    // clock and closed, and the skew is reported
+    let tick = engine.judge_tick().await.unwrap();
+    assert_eq!(tick.concluded.len(), 1, "{tick:?}");
+    assert!(tick.errors.iter().any(|e| e.contains("away from AWS's")), "{:?}", tick.errors);
+    assert!(!h.world.rule_ids().contains(&record.security_group_rule_id));
+
+    // GIVEN a rule on sg-2 whose injection time says one day in the future
+    h.world.with(|w| w.aws_clock_offset = None);
+    let future = h.clock.now() + secs(86_400);
+    let planted = h.world.plant("sg-2", experiment_tags("cs-20261124T120000Z-00f00d", future));
+    // WHEN the judge ticks THEN it is closed at once, `failed`, saying why
+    let tick = engine.judge_tick().await.unwrap();
+    assert!(!h.world.rule_ids().contains(&planted), "{tick:?}");
+    assert_eq!(tick.concluded.len(), 1, "{tick:?}");
+    assert_eq!(tick.concluded[0].outcome, Outcome::Failed);
+    assert!(tick.concluded[0].reason.contains("in the future"), "{}", tick.concluded[0].reason);
+}
+
+#[tokio::test]
+async fn an_opt_in_value_iam_would_not_match_is_never_targeted() {
+    // GIVEN groups tagged `true ` (trailing space) and `TRUE`
+    let h = Harness::new(vec![group("sg-1", Some("true ")), group("sg-2", Some("TRUE"))]);
+    let engine = h.engine(settings(&[], secs(60)));
+    // WHEN targets are listed and a run picks one
+    let targets = engine.targets().await.unwrap();
+    // THEN only the one IAM's StringEqualsIgnoreCase matches is eligible, and chosen
+    let eligible: Vec<&str> = targets.iter().filter(|t| t.eligibility.is_ok()).map(|t| t.group.id.as_str()).collect();
+    assert_eq!(eligible, ["sg-2"]);
+    let (report, _) = concluded(run(&engine, &RunRequest::default(), 4).await.unwrap());
+    assert_eq!(report.security_group_id.as_deref(), Some("sg-2"));
+    assert!(!h.world.with(|w| w.calls.iter().any(|c| c.starts_with("denied"))));
+}
+
+#[tokio::test]
+async fn a_denial_by_chaoslingrs_own_role_is_failed_not_prevented() {
+    for (source, outcome, says) in [
+        (DenialSource::NotAllowed, Outcome::Failed, "own role is not allowed"),
+        (DenialSource::Unknown("no message".into()), Outcome::Failed, "could not be attributed"),
+        (DenialSource::ExplicitDeny, Outcome::Prevented, "explicit deny"),
+    ] {
+        // GIVEN EC2 refusing, attributed as `source`
+        let h = Harness::one_group();
+        h.world.with(|w| {
+            w.deny_authorize = true;
+            w.deny_source = Some(source.clone());
+        });
+        // WHEN run
+        let (report, revert) = concluded(run(&h.engine(Settings::default()), &RunRequest::default(), 5).await.unwrap());
+        // THEN only an explicit deny is `prevented`
+        assert_eq!(report.outcome, outcome, "{source:?}: {}", report.reason);
+        assert!(report.reason.contains(says), "{}", report.reason);
+        assert!(revert.is_none() && h.world.rule_ids().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_failed_authorize_is_reported_reverted_only_when_the_group_was_read() {
+    // GIVEN an authorize that writes the rule and times out, and a clean-up job that
+    // strips the rule's tags at once (the tag listing would find nothing)
+    let h = Harness::one_group();
+    h.world.with(|w| w.fail_authorize_after_create = true);
+    let engine = h.engine(Settings::default());
+    // WHEN the experiment runs
+    h.world.with(|w| w.rules.values_mut().for_each(|r| r.tags.clear()));
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 7).await.unwrap());
+    // THEN the rule was found on the group by its shape and description, and removed
+    assert_eq!(report.outcome, Outcome::Failed);
+    assert!(revert.expect("a revert").reverted);
+    assert!(report.reverted);
+    assert!(h.world.rule_ids().is_empty());
+}
+
+#[tokio::test]
+async fn scheduled_preflight_aborts_are_counted_but_not_published() {
+    // GIVEN the kill switch on
+    let h = Harness::one_group();
+    let engine = h.engine(Settings { enabled: false, ..Settings::default() });
+    // WHEN the schedule fires, and a person runs
+    let scheduled = RunRequest { target: None, scheduled: true };
+    let InjectEnd::Ended(end) = engine.inject(&scheduled, &mut StdRng::seed_from_u64(1)).await.unwrap() else {
+        panic!("started with the kill switch on")
+    };
+    assert_eq!(concluded(end).0.outcome, Outcome::Aborted);
+    // THEN the scheduled abort is counted but not published; the person's is both
+    assert_eq!((h.reports().len(), h.published().len()), (1, 0));
+    concluded(run(&engine, &RunRequest::default(), 1).await.unwrap());
+    assert_eq!((h.reports().len(), h.published().len()), (2, 1));
+}
+
+#[tokio::test]
+async fn a_judge_that_died_after_publishing_republishes_but_never_counts_twice() {
+    // GIVEN a concluded experiment whose judge died after counting and publishing, before
+    // marking it recorded (the marker says `counted`)
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let record = scheduled_on_sg1(&h, &engine).await;
+    h.world.with(|w| w.rules.clear());
+    let c = marker::Conclusion {
+        outcome: Outcome::Undetected,
+        concluded_at: record.deadline,
+        reason: "nothing noticed".into(),
+        counted: true,
+        recorded: false,
+    };
+    engine.ingress.tag_group("sg-1", &marker::encode_conclusion(&c)).await.unwrap();
+
+    // WHEN the next tick runs
+    advance(&h, secs(700));
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN it published the outcome, did not count it again, and removed the marker
+    assert_eq!(tick.concluded.len(), 1, "{tick:?}");
+    assert_eq!(h.published().len(), 1);
+    assert!(h.reports().is_empty(), "counted again: {:?}", h.reports());
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+}
+
+#[tokio::test]
+async fn a_cli_run_marks_its_group_while_it_runs_and_unmarks_it_after() {
+    // GIVEN a person's run (window 60 s)
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(60)));
+    // WHEN it runs to its end THEN it marked the group once and removed the marker
+    let (report, _) = concluded(run(&engine, &RunRequest::default(), 8).await.unwrap());
+    assert_eq!(report.outcome, Outcome::Undetected);
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+    let writes = h.world.with(|w| w.calls.clone());
+    assert!(writes.iter().filter(|c| c.starts_with("tag sg-1")).count() == 1, "{writes:?}");
+    assert!(writes.iter().any(|c| c == "untag sg-1"), "{writes:?}");
+}
+
+#[tokio::test]
+async fn the_judge_leaves_a_marked_cli_run_to_its_watcher_then_closes_it_if_the_watcher_died() {
+    // GIVEN a person's run that died right after marking its group (window 15 minutes)
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(900)));
+    let at = parse_rfc3339(T0).unwrap();
+    let id = "cs-20261123T120000Z-c11c12";
+    let rule_id = h.world.plant("sg-1", experiment_tags(id, at));
+    let record = ExperimentRecord {
+        id: id.parse().unwrap(),
+        security_group_id: "sg-1".into(),
+        security_group_rule_id: rule_id.clone(),
+        account: Some(ACCOUNT.into()),
+        protocol: Protocol::Tcp,
+        ports: PortRange::single(20_000),
+        cidr: "0.0.0.0/0".into(),
+        injected_at: at,
+        deadline: at + secs(900),
+        detectors: vec![],
+    };
+    engine.ingress.tag_group("sg-1", &marker::encode(&record, true).unwrap()).await.unwrap();
+
+    // WHEN the judge ticks after the deadline but within the grace
+    advance(&h, secs(900) + ORPHAN_GRACE - secs(1));
+    let tick = engine.judge_tick().await.unwrap();
+    // THEN it leaves it to the person's run
+    assert_eq!(tick.left_to_their_starter, vec![id.to_string()], "{tick:?}");
+    assert_eq!(h.world.rule_ids(), vec![rule_id]);
+
+    // WHEN the grace is over THEN the judge closes it once, says so, and unmarks
+    advance(&h, secs(2));
+    let tick = engine.judge_tick().await.unwrap();
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(tick.concluded.len(), 1, "{tick:?}");
+    assert!(tick.concluded[0].reason.contains("after its deadline"), "{}", tick.concluded[0].reason);
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
 }
