@@ -149,7 +149,8 @@ struct Args {
     #[arg(long, value_name = "FAULT")]
     securityhub_fault: Option<String>,
 
-    /// Append one JSON line per AWS call (caller's access key, IAM action) to this file.
+    /// Append one JSON line per AWS call (caller's access key, IAM action, and with
+    /// --enforce-iam whether it was allowed or denied) to this file.
     #[arg(long, value_name = "FILE")]
     record_calls: Option<PathBuf>,
 
