@@ -575,3 +575,131 @@ async fn the_notifier_posts_to_slack_and_fails_retryable_when_the_webhook_is_dow
     assert!(!e.error_message.contains("s3cr3tT0k3n"), "{e}");
     report("notify", &notify);
 }
+
+// ---------------------------------------------------------------------------------------
+// Safety under the module's IAM (the lab enforces the rendered policies)
+// ---------------------------------------------------------------------------------------
+
+/// Starts a scheduled experiment (no control reacting) with `window`; returns the
+/// experiment id, its rule id and the judge.
+async fn started(s: &Scene, window: &str) -> (String, String, FunctionProcess) {
+    let env = function_env(
+        &s.lab.endpoint,
+        &[("CHAOSLINGR_DETECTORS", ALARM), ("CHAOSLINGR_WINDOW", window), ("CHAOSLINGR_TOPIC_ARN", &s.topic)],
+    );
+    let inject = start_fn("inject", &env).await;
+    let judge = start_fn("judge", &env).await;
+    let started = ok(&inject.invoke(json!({}), INVOKE).await, &inject);
+    assert_eq!(started["status"], "started", "{started}");
+    let id = started["start"]["experiment_id"].as_str().unwrap().to_string();
+    let rules = experiment_rules(&s.emu).await;
+    assert_eq!(rules.len(), 1);
+    let rule = rules[0].security_group_rule_id().unwrap().to_string();
+    receive_all(&s.emu, &s.inbox).await; // the start announcement
+    (id, rule, judge)
+}
+
+async fn assert_closed_once_as(s: &Scene, judge: &FunctionProcess, id: &str, outcome: &str) {
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, judge);
+    let concluded = tick["concluded"].as_array().expect("concluded");
+    assert_eq!(concluded.len(), 1, "{tick}");
+    assert_eq!(concluded[0]["experiment_id"], id);
+    assert_eq!(concluded[0]["outcome"], outcome, "{}", concluded[0]);
+    assert_eq!(concluded[0]["reverted"], true);
+    assert!(experiment_rules(&s.emu).await.is_empty());
+    assert!(ingress_of(&s.emu, &s.group).await.iter().all(|r| r.starts_with("tcp 443-443")));
+    assert!(marker_keys(&group_tags(&s.emu, &s.group).await).is_empty(), "marker left");
+    // AND the next tick has nothing to do, and exactly one outcome was published
+    let idle = ok(&judge.invoke(json!({}), INVOKE).await, judge);
+    assert_eq!(idle["concluded"], json!([]), "{idle}");
+    let msgs = receive_all(&s.emu, &s.inbox).await;
+    assert_eq!(msgs.len(), 1);
+    assert_eq!(bodies(&msgs)[0]["outcome"], outcome);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_opting_out_mid_experiment_close_it_at_the_next_tick_under_the_modules_iam() {
+    for how in ["set to false", "tag deleted"] {
+        // GIVEN a scheduled experiment on the opted-in group
+        let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
+        let (id, _rule, judge) = started(&s, "10m").await;
+
+        // WHEN its owners opt it out (the emulator's own key: not ChaoSlingr's role)
+        match how {
+            "set to false" => {
+                s.emu
+                    .ec2()
+                    .create_tags()
+                    .resources(&s.group)
+                    .tags(aws_sdk_ec2::types::Tag::builder().key(OPT_IN).value("false").build())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            _ => {
+                s.emu
+                    .ec2()
+                    .delete_tags()
+                    .resources(&s.group)
+                    .tags(aws_sdk_ec2::types::Tag::builder().key(OPT_IN).build())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+
+        // THEN the next tick, allowed by IAM because the group carries the marker, closes
+        // the port, records `aborted` once and removes the marker ({how})
+        assert_closed_once_as(&s, &judge, &id, "aborted").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_whose_tags_were_stripped_is_closed_at_its_deadline_under_the_modules_iam() {
+    // GIVEN a scheduled experiment with a 10-second window, and a tag clean-up job that
+    // strips the rule's tags
+    let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
+    let (id, rule, judge) = started(&s, "10s").await;
+    let keys = ["chaoslingr:experiment-id", "chaoslingr:injected-at", "chaoslingr:deadline", "chaoslingr:detectors"];
+    let mut strip = s.emu.ec2().delete_tags().resources(&rule);
+    for k in keys {
+        strip = strip.tags(aws_sdk_ec2::types::Tag::builder().key(k).build());
+    }
+    strip.send().await.unwrap();
+    assert!(experiment_rules(&s.emu).await.is_empty(), "the tag listing no longer finds it");
+
+    // WHEN the judge ticks before the deadline THEN it is still watched, still open
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+    assert_eq!(tick["watching"], json!([id]), "{tick}");
+    assert_eq!(ingress_of(&s.emu, &s.group).await.len(), 2);
+
+    // WHEN the deadline passes THEN it is closed and judged on its detectors, not
+    // `remediated`
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_closed_once_as(&s, &judge, &id, "undetected").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_someone_tagged_as_an_experiment_is_never_revoked_by_the_judge() {
+    // GIVEN an SSH rule from the office on the opted-in group that someone tagged with an
+    // (overdue) experiment record
+    let s = scene(&["--config-mode", "off", "--firewall-mode", "off"]).await;
+    let tags = [
+        (EXPERIMENT_TAG, "cs-20260101T000000Z-00000a"),
+        ("chaoslingr:injected-at", "2026-01-01T00:00:00.000Z"),
+        ("chaoslingr:deadline", "2026-01-01T00:15:00Z"),
+        ("chaoslingr:detectors", ""),
+    ];
+    let ssh = plant_rule(&s.emu, &s.group, 22, "10.0.0.0/8", "ssh from the office", &tags).await;
+    let env = function_env(&s.lab.endpoint, &[("CHAOSLINGR_TOPIC_ARN", &s.topic)]);
+    let judge = start_fn("judge", &env).await;
+
+    // WHEN the judge ticks
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+
+    // THEN it reports the rule as not ours and leaves it
+    assert_eq!(tick["not_ours"].as_array().unwrap().len(), 1, "{tick}");
+    assert!(tick["not_ours"][0].as_str().unwrap().contains(&ssh), "{tick}");
+    assert_eq!(tick["reverts"], json!([]));
+    assert!(ingress_of(&s.emu, &s.group).await.iter().any(|r| r.contains(&ssh)));
+}

@@ -351,11 +351,22 @@ async fn interrupted_mid_watch_leaves_no_rule(sig: &str) {
     assert!(out.stderr.contains("reverting the injected rule"), "{}", out.stderr);
     assert!(experiment_rules(&emu).await.is_empty());
     assert_eq!(ingress_of(&emu, &g).await, before);
+    // AND the group marker the run wrote is gone too
+    let tags = emu.ec2().describe_security_groups().group_ids(&g).send().await.unwrap();
+    let keys: Vec<String> =
+        tags.security_groups()[0].tags().iter().filter_map(|t| t.key().map(String::from)).collect();
+    assert_eq!(keys, vec![OPT_IN.to_string()], "marker left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_mid_watch_leaves_no_rule() {
     interrupted_mid_watch_leaves_no_rule("INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_up_terminal_mid_watch_leaves_no_rule() {
+    // An SSH session that drops sends SIGHUP.
+    interrupted_mid_watch_leaves_no_rule("HUP").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,7 +469,7 @@ async fn revert_all_cleans_up_every_planted_experiment() {
     // rule is untouched
     let out = run_cli(&emu, &["revert", "--all"], &[], LIMIT).await;
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("2 reverted, 0 failed."), "{}", out.stdout);
+    assert!(out.stdout.contains("2 reverted, 0 failed, 0 not ours"), "{}", out.stdout);
     assert!(experiment_rules(&emu).await.is_empty());
     assert_eq!(ingress_of(&emu, &g1).await, legit);
 
@@ -678,4 +689,50 @@ async fn judge_closes_an_experiment_whose_watcher_is_gone() {
     let out = run_cli(&emu, &["judge"], &[], LIMIT).await;
     assert_eq!(out.status, 0);
     assert!(out.stdout.contains("No active experiments."), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_tagged_as_experiments_but_not_ours_are_listed_never_revoked_unless_forced() {
+    // GIVEN an opted-in group with an SSH rule from the office that someone tagged with an
+    // experiment id, and a world-open rule tagged so whose description names nothing
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let g = create_group(&emu, &vpc, "bastion", Some("true")).await;
+    let tags = |id: &'static str| {
+        vec![
+            (EXPERIMENT_TAG, id),
+            ("chaoslingr:injected-at", "2026-01-01T00:00:00.000Z"),
+            ("chaoslingr:deadline", "2026-01-01T00:15:00Z"),
+            ("chaoslingr:detectors", ""),
+        ]
+    };
+    let ssh = plant_rule(&emu, &g, 22, "10.0.0.0/8", "ssh from the office", &tags("cs-20260101T000000Z-00000a")).await;
+    let game = plant_rule(&emu, &g, 27_015, "0.0.0.0/0", "game server", &tags("cs-20260101T000000Z-00000b")).await;
+    let before = ingress_of(&emu, &g).await;
+
+    // WHEN a person lists, runs the emergency stop, and a judge tick runs
+    let status = run_cli(&emu, &["status"], &[], LIMIT).await;
+    let all = run_cli(&emu, &["revert", "--all", "--json"], &[], LIMIT).await;
+    let judge = run_cli(&emu, &["judge", "--json"], &[], LIMIT).await;
+
+    // THEN both are shown as not ours, neither is revoked, and nothing failed
+    assert_eq!(status.status, 0, "{}", status.stderr);
+    assert_eq!(status.stdout.matches("NOT OURS").count(), 2, "{}", status.stdout);
+    assert_eq!(all.status, 0, "{}", all.stderr);
+    let reports = all.json();
+    assert_eq!(reports.as_array().unwrap().len(), 2, "{reports}");
+    assert!(reports.as_array().unwrap().iter().all(|r| r["not_ours"] == true && r["reverted"] == false));
+    assert_eq!(judge.status, 0, "{}", judge.stderr);
+    assert_eq!(judge.json()["not_ours"].as_array().unwrap().len(), 2, "{}", judge.stdout);
+    assert_eq!(ingress_of(&emu, &g).await, before);
+
+    // WHEN the person names one rule explicitly THEN only that one goes
+    let forced = run_cli(&emu, &["revert", "--force", &game], &[], LIMIT).await;
+    assert_eq!(forced.status, 0, "{}", forced.stderr);
+    let after = ingress_of(&emu, &g).await;
+    assert_eq!(after.len(), 1);
+    assert!(after[0].contains(&ssh), "{after:?}");
+    // AND --force takes a rule id only
+    let bad = run_cli(&emu, &["revert", "--force", "cs-20260101T000000Z-00000a"], &[], LIMIT).await;
+    assert_eq!(bad.status, 2, "{}", bad.stderr);
 }

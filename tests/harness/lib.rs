@@ -411,8 +411,24 @@ pub async fn add_ingress(emu: &Emulator, group: &str, protocol: &str, from: i32,
         .expect("add ingress");
 }
 
-/// Plants an experiment rule the way ChaoSlingr writes one, with the given tags.
+/// Plants an experiment rule the way ChaoSlingr writes one, with the given tags: tcp from
+/// 0.0.0.0/0, described as experiment `chaoslingr:experiment-id`'s.
 pub async fn plant_experiment(emu: &Emulator, group: &str, port: i32, tags: &[(&str, &str)]) -> String {
+    let id = tags.iter().find(|(k, _)| *k == "chaoslingr:experiment-id").map(|(_, v)| *v).unwrap_or_default();
+    let description = format!("ChaoSlingr experiment {id} - unauthorized by design");
+    plant_rule(emu, group, port, "0.0.0.0/0", &description, tags).await
+}
+
+/// Plants any tcp rule with the given source, description and tags (a person's rule, or
+/// one somebody tagged as an experiment's).
+pub async fn plant_rule(
+    emu: &Emulator,
+    group: &str,
+    port: i32,
+    cidr: &str,
+    description: &str,
+    tags: &[(&str, &str)],
+) -> String {
     let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect();
     let out = emu
         .ec2()
@@ -423,7 +439,7 @@ pub async fn plant_experiment(emu: &Emulator, group: &str, port: i32, tags: &[(&
                 .ip_protocol("tcp")
                 .from_port(port)
                 .to_port(port)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .ip_ranges(IpRange::builder().cidr_ip(cidr).description(description).build())
                 .build(),
         )
         .tag_specifications(
