@@ -353,8 +353,7 @@ async fn interrupted_mid_watch_leaves_no_rule(sig: &str) {
     assert_eq!(ingress_of(&emu, &g).await, before);
     // AND the group marker the run wrote is gone too
     let tags = emu.ec2().describe_security_groups().group_ids(&g).send().await.unwrap();
-    let keys: Vec<String> =
-        tags.security_groups()[0].tags().iter().filter_map(|t| t.key().map(String::from)).collect();
+    let keys: Vec<String> = tags.security_groups()[0].tags().iter().filter_map(|t| t.key().map(String::from)).collect();
     assert_eq!(keys, vec![OPT_IN.to_string()], "marker left behind");
 }
 
