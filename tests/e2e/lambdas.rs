@@ -703,3 +703,68 @@ async fn a_rule_someone_tagged_as_an_experiment_is_never_revoked_by_the_judge() 
     assert_eq!(tick["reverts"], json!([]));
     assert!(ingress_of(&s.emu, &s.group).await.iter().any(|r| r.contains(&ssh)));
 }
+
+/// A scene whose lab enforces `policies` (a file like the rendered one) with `extra` lab
+/// arguments, not recording into the suite's call log (its denials are expected).
+async fn scene_with_policies(policies: &std::path::Path, extra: &[&str]) -> Scene {
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let group = create_group(&emu, &vpc, "edge", Some("true")).await;
+    add_ingress(&emu, &group, "tcp", 443, 443, "0.0.0.0/0").await;
+    let (topic, inbox) = topic_with_inbox(&emu).await;
+    let evaluator = iam_evaluator();
+    let mut args = vec![
+        "--config-mode",
+        "off",
+        "--firewall-mode",
+        "off",
+        "--enforce-iam",
+        policies.to_str().expect("UTF-8 path"),
+        "--iam-evaluator",
+        evaluator.to_str().expect("UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let lab = Lab::start(&emu, &args);
+    Scene { emu, lab, group, topic, inbox }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_explicit_deny_is_prevented_a_permission_the_role_lacks_is_failed() {
+    let dir = std::env::temp_dir();
+    let rendered: Value = serde_json::from_str(&std::fs::read_to_string(iam_policies()).unwrap()).unwrap();
+
+    // GIVEN (1) the module's policies and an SCP that denies opening ports, and (2) an
+    // inject role whose policy lacks the grant to open them
+    let scp = dir.join(format!("chaoslingr-e2e-scp-{}.json", std::process::id()));
+    let deny = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "NoWorldOpenPorts", "Effect": "Deny", "Action": "ec2:AuthorizeSecurityGroupIngress", "Resource": "*"
+    }]});
+    std::fs::write(&scp, deny.to_string()).unwrap();
+    let mut lacking = rendered.clone();
+    let statements = lacking["AKIDINJECT"]["Statement"].as_array_mut().unwrap();
+    statements.retain(|s| s["Sid"] != "ChangeIngressOfOptedInGroups");
+    assert!(statements.len() + 1 == rendered["AKIDINJECT"]["Statement"].as_array().unwrap().len());
+    let lacking_file = dir.join(format!("chaoslingr-e2e-lacking-{}.json", std::process::id()));
+    std::fs::write(&lacking_file, lacking.to_string()).unwrap();
+
+    for (policies, extra, outcome, says) in [
+        (iam_policies(), vec!["--scp", scp.to_str().unwrap()], "prevented", "explicit deny"),
+        (lacking_file.clone(), vec![], "failed", "own role is not allowed"),
+    ] {
+        let s = scene_with_policies(&policies, &extra).await;
+        let env = function_env(&s.lab.endpoint, &[("CHAOSLINGR_TOPIC_ARN", &s.topic)]);
+        let inject = start_fn("inject", &env).await;
+
+        // WHEN the schedule fires
+        let ended = ok(&inject.invoke(json!({}), INVOKE).await, &inject);
+
+        // THEN nothing is open, and the outcome says who refused
+        assert_eq!(ended["status"], "ended", "{ended}");
+        assert_eq!(ended["outcome"]["outcome"], outcome, "{ended}");
+        assert!(ended["outcome"]["reason"].as_str().unwrap().contains(says), "{ended}");
+        assert!(experiment_rules(&s.emu).await.is_empty());
+        assert!(marker_keys(&group_tags(&s.emu, &s.group).await).is_empty());
+    }
+    let _ = std::fs::remove_file(&scp);
+    let _ = std::fs::remove_file(&lacking_file);
+}
