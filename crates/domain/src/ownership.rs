@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn a_tagged_rule_of_another_shape_is_never_ours() {
-        let cases: Vec<(Box<dyn FnOnce(&mut TaggedRule)>, &str)> = vec![
+        type Edit = Box<dyn FnOnce(&mut TaggedRule)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|r| r.ip_protocol = "-1".into()), "neither tcp nor udp"),
             (Box::new(|r| r.is_egress = true), "egress"),
             (Box::new(|r| r.cidr = Some("10.0.0.0/8".into())), "not the configured 0.0.0.0/0"),

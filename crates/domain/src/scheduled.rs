@@ -283,7 +283,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             return report;
         }
         let overdue = self.must_close(f, now);
-        let watched_by_person = f.marker.as_ref().map_or(true, |m| m.watched_by_cli);
+        let watched_by_person = f.marker.as_ref().is_none_or(|m| m.watched_by_cli);
         if watched_by_person && !overdue {
             report.left_to_their_starter.push(record.id.to_string());
             return report;
