@@ -177,7 +177,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             futures_util::future::join_all(closing.iter().map(|f| self.revert_within_budget(f))).await;
 
         // 2. Observe, judge, record: every experiment at once.
-        let ticks = futures_util::future::join_all(found.experiments.iter().filter(|f| f.ours.is_ok()).map(|f| {
+        // Rules that are not ours are never judged, except a marked experiment's own rule
+        // that someone changed: that experiment is concluded (and its marker removed).
+        let judged = found.experiments.iter().filter(|f| f.ours.is_ok() || f.marker.is_some());
+        let ticks = futures_util::future::join_all(judged.map(|f| {
             let reverted = early.iter().find(|r| r.security_group_rule_id == f.security_group_rule_id).cloned();
             self.judge_one(f, now, reverted)
         }))
@@ -261,6 +264,21 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         };
         let seen = f.marker.as_ref().map(|m| m.seen.clone()).unwrap_or_default();
         let marked = f.marker.is_some();
+
+        if let (Err(why), Some(m)) = (&f.ours, &f.marker) {
+            if m.conclusion.is_none() {
+                let reason = format!(
+                    "the experiment's rule {} was changed by someone else and is no longer ChaoSlingr's ({why}); it was left alone",
+                    record.security_group_rule_id
+                );
+                let c =
+                    Conclusion { outcome: Outcome::Failed, concluded_at: now, reason, counted: false, recorded: false };
+                self.mark_conclusion(&record, &c, &seen, &mut report).await;
+                let detections = self.detections_from(&record, &seen, &c);
+                self.finish(&record, c, detections, f, None, &mut report).await;
+                return report;
+            }
+        }
 
         if let Some(c) = f.marker.as_ref().and_then(|m| m.conclusion.clone()) {
             info!(experiment_id = %record.id, outcome = %c.outcome, counted = c.counted, recorded = c.recorded, "finishing a conclusion an earlier tick marked");

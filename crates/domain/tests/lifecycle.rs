@@ -1759,3 +1759,31 @@ async fn the_judge_leaves_a_marked_cli_run_to_its_watcher_then_closes_it_if_the_
     assert!(tick.concluded[0].reason.contains("after its deadline"), "{}", tick.concluded[0].reason);
     assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
 }
+
+#[tokio::test]
+async fn a_marked_experiments_rule_changed_by_someone_else_is_concluded_and_left_alone() {
+    // GIVEN a scheduled experiment whose rule someone modified into SSH from the office
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let record = scheduled_on_sg1(&h, &engine).await;
+    h.world.with(|w| {
+        let r = w.rules.get_mut(&record.security_group_rule_id).unwrap();
+        (r.from_port, r.to_port, r.cidr) = (Some(22), Some(22), Some("10.0.0.0/8".into()));
+    });
+
+    // WHEN the judge ticks
+    advance(&h, secs(60));
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN it is not revoked; the experiment is concluded `failed` saying why, once, and
+    // its marker removed so the group is not busy forever
+    assert_eq!(h.world.revokes(), 0);
+    assert_eq!(h.world.rule_ids(), vec![record.security_group_rule_id.clone()]);
+    assert_eq!(tick.concluded.len(), 1, "{tick:?}");
+    assert_eq!(tick.concluded[0].outcome, Outcome::Failed);
+    assert!(tick.concluded[0].reason.contains("changed by someone else"), "{}", tick.concluded[0].reason);
+    assert_eq!(tick.not_ours.len(), 1);
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+    let again = engine.judge_tick().await.unwrap();
+    assert!(again.concluded.is_empty(), "{again:?}");
+}
