@@ -438,7 +438,11 @@ async fn malformed_events_bad_settings_and_the_kill_switch_change_nothing() {
     assert!(r["outcome"]["reason"].as_str().unwrap().contains("kill switch"), "{r}");
     assert!(experiment_rules(&s.emu).await.is_empty());
     assert_eq!(group_tags(&s.emu, &s.group).await, before.1);
-    receive_all(&s.emu, &s.inbox).await;
+    // AND the abort is counted in the metrics but not published (no Slack message per
+    // skipped schedule)
+    assert!(receive_all(&s.emu, &s.inbox).await.is_empty(), "a scheduled pre-flight abort was published");
+    let metrics = s.emu.cloudwatch().list_metrics().namespace("ChaoSlingr").metric_name("Aborted").send().await;
+    assert!(!metrics.expect("list metrics").metrics().is_empty(), "the abort was not counted");
 
     // AND a bad setting fails the cold start with the variable named, before any event
     let mut bad = env.clone();
