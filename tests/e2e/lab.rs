@@ -213,3 +213,28 @@ async fn the_lab_refuses_a_non_loopback_upstream_and_bad_settings() {
         assert!(!err.trim().is_empty(), "{args:?} failed without saying why");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_refuses_to_start_when_its_clock_is_off_from_aws() {
+    // GIVEN AWS's clock (the `Date` of its answers) 90 s ahead of this machine's
+    let (emu, lab, g) = lab_world(&["--firewall-mode", "off", "--config-mode", "off", "--clock-skew", "90s"]).await;
+    let before = ingress_of(&emu, &g).await;
+
+    // WHEN a run starts
+    let out = run(&lab, &[], "10s").await;
+
+    // THEN it aborts before any write, saying the clock is off
+    assert_eq!(out.status, 1, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["outcome"], "aborted", "{v}");
+    let reason = v["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("local clock is 1m") && reason.contains("behind AWS's clock"), "{v}");
+    assert_eq!(ingress_of(&emu, &g).await, before);
+    assert!(experiment_rules(&emu).await.is_empty());
+
+    // AND a clock 10 s behind AWS's is within the tolerance: the run goes ahead
+    let (emu, lab, _) = lab_world(&["--firewall-mode", "off", "--config-mode", "off", "--clock-skew", "-10s"]).await;
+    let out = run(&lab, &[], "10s").await;
+    assert_eq!(out.status, 3, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert!(experiment_rules(&emu).await.is_empty());
+}

@@ -172,6 +172,22 @@ struct Args {
     /// Revoke world-open unauthorized rules after this latency (the auto-remediator).
     #[arg(long, value_name = "DURATION")]
     remediate_after: Option<String>,
+
+    /// Play AWS's clock this far from the local one: every forwarded answer's `Date`
+    /// header is shifted by it (`90s` ahead, `-90s` behind), as a machine with a wrong
+    /// clock would see AWS. For testing ChaoSlingr's clock checks.
+    #[arg(long, value_name = "[-]DURATION", allow_hyphen_values = true)]
+    clock_skew: Option<String>,
+}
+
+/// `90s` or `-90s` as signed seconds.
+fn signed_seconds(s: &str, flag: &str) -> anyhow::Result<i64> {
+    let (negative, rest) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let secs = i64::try_from(duration(rest, flag)?.as_secs()).context("too large")?;
+    Ok(if negative { -secs } else { secs })
 }
 
 fn loopback_uri(s: &str) -> anyhow::Result<Uri> {
@@ -334,6 +350,9 @@ async fn main() -> anyhow::Result<()> {
     let ec2 = up.ec2.clone();
     tokio::spawn(world::run(up, state.clone(), interval));
     let mut front = Front::new(state, upstream);
+    if let Some(skew) = &args.clock_skew {
+        front = front.with_clock_skew(signed_seconds(skew, "--clock-skew")?);
+    }
     if let Some(enforcer) = enforcer {
         front = front.with_iam(enforcer, ec2);
     }

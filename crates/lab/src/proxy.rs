@@ -35,11 +35,20 @@ pub struct Front {
     calls: Option<Mutex<std::fs::File>>,
     /// IAM enforcement (`--enforce-iam`), and the emulator's EC2 for reading group tags.
     iam: Option<(Arc<Enforcer>, aws_sdk_ec2::Client)>,
+    /// Seconds added to every forwarded answer's `Date` (`--clock-skew`).
+    clock_skew: i64,
 }
 
 impl Front {
     pub fn new(state: Arc<Mutex<LabState>>, upstream: Uri) -> Self {
-        Front { state, upstream, client: Client::builder(TokioExecutor::new()).build_http(), calls: None, iam: None }
+        Front {
+            state,
+            upstream,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            calls: None,
+            iam: None,
+            clock_skew: 0,
+        }
     }
 
     /// Evaluates the requests of the access keys `enforcer` knows before forwarding them;
@@ -53,6 +62,13 @@ impl Front {
     /// "denied": ..}` for every call to `file`, so a test can see which IAM actions each
     /// caller (told apart by its access key) needed and whether enforcement let them
     /// through (`allowed` is null for calls that were not evaluated).
+    /// Shifts the `Date` header of every forwarded answer by `seconds`: AWS as seen from a
+    /// machine whose clock is off.
+    pub fn with_clock_skew(mut self, seconds: i64) -> Self {
+        self.clock_skew = seconds;
+        self
+    }
+
     pub fn with_call_log(mut self, file: std::fs::File) -> Self {
         self.calls = Some(Mutex::new(file));
         self
@@ -337,6 +353,11 @@ async fn forward(front: &Front, parts: hyper::http::request::Parts, body: Bytes)
                     out.headers_mut().append(name, value.clone());
                 }
             }
+            if front.clock_skew != 0 {
+                if let Some(date) = skewed_date(SystemTime::now(), front.clock_skew) {
+                    out.headers_mut().insert(hyper::header::DATE, date);
+                }
+            }
             out
         }
         Err(e) => {
@@ -348,6 +369,14 @@ async fn forward(front: &Front, parts: hyper::http::request::Parts, body: Bytes)
             )
         }
     }
+}
+
+/// An HTTP `Date` value for `now` shifted by `seconds`.
+fn skewed_date(now: SystemTime, seconds: i64) -> Option<HeaderValue> {
+    let shift = std::time::Duration::from_secs(seconds.unsigned_abs());
+    let at = if seconds >= 0 { now.checked_add(shift)? } else { now.checked_sub(shift)? };
+    let text = aws_smithy_types::DateTime::from(at).fmt(aws_smithy_types::date_time::Format::HttpDate).ok()?;
+    HeaderValue::from_str(&text).ok()
 }
 
 /// Serves connections until the task is dropped.
@@ -373,6 +402,14 @@ pub async fn serve(listener: TcpListener, front: Arc<Front>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_skewed_date_is_an_http_date_shifted_by_the_skew() {
+        let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_176_124);
+        assert_eq!(skewed_date(now, 0).unwrap(), "Wed, 02 Dec 2026 01:48:44 GMT");
+        assert_eq!(skewed_date(now, 90).unwrap(), "Wed, 02 Dec 2026 01:50:14 GMT");
+        assert_eq!(skewed_date(now, -3600).unwrap(), "Wed, 02 Dec 2026 00:48:44 GMT");
+    }
 
     #[test]
     fn the_service_comes_from_the_credential_scope() {
