@@ -735,3 +735,68 @@ async fn rules_tagged_as_experiments_but_not_ours_are_listed_never_revoked_unles
     let bad = run_cli(&emu, &["revert", "--force", "cs-20260101T000000Z-00000a"], &[], LIMIT).await;
     assert_eq!(bad.status, 2, "{}", bad.stderr);
 }
+
+/// A pseudo-terminal: the run's controlling terminal, hung up by closing its master side
+/// (what the kernel does when an SSH session drops).
+struct Pty {
+    master: std::os::fd::OwnedFd,
+    slave: std::os::fd::OwnedFd,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: openpty writes two new descriptors into the out-parameters.
+        let rc =
+            unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // Not inherited by any process started meanwhile (this test's or another's): the
+        // terminal must hang up when this side closes.
+        for fd in [master, slave] {
+            // SAFETY: fcntl on a descriptor just opened.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+        // SAFETY: both descriptors were just opened and are owned here alone.
+        unsafe {
+            Pty { master: std::os::fd::OwnedFd::from_raw_fd(master), slave: std::os::fd::OwnedFd::from_raw_fd(slave) }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_terminal_session_reverts_and_exits_130() {
+    // GIVEN a run in its own session whose controlling terminal is a pseudo-terminal
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let g = create_group(&emu, &vpc, "db", Some("true")).await;
+    let pty = Pty::open();
+    let mut c = emu.cli();
+    c.args(["run", "--window", "10m", "--poll-interval", "1s"]);
+    c.stdin(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(pty.slave.try_clone().unwrap()));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        c.pre_exec(move || {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().expect("spawn chaoslingr on a terminal");
+    drop(pty.slave);
+    wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
+    // (A few seconds of progress lines fit in the terminal's buffer unread.)
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // WHEN the terminal goes away (the session drops)
+    drop(pty.master);
+
+    // THEN the run reverts, and exits 130 (not a panic on the dead terminal)
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits").unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(experiment_rules(&emu).await.is_empty());
+    assert!(ingress_of(&emu, &g).await.is_empty());
+}

@@ -21,6 +21,8 @@ pub struct Signals {
     interrupt: Signal,
     terminate: Signal,
     hangup: Signal,
+    /// Whether standard output and error were a terminal at start-up.
+    terminals: [bool; 2],
 }
 
 /// Writes to stderr without panicking: after SIGHUP the terminal may be gone, and a failed
@@ -30,12 +32,31 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// After SIGHUP the terminal is gone and writing to it fails (`println!` would then panic
+/// once the revert is done). Point standard output and error that were that terminal at
+/// /dev/null, so the run finishes (revert, record, exit 130) quietly. Whether they were a
+/// terminal is known from start-up: a hung-up terminal no longer answers `isatty`.
+fn detach_from_hung_up_terminal(terminals: [bool; 2]) {
+    use std::os::fd::AsRawFd;
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return };
+    let fds = [std::io::stdout().as_raw_fd(), std::io::stderr().as_raw_fd()];
+    for (fd, was_terminal) in fds.into_iter().zip(terminals) {
+        if was_terminal {
+            // SAFETY: dup2 on two open descriptors; it replaces `fd` atomically.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+}
+
 impl Signals {
     pub fn install() -> std::io::Result<Self> {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
             hangup: signal(SignalKind::hangup())?,
+            terminals: [std::io::stdout().is_terminal(), std::io::stderr().is_terminal()],
         })
     }
 
@@ -44,7 +65,10 @@ impl Signals {
         let reason = tokio::select! {
             _ = self.interrupt.recv() => "interrupted by Ctrl-C (SIGINT)",
             _ = self.terminate.recv() => "terminated by SIGTERM",
-            _ = self.hangup.recv() => "the terminal hung up (SIGHUP)",
+            _ = self.hangup.recv() => {
+                detach_from_hung_up_terminal(self.terminals);
+                "the terminal hung up (SIGHUP)"
+            }
         };
         fired.store(true, Ordering::SeqCst);
         say(&format!("\nchaoslingr: {reason}: reverting the injected rule before exiting..."));
