@@ -109,7 +109,8 @@ fn parse_allowed_hours(s: &str) -> Option<AllowedHours> {
 pub struct Settings {
     /// Tag key that opts a security group in (`CHAOSLINGR_OPT_IN_TAG`).
     pub opt_in_tag: String,
-    /// Tag value that opts in, compared case-insensitively (`CHAOSLINGR_OPT_IN_VALUE`).
+    /// Tag value that opts in, compared whole and case-insensitively, as IAM does
+    /// (`CHAOSLINGR_OPT_IN_VALUE`).
     pub opt_in_value: String,
     /// Detectors watched by every experiment (`CHAOSLINGR_DETECTORS`).
     pub detectors: Vec<Detector>,
@@ -172,7 +173,7 @@ impl Default for Settings {
 /// `--help` and the README.
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("CHAOSLINGR_OPT_IN_TAG", "tag key that opts a security group in [default: chaoslingr:opt-in]"),
-    ("CHAOSLINGR_OPT_IN_VALUE", "tag value that opts in, any case [default: true]"),
+    ("CHAOSLINGR_OPT_IN_VALUE", "tag value that opts in, whole value, any case [default: true]"),
     ("CHAOSLINGR_DETECTORS", "config:<rule>, alarm:<name>, securityhub[:<id>], comma-separated"),
     ("CHAOSLINGR_WINDOW", "detection window, 10s..24h [default: 15m]"),
     ("CHAOSLINGR_POLL_INTERVAL", "observation cadence while watching, 1s..5m [default: 15s]"),
