@@ -129,8 +129,22 @@ pub enum RunEnd {
 
 /// Why the watch stopped.
 enum WatchEnd {
-    Verdict { outcome: Outcome, reason: String, detections: Vec<DetectionReport> },
-    Cancelled { reason: String, detections: Vec<DetectionReport> },
+    Verdict {
+        outcome: Outcome,
+        reason: String,
+        detections: Vec<DetectionReport>,
+    },
+    Cancelled {
+        reason: String,
+        detections: Vec<DetectionReport>,
+    },
+    /// The owners opted the group out. `judge_has_it`: the judge already concluded the
+    /// experiment (its marker is gone or carries a conclusion), so this run records
+    /// nothing more: one experiment, one outcome.
+    OptedOut {
+        judge_has_it: bool,
+        detections: Vec<DetectionReport>,
+    },
 }
 
 /// Drives experiments over the capability traits.
@@ -438,6 +452,29 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let (outcome, reason, detections) = match watched {
             Ok(WatchEnd::Verdict { outcome, reason, detections }) => (outcome, reason, detections),
             Ok(WatchEnd::Cancelled { reason, detections }) => (Outcome::Aborted, reason, detections),
+            Ok(WatchEnd::OptedOut { judge_has_it: true, detections }) => {
+                let _ = experiment.conclude(Outcome::Aborted, &plan);
+                let reason = format!(
+                    "{} was opted out during the experiment; the judge closed it and recorded the outcome",
+                    record.security_group_id
+                );
+                info!(experiment_id = %record.id, "opted out; already concluded by the judge");
+                let report = self.report_for(
+                    &plan.id,
+                    Some(&plan),
+                    Some(&record),
+                    Outcome::Aborted,
+                    reason,
+                    detections,
+                    revert.reverted,
+                );
+                return Ok(RunEnd::Concluded { report, revert: Some(revert), record_failures: vec![] });
+            }
+            Ok(WatchEnd::OptedOut { judge_has_it: false, detections }) => (
+                Outcome::Aborted,
+                format!("{} was opted out during the experiment; the rule was reverted", record.security_group_id),
+                detections,
+            ),
             Err(panic) => {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -635,6 +672,17 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let mut state = WatchState::new(record);
         let mut cancel = std::pin::pin!(cancel);
         loop {
+            // Owners opting out mean: close now. The judge may have been quicker; then it
+            // holds the outcome and this run must not record a second one.
+            if let Ok(Some(g)) = self.ingress.group(&record.security_group_id).await {
+                if !self.settings.is_opted_in(g.tag_pairs()) {
+                    let ours = g.tags.iter().any(|(k, v)| k == crate::tags::EXPERIMENT_ID && v == record.id.as_str());
+                    let concluded = g.tags.iter().any(|(k, _)| k == marker::OUTCOME);
+                    warn!(experiment_id = %record.id, "the group was opted out; closing the experiment");
+                    let detections = judge::reports(record, &state);
+                    return WatchEnd::OptedOut { judge_has_it: !ours || concluded, detections };
+                }
+            }
             let tick = self.tick(record, &mut state);
             let verdict = tokio::select! {
                 biased;

@@ -96,6 +96,8 @@ struct World {
     fail_revoke_times: u32,
     /// The fresh read right before injection shows the group opted out.
     opt_out_before_inject: bool,
+    /// From this moment on, reads show the group's opt-in tag set to `false`.
+    opt_out_at: Option<SystemTime>,
     /// Something other than ChaoSlingr removes an experiment rule this long after injection.
     remediate_after: Option<Duration>,
     /// Another starter's experiment rule appears on `sg-2` while ours is being created.
@@ -211,6 +213,13 @@ impl Ingress for FakeWorld {
                 if let Some(g) = &mut group {
                     g.tags.retain(|(k, _)| k != OPT_IN_TAG);
                 }
+            }
+            if w.opt_out_at.is_some_and(|at| self.clock.now() >= at) {
+                if let Some(g) = w.groups.iter_mut().find(|g| g.id == group_id) {
+                    g.tags.retain(|(k, _)| k != OPT_IN_TAG);
+                    g.tags.push((OPT_IN_TAG.into(), "false".into()));
+                }
+                group = w.groups.iter().find(|g| g.id == group_id).cloned();
             }
             group
         }))
@@ -1786,4 +1795,29 @@ async fn a_marked_experiments_rule_changed_by_someone_else_is_concluded_and_left
     assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
     let again = engine.judge_tick().await.unwrap();
     assert!(again.concluded.is_empty(), "{again:?}");
+}
+
+#[tokio::test]
+async fn a_cli_run_whose_group_is_opted_out_closes_it_at_its_next_tick_with_one_outcome() {
+    // GIVEN a person's run (10 minutes, observing every 15 s) and owners who opt the
+    // group out 60 s in
+    let h = Harness::one_group();
+    let start = parse_rfc3339(T0).unwrap();
+    h.world.with(|w| w.opt_out_at = Some(start + secs(60)));
+    let engine = h.engine(settings(&[], secs(600)));
+
+    // WHEN it runs
+    let (report, revert) = concluded(run(&engine, &RunRequest::default(), 11).await.unwrap());
+
+    // THEN it ends at its next observation as `aborted` (never `remediated`), the rule
+    // reverted under the modelled IAM (the group carries the marker), one outcome
+    // recorded, and the marker removed
+    assert_eq!(report.outcome, Outcome::Aborted, "{}", report.reason);
+    assert!(report.reason.contains("opted out"), "{}", report.reason);
+    assert!(h.elapsed() < secs(90), "{:?}", h.elapsed());
+    assert!(revert.expect("a revert").reverted);
+    assert!(h.world.rule_ids().is_empty());
+    assert_eq!(h.reports().len(), 1);
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+    assert!(h.world.with(|w| !w.calls.iter().any(|c| c.starts_with("denied"))));
 }
