@@ -800,3 +800,37 @@ async fn a_dropped_terminal_session_reverts_and_exits_130() {
     assert!(experiment_rules(&emu).await.is_empty());
     assert!(ingress_of(&emu, &g).await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_group_is_opted_out_mid_watch_closes_it_as_aborted() {
+    // GIVEN a run watching a long window
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let g = create_group(&emu, &vpc, "db", Some("true")).await;
+    let mut c = emu.cli();
+    c.args(["run", "--window", "10m", "--poll-interval", "1s", "--json"]);
+    let child = c.spawn().unwrap();
+    wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
+
+    // WHEN its owners opt the group out
+    emu.ec2()
+        .create_tags()
+        .resources(&g)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(OPT_IN).value("false").build())
+        .send()
+        .await
+        .unwrap();
+
+    // THEN the run closes it at its next observation: `aborted`, reverted, marker gone
+    let out = finish(child, Duration::from_secs(60)).await;
+    assert_eq!(out.status, 1, "stderr: {}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["outcome"], "aborted", "{v}");
+    assert!(v["reason"].as_str().unwrap().contains("opted out"), "{v}");
+    assert_eq!(v["reverted"], true);
+    assert!(experiment_rules(&emu).await.is_empty());
+    assert!(ingress_of(&emu, &g).await.is_empty());
+    let tags = emu.ec2().describe_security_groups().group_ids(&g).send().await.unwrap();
+    let keys: Vec<String> = tags.security_groups()[0].tags().iter().filter_map(|t| t.key().map(String::from)).collect();
+    assert_eq!(keys, vec![OPT_IN.to_string()], "marker left behind");
+}
