@@ -70,6 +70,31 @@ impl Ec2Ingress {
     }
 }
 
+impl Ec2Ingress {
+    /// Every security-group rule matching `filter`, across every page.
+    async fn rules_where(&self, filter: Filter) -> Result<Vec<TaggedRule>, CallError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .describe_security_group_rules()
+                .filters(filter.clone())
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| call_error("DescribeSecurityGroupRules", &e))?;
+            out.extend(page.security_group_rules().iter().map(tagged_rule));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The [`DenialSource`] of a decoded authorization message.
 pub fn denial_source_of(decoded: &str) -> DenialSource {
     match serde_json::from_str::<serde_json::Value>(decoded).ok().and_then(|v| v.get("explicitDeny")?.as_bool()) {
@@ -182,7 +207,7 @@ impl Ingress for Ec2Ingress {
                 _ => break,
             }
         }
-        debug!(groups = out.len(), "listed opted-in groups");
+        debug!(groups = out.len(), tag_key, "listed groups by tag key");
         Ok(out)
     }
 
@@ -204,55 +229,14 @@ impl Ingress for Ec2Ingress {
     /// `DescribeSecurityGroupRules` filtered on the experiment-id tag key, every page.
     #[instrument(skip(self), err)]
     async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_security_group_rules()
-                .filters(Filter::builder().name("tag-key").values(tags::EXPERIMENT_ID).build())
-                .max_results(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("DescribeSecurityGroupRules", &e))?;
-            out.extend(
-                page.security_group_rules()
-                    .iter()
-                    .filter(|r| !r.is_egress().unwrap_or(false))
-                    .map(tagged_rule)
-                    .filter(|r| r.experiment_id().is_some()),
-            );
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        let rules = self.rules_where(Filter::builder().name("tag-key").values(tags::EXPERIMENT_ID).build()).await?;
+        Ok(rules.into_iter().filter(|r| !r.is_egress && r.experiment_id().is_some()).collect())
     }
 
     /// `DescribeSecurityGroupRules` filtered on the group id, every page.
     #[instrument(skip(self), err)]
     async fn group_rules(&self, group_id: &str) -> Result<Vec<TaggedRule>, CallError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_security_group_rules()
-                .filters(Filter::builder().name("group-id").values(group_id).build())
-                .max_results(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("DescribeSecurityGroupRules", &e))?;
-            out.extend(page.security_group_rules().iter().map(tagged_rule));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.rules_where(Filter::builder().name("group-id").values(group_id).build()).await
     }
 
     #[instrument(skip(self), err)]
