@@ -160,6 +160,17 @@ pub struct Engine<I, D, R, C> {
 
 const REVERT_ATTEMPTS: u32 = 4;
 
+/// What must hold before a revoke.
+#[derive(Clone, Copy)]
+enum Check<'a> {
+    /// The rule must be ChaoSlingr's ([`crate::ownership`]). `created_here`: this
+    /// process's own authorize call returned the id, so a failed re-read does not keep
+    /// the port open (the rule is revoked anyway).
+    Ours { record: Option<&'a ExperimentRecord>, created_here: bool },
+    /// A person named the rule (`revert --force`): no ownership check.
+    Forced,
+}
+
 impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// Every opted-in group and whether it is eligible, with the reason when not.
     pub async fn targets(&self) -> Result<Vec<TargetStatus>, EngineError> {
@@ -783,10 +794,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         .await
     }
 
-    /// The one revoke path. Before every revoke the rule is read by its id and must be
-    /// ours ([`crate::ownership`]); a rule that is not is never removed. `created_here`:
-    /// this process's own authorize call returned the id, so a failed re-read does not
-    /// keep the port open (the rule is revoked anyway).
+    /// Reverts a rule that must be ChaoSlingr's: before every revoke it is read by its id
+    /// and checked ([`crate::ownership`]); a rule that is not is never removed.
+    /// `created_here`: see [`Check::Ours`].
     pub(crate) async fn revert_rule(
         &self,
         experiment_id: &str,
@@ -795,19 +805,30 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         record: Option<&ExperimentRecord>,
         created_here: bool,
     ) -> RevertReport {
+        self.revert_checked(experiment_id, group_id, rule_id, Check::Ours { record, created_here }).await
+    }
+
+    async fn revert_checked(
+        &self,
+        experiment_id: &str,
+        group_id: &str,
+        rule_id: &str,
+        check: Check<'_>,
+    ) -> RevertReport {
         let mut report = RevertReport::new(experiment_id, group_id, rule_id);
         let mut last_error = None;
         for attempt in 0..REVERT_ATTEMPTS {
             if attempt > 0 {
                 self.clock.sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
             }
-            match self.ingress.rule(rule_id).await {
-                Ok(None) => {
+            match (self.ingress.rule(rule_id).await, check) {
+                (Ok(None), _) => {
                     report.reverted = true;
                     report.already_gone = attempt == 0;
                     return report;
                 }
-                Ok(Some(rule)) => {
+                (Ok(Some(_)), Check::Forced) => {}
+                (Ok(Some(rule)), Check::Ours { record, .. }) => {
                     if let Err(not_ours) = self.owns(&rule, experiment_id, record) {
                         warn!(experiment_id, rule_id, reason = %not_ours, "not ChaoSlingr's rule; leaving it alone");
                         report.not_ours = true;
@@ -817,10 +838,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                         return report;
                     }
                 }
-                Err(e) if created_here => {
-                    warn!(experiment_id, rule_id, error = %e, "could not re-read the rule we created; revoking it anyway")
+                (Err(e), Check::Forced | Check::Ours { created_here: true, .. }) => {
+                    warn!(experiment_id, rule_id, error = %e, "could not re-read the rule; revoking it anyway")
                 }
-                Err(e) => {
+                (Err(e), Check::Ours { created_here: false, .. }) => {
                     warn!(experiment_id, rule_id, error = %e, attempt, "could not read the rule to check it is ours");
                     last_error = Some(format!("could not read the rule to check it is ours: {e}"));
                     continue;
@@ -893,36 +914,28 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// Removes one rule a person named explicitly, whether or not it is ChaoSlingr's
     /// (`revert --force`): the only revoke without the ownership check.
     pub async fn revert_force(&self, rule_id: &str) -> Result<RevertReport, EngineError> {
-        let rule = self.ingress.rule(rule_id).await?;
-        let Some(rule) = rule else {
+        let Some(rule) = self.ingress.rule(rule_id).await? else {
             let mut report = RevertReport::new("", "", rule_id);
             report.reverted = true;
             report.already_gone = true;
             return Ok(report);
         };
         let id = rule.experiment_id().unwrap_or_default().to_string();
-        let mut report = RevertReport::new(&id, &rule.security_group_id, rule_id);
         warn!(rule_id, group = %rule.security_group_id, "removing a rule by explicit request (--force)");
-        for attempt in 0..REVERT_ATTEMPTS {
-            if attempt > 0 {
-                self.clock.sleep(Duration::from_millis(500 * 2u64.pow(attempt))).await;
-            }
-            match self.revoke_and_verify(&rule.security_group_id, rule_id).await {
-                None => {
-                    report.reverted = true;
-                    return Ok(report);
-                }
-                Some(e) => report.error = Some(e),
-            }
-        }
-        Ok(report)
+        Ok(self.revert_checked(&id, &rule.security_group_id, rule_id, Check::Forced).await)
     }
 
+    /// A scheduled pre-flight abort: counted in the metrics, not published.
     pub(crate) async fn aborted_quietly(&self, reason: String) -> RunEnd {
         info!(reason = %reason, "aborted in pre-flight (counted, not published)");
+        self.aborted_unplanned(reason, false).await
+    }
+
+    /// An abort before anything was planned: counted, and published when `publish`.
+    async fn aborted_unplanned(&self, reason: String, publish: bool) -> RunEnd {
         let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
         let report = self.report_for(&id, None, None, Outcome::Aborted, reason, vec![], true);
-        let failures = self.recorder.count(&report).await;
+        let failures = if publish { self.recorder.record(&report).await } else { self.recorder.count(&report).await };
         RunEnd::Concluded { report, revert: None, record_failures: failures.iter().map(ToString::to_string).collect() }
     }
 
@@ -931,16 +944,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let plan = plan.cloned();
         match plan {
             Some(p) => self.conclude(&p, None, Outcome::Aborted, reason, vec![], None).await,
-            None => {
-                let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
-                let report = self.report_for(&id, None, None, Outcome::Aborted, reason, vec![], true);
-                let failures = self.recorder.record(&report).await;
-                RunEnd::Concluded {
-                    report,
-                    revert: None,
-                    record_failures: failures.iter().map(ToString::to_string).collect(),
-                }
-            }
+            None => self.aborted_unplanned(reason, true).await,
         }
     }
 
