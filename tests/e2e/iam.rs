@@ -97,17 +97,6 @@ async fn set_tag(emu: &Emulator, group: &str, key: &str, value: Option<&str>) {
     }
 }
 
-async fn tags_of(emu: &Emulator, group: &str) -> Vec<(String, String)> {
-    let out = emu.ec2().describe_security_groups().group_ids(group).send().await.expect("describe group");
-    let mut tags: Vec<(String, String)> = out.security_groups()[0]
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
-        .collect();
-    tags.sort();
-    tags
-}
-
 const LAB: [&str; 4] = ["--config-mode", "off", "--firewall-mode", "off"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +190,7 @@ async fn function_keys_write_only_to_opted_in_groups_and_only_tagged_rules() {
     let opened = ingress_of(&emu, &opted_in).await;
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert!(opened[0].ends_with(&rule), "{opened:?}");
-    assert!(tags_of(&emu, &neither).await.is_empty());
+    assert!(group_tags(&emu, &neither).await.is_empty());
 
     // AND the encoded message decodes to a missing grant, not an explicit deny
     let decoded = decode_authorization_message(&lab.endpoint, INJECT, token_of(&denied.2)).expect("decode");
@@ -247,7 +236,7 @@ async fn the_opt_in_tag_is_out_of_reach_of_the_functions() {
     let vpc = create_vpc(&emu).await;
     let group = create_group(&emu, &vpc, "edge", Some("true")).await;
     set_tag(&emu, &group, EXPERIMENT_TAG, Some("cs-1")).await;
-    let before = tags_of(&emu, &group).await;
+    let before = group_tags(&emu, &group).await;
     let lab = Lab::start_enforced(&emu, &LAB);
 
     for key in [INJECT, JUDGE] {
@@ -286,7 +275,7 @@ async fn the_opt_in_tag_is_out_of_reach_of_the_functions() {
         }
     }
     // AND the group's tags are as they were
-    assert_eq!(tags_of(&emu, &group).await, before);
+    assert_eq!(group_tags(&emu, &group).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +328,7 @@ async fn revert_authority_outlives_the_opt_in() {
 
         // THEN the port is closed and the marker gone
         assert!(ingress_of(&emu, group).await.is_empty());
-        let tags = tags_of(&emu, group).await;
+        let tags = group_tags(&emu, group).await;
         assert!(tags.iter().all(|(k, _)| k == OPT_IN), "{tags:?}");
 
         // AND once unmarked and opted out, the group is out of reach again

@@ -75,17 +75,6 @@ fn ok(inv: &Invocation, f: &FunctionProcess) -> Value {
     }
 }
 
-async fn group_tags(emu: &Emulator, group: &str) -> Vec<(String, String)> {
-    let out = emu.ec2().describe_security_groups().group_ids(group).send().await.expect("describe group");
-    let mut tags: Vec<(String, String)> = out.security_groups()[0]
-        .tags()
-        .iter()
-        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
-        .collect();
-    tags.sort();
-    tags
-}
-
 fn marker_keys(tags: &[(String, String)]) -> Vec<&str> {
     tags.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("chaoslingr:") && *k != OPT_IN).collect()
 }

@@ -352,8 +352,7 @@ async fn interrupted_mid_watch_leaves_no_rule(sig: &str) {
     assert!(experiment_rules(&emu).await.is_empty());
     assert_eq!(ingress_of(&emu, &g).await, before);
     // AND the group marker the run wrote is gone too
-    let tags = emu.ec2().describe_security_groups().group_ids(&g).send().await.unwrap();
-    let keys: Vec<String> = tags.security_groups()[0].tags().iter().filter_map(|t| t.key().map(String::from)).collect();
+    let keys: Vec<String> = group_tags(&emu, &g).await.into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec![OPT_IN.to_string()], "marker left behind");
 }
 
@@ -830,7 +829,6 @@ async fn a_run_whose_group_is_opted_out_mid_watch_closes_it_as_aborted() {
     assert_eq!(v["reverted"], true);
     assert!(experiment_rules(&emu).await.is_empty());
     assert!(ingress_of(&emu, &g).await.is_empty());
-    let tags = emu.ec2().describe_security_groups().group_ids(&g).send().await.unwrap();
-    let keys: Vec<String> = tags.security_groups()[0].tags().iter().filter_map(|t| t.key().map(String::from)).collect();
+    let keys: Vec<String> = group_tags(&emu, &g).await.into_iter().map(|(k, _)| k).collect();
     assert_eq!(keys, vec![OPT_IN.to_string()], "marker left behind");
 }

@@ -451,6 +451,18 @@ pub async fn plant_rule(
     out.security_group_rules()[0].security_group_rule_id().expect("rule id").to_string()
 }
 
+/// A group's tags, sorted.
+pub async fn group_tags(emu: &Emulator, group: &str) -> Vec<(String, String)> {
+    let out = emu.ec2().describe_security_groups().group_ids(group).send().await.expect("describe group");
+    let mut tags: Vec<(String, String)> = out.security_groups()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
+
 /// Every ingress rule of a group, as comparable strings (`tcp 443-443 0.0.0.0/0 sgr-…`).
 pub async fn ingress_of(emu: &Emulator, group: &str) -> Vec<String> {
     let out = emu
