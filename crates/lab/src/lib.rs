@@ -8,7 +8,8 @@
 //! `vpc-sg-open-only-to-authorized-ports` ([`rules`]) and drives the firewall alarm,
 //! Security Hub findings and the remediator with configurable latencies ([`state`]).
 //! With `--enforce-iam`, requests of the listed access keys are evaluated against their IAM
-//! policies before they reach the emulator ([`iam`]).
+//! policies before they reach the emulator ([`iam`]). Requests can be held at a chosen
+//! point, and random faults put on the wire ([`wire`]), for crash and soak tests.
 
 pub mod config_api;
 pub mod iam;
@@ -16,4 +17,5 @@ pub mod proxy;
 pub mod rules;
 pub mod settings;
 pub mod state;
+pub mod wire;
 pub mod world;

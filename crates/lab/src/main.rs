@@ -11,6 +11,7 @@ use chaoslingr_lab::proxy::{self, Front};
 use chaoslingr_lab::rules::OpenPortsRule;
 use chaoslingr_lab::settings::{parse_fault, FileSettings, LabSettings, Mode};
 use chaoslingr_lab::state::LabState;
+use chaoslingr_lab::wire::{FaultPlan, HoldSpec, WireFault};
 use chaoslingr_lab::world::{self, Upstream};
 use clap::Parser;
 use hyper::Uri;
@@ -56,6 +57,27 @@ DecodeAuthorizationMessage on the lab decodes; SNS AuthorizationError; CloudWatc
 STS AccessDenied; JSON services AccessDeniedException). Other access keys pass
 unevaluated. Every decision is logged, and --record-calls lines carry `allowed` (null
 when not evaluated) and `denied`.
+
+Holds and wire faults, for crash and soak tests (nothing in ChaoSlingr knows of them):
+  --hold ec2:AuthorizeSecurityGroupIngress#1:after holds the first authorize once the
+  emulator applied it (`:before`: before it is forwarded, so it never applies). The lab
+  prints `chaoslingr-lab holding #ID ACTION of ACCESS_KEY ...` and never answers it: kill
+  the caller, then release the hold (the connection is closed). The admin API, for
+  unsigned requests on the same port:
+    POST /_lab/holds   {\"action\": \"ec2:CreateTags\", \"phase\": \"after\", \"nth\": 1,
+                        \"access_key\": \"AKIDJUDGE\", \"contains\": \"chaoslingr:recorded\"}
+                       (access_key and contains optional; contains matches the decoded
+                       request body) -> {\"id\": N}
+    GET  /_lab/holds/N?wait=SECONDS   its state: armed, holding or released
+    POST /_lab/holds/N/release        close the held connection
+    GET  /_lab/faults                 the wire-fault plan and the faults injected
+    PUT  /_lab/faults  {\"rate\": 0.05, \"kinds\": [\"throttle\",\"error\",\"drop\",\"slow\"],
+                        \"slow\": 25, \"access_keys\": [], \"seed\": 1}, or null for none
+  --wire-faults RATE gives that fraction of requests a fault: throttle (the service's
+  throttling error), error (5xx), drop (the connection closed without an answer, half
+  before forwarding and half after the emulator applied the request) or slow (applied,
+  answered after --slow-answer, beyond the SDK's attempt timeout). Call log lines show
+  `fault` and `held`.
 
 A TOML file (--config) sets the same things; flags override it. Example:
   scan_interval = \"1s\"
@@ -178,6 +200,59 @@ struct Args {
     /// clock would see AWS. For testing ChaoSlingr's clock checks.
     #[arg(long, value_name = "[-]DURATION", allow_hyphen_values = true)]
     clock_skew: Option<String>,
+
+    /// Hold a request: SERVICE:Operation[#N][:before|:after], e.g.
+    /// `ec2:AuthorizeSecurityGroupIngress#1:after` holds the first authorize after the
+    /// emulator applied it. Repeatable; more with POST /_lab/holds (see --help).
+    #[arg(long, value_name = "SPEC")]
+    hold: Vec<String>,
+
+    /// Put random faults on the wire: this fraction (0 to 1) of requests gets one.
+    #[arg(long, value_name = "RATE")]
+    wire_faults: Option<f64>,
+    /// The kinds of wire faults to choose from [default: throttle,error,drop,slow].
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    wire_fault_kinds: Vec<String>,
+    /// How long a `slow` answer takes; longer than the SDK's attempt timeout [default: 25s].
+    #[arg(long, value_name = "DURATION")]
+    slow_answer: Option<String>,
+    /// Seed of the wire faults, for a reproducible sequence [default: 1].
+    #[arg(long, value_name = "N")]
+    wire_fault_seed: Option<u64>,
+    /// Only requests signed with these access keys get wire faults [default: every caller].
+    #[arg(long, value_name = "KEYS", value_delimiter = ',')]
+    wire_fault_keys: Vec<String>,
+}
+
+/// The wire-fault plan from the flags, or `None` without --wire-faults.
+fn fault_plan(args: &Args) -> anyhow::Result<Option<FaultPlan>> {
+    let Some(rate) = args.wire_faults else {
+        if !args.wire_fault_kinds.is_empty() || args.slow_answer.is_some() || args.wire_fault_seed.is_some() {
+            bail!("--wire-fault-kinds, --slow-answer and --wire-fault-seed need --wire-faults RATE");
+        }
+        return Ok(None);
+    };
+    let kinds = if args.wire_fault_kinds.is_empty() {
+        WireFault::ALL.to_vec()
+    } else {
+        args.wire_fault_kinds
+            .iter()
+            .map(|k| k.parse::<WireFault>().map_err(|e| anyhow::anyhow!("--wire-fault-kinds: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    };
+    let slow = match &args.slow_answer {
+        Some(v) => duration(v, "--slow-answer")?,
+        None => Duration::from_secs(25),
+    };
+    let plan = FaultPlan {
+        rate,
+        kinds,
+        slow,
+        access_keys: args.wire_fault_keys.clone(),
+        seed: args.wire_fault_seed.unwrap_or(1),
+    };
+    plan.validate().map_err(|e| anyhow::anyhow!("--wire-faults: {e}"))?;
+    Ok(Some(plan))
 }
 
 /// `90s` or `-90s` as signed seconds.
@@ -302,6 +377,12 @@ async fn main() -> anyhow::Result<()> {
         bail!("--listen {} must be a loopback address", args.listen);
     }
     let settings = settings(&args)?;
+    let holds = args
+        .hold
+        .iter()
+        .map(|h| h.parse::<HoldSpec>().map_err(|e| anyhow::anyhow!("--hold: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let plan = fault_plan(&args)?;
     let up = Upstream::new(&args.upstream, &settings.region).await;
     world::create_alarm(&up, &settings.firewall_alarm)
         .await
@@ -335,6 +416,14 @@ async fn main() -> anyhow::Result<()> {
         settings.firewall_alarm,
         settings.remediator.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
     );
+    let summary = match &plan {
+        Some(p) => format!(
+            "{summary}, wire faults {:.1}% ({})",
+            p.rate * 100.0,
+            p.kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+        ),
+        None => summary,
+    };
     let summary = match &settings.iam.enforce {
         Some(p) => format!(
             "{summary}, IAM enforced ({}{})",
@@ -350,6 +439,10 @@ async fn main() -> anyhow::Result<()> {
     let ec2 = up.ec2.clone();
     tokio::spawn(world::run(up, state.clone(), interval));
     let mut front = Front::new(state, upstream);
+    for spec in holds {
+        front.holds.arm(spec);
+    }
+    front.faults.set(plan).map_err(|e| anyhow::anyhow!("--wire-faults: {e}"))?;
     if let Some(skew) = &args.clock_skew {
         front = front.with_clock_skew(signed_seconds(skew, "--clock-skew")?);
     }

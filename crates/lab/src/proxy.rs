@@ -3,9 +3,8 @@
 //! enforcement, requests of the enforced access keys are evaluated first and denied ones
 //! answered as the service would; everything else is forwarded to the emulator unchanged.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,6 +24,10 @@ use crate::config_api::{self, TARGET_PREFIX};
 use crate::iam::{self, Enforcer, Verdict};
 use crate::settings::{Fault, FaultKind};
 use crate::state::LabState;
+use crate::wire::{self, Decision, FaultPlan, Faults, HoldSpec, Holds, Phase};
+
+/// The admin API's path prefix (unsigned requests only).
+pub const ADMIN_PREFIX: &str = "/_lab/";
 
 /// Shared by every connection.
 pub struct Front {
@@ -37,6 +40,10 @@ pub struct Front {
     iam: Option<(Arc<Enforcer>, aws_sdk_ec2::Client)>,
     /// Seconds added to every forwarded answer's `Date` (`--clock-skew`).
     clock_skew: i64,
+    /// Requests to hold (`--hold`, `POST /_lab/holds`).
+    pub holds: Holds,
+    /// Random faults on the wire (`--wire-faults`, `PUT /_lab/faults`).
+    pub faults: Faults,
 }
 
 impl Front {
@@ -48,6 +55,17 @@ impl Front {
             calls: None,
             iam: None,
             clock_skew: 0,
+            holds: Holds::default(),
+            faults: Faults::default(),
+        }
+    }
+
+    /// Appends one line to the call log (`--record-calls`), if there is one.
+    fn log(&self, line: Option<Value>) {
+        use std::io::Write;
+        if let (Some(log), Some(line)) = (&self.calls, line) {
+            let mut f = log.lock().expect("call log lock");
+            let _ = writeln!(f, "{line}");
         }
     }
 
@@ -58,10 +76,6 @@ impl Front {
         self
     }
 
-    /// Appends `{"access_key": .., "action": "<iam prefix>:<Operation>", "allowed": ..,
-    /// "denied": ..}` for every call to `file`, so a test can see which IAM actions each
-    /// caller (told apart by its access key) needed and whether enforcement let them
-    /// through (`allowed` is null for calls that were not evaluated).
     /// Shifts the `Date` header of every forwarded answer by `seconds`: AWS as seen from a
     /// machine whose clock is off.
     pub fn with_clock_skew(mut self, seconds: i64) -> Self {
@@ -69,6 +83,13 @@ impl Front {
         self
     }
 
+    /// Appends `{"access_key": .., "action": "<iam prefix>:<Operation>", "allowed": ..,
+    /// "denied": ..}` for every call to `file`, so a test can see which IAM actions each
+    /// caller (told apart by its access key) needed and whether enforcement let them
+    /// through (`allowed` is null for calls that were not evaluated).
+    /// Lines also carry the answer's `status`; for EC2 writes the groups and rules the
+    /// request names (`targets`) and, for an authorize, the rules it `created`; `fault`
+    /// when a wire fault hit the call, and `held` (`before`/`after`) when it was held.
     pub fn with_call_log(mut self, file: std::fs::File) -> Self {
         self.calls = Some(Mutex::new(file));
         self
@@ -153,13 +174,22 @@ fn rest_fault(fault: Fault) -> Response<Full<Bytes>> {
     r
 }
 
-async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Why the lab closed a connection without an answer (a hold released, a dropped
+/// connection): hyper then closes the connection, as a network failure would.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Dropped(&'static str);
+
+async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Dropped> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => return Ok(respond(400, "text/plain", format!("could not read the request body: {e}"))),
     };
     let call = call_of(&parts.headers, &parts.method, parts.uri.path(), &body);
+    if call.is_none() && parts.uri.path().starts_with(ADMIN_PREFIX) {
+        return Ok(admin(&front, &parts, &body).await);
+    }
     let verdict = match (&front.iam, &call) {
         (Some((enforcer, ec2)), Some((key, action))) if enforcer.enforces(key) => {
             match enforce(enforcer, ec2, &parts, &body, key, action).await {
@@ -176,32 +206,9 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
         }
         _ => Verdict::NotEvaluated,
     };
-    if let (Some(log), Some((key, action))) = (&front.calls, &call) {
-        use std::io::Write;
-        let mut line = serde_json::json!({ "access_key": key, "action": action });
-        match &verdict {
-            Verdict::NotEvaluated => {
-                line["allowed"] = Value::Null;
-                line["denied"] = false.into();
-            }
-            Verdict::Allowed { resources } => {
-                line["allowed"] = true.into();
-                line["denied"] = false.into();
-                line["resources"] = serde_json::json!(resources);
-            }
-            Verdict::Denied { denial, .. } => {
-                line["allowed"] = false.into();
-                line["denied"] = true.into();
-                line["explicit_deny"] = denial.decision.explicit_deny.into();
-                line["resources"] = serde_json::json!([denial.check.resource]);
-                line["denied_action"] = denial.check.action.clone().into();
-                line["matched"] = serde_json::json!(denial.decision.matched);
-            }
-        }
-        let mut f = log.lock().expect("call log lock");
-        let _ = writeln!(f, "{line}");
-    }
+    let mut line = call.as_ref().map(|(key, action)| call_line(key, action, &verdict, &parts, &body));
     if let Verdict::Denied { denial, token } = &verdict {
+        front.log(line);
         let service = service_of(&parts.headers).unwrap_or_default();
         let protocol = iam::protocol_of(&service, parts.headers.contains_key("x-amz-target"));
         let request_id = request_id(&front);
@@ -212,41 +219,257 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
         }
         return Ok(r);
     }
-    if let (Some((enforcer, _)), Some((_, action))) = (&front.iam, &call) {
+    let service = service_of(&parts.headers);
+    let protocol = iam::protocol_of(service.as_deref().unwrap_or_default(), parts.headers.contains_key("x-amz-target"));
+
+    // Faults on the wire, then holds before the request goes anywhere.
+    let decision = match &call {
+        Some((key, _)) => front.faults.decide(service.as_deref().unwrap_or("unknown"), key),
+        None => Decision::Pass,
+    };
+    if decision != Decision::Pass {
+        if let Some(l) = line.as_mut() {
+            l["fault"] = format!("{decision:?}").to_lowercase().into();
+        }
+    }
+    match decision {
+        Decision::Throttle | Decision::Error => {
+            front.log(line);
+            let (status, content_type, error_type, text) = wire::fault_answer(protocol, decision == Decision::Throttle);
+            let mut r = respond(status, content_type, text);
+            if let Some(t) = error_type {
+                r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(t));
+            }
+            return Ok(r);
+        }
+        Decision::DropBefore => {
+            front.log(line);
+            return Err(Dropped("connection dropped before forwarding (wire fault)"));
+        }
+        _ => {}
+    }
+    if let Some((key, action)) = &call {
+        if let Some(held) = front.holds.take(Phase::Before, key, action, &body, None) {
+            if let Some(l) = line.as_mut() {
+                l["held"] = "before".into();
+            }
+            front.log(line);
+            announce_hold(held.id, Phase::Before, key, action, None);
+            held.until_released().await;
+            return Err(Dropped("held before forwarding, then released"));
+        }
+    }
+
+    let mut response = answer(&front, &call, parts, body.clone(), service.as_deref()).await;
+
+    let status = response.status().as_u16();
+    if let (Some(l), Some((_, action))) = (line.as_mut(), &call) {
+        l["status"] = status.into();
+        if action.starts_with("ec2:Authorize") {
+            let (rparts, rbody) = response.into_parts();
+            let bytes = rbody.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            if let Some(created) = created_rules(action, status, &bytes) {
+                l["created"] = created.into();
+            }
+            response = Response::from_parts(rparts, Full::new(bytes));
+        }
+    }
+    if let Some((key, action)) = &call {
+        if let Some(held) = front.holds.take(Phase::After, key, action, &body, Some(status)) {
+            if let Some(l) = line.as_mut() {
+                l["held"] = "after".into();
+            }
+            front.log(line);
+            announce_hold(held.id, Phase::After, key, action, Some(status));
+            held.until_released().await;
+            return Err(Dropped("held after the emulator answered, then released"));
+        }
+    }
+    front.log(line);
+    match decision {
+        Decision::DropAfter => Err(Dropped("connection dropped after the emulator applied the request (wire fault)")),
+        Decision::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            Ok(response)
+        }
+        _ => Ok(response),
+    }
+}
+
+/// The answer to a request that is neither denied nor faulted: the lab's own (Config,
+/// STS DecodeAuthorizationMessage, detector faults) or the emulator's.
+async fn answer(
+    front: &Front,
+    call: &Option<(String, String)>,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+    service: Option<&str>,
+) -> Response<Full<Bytes>> {
+    if let (Some((enforcer, _)), Some((_, action))) = (&front.iam, call) {
         if action == "sts:DecodeAuthorizationMessage" {
             let params = query_params(&parts, &body);
             let token = params.iter().find(|(k, _)| k == "EncodedMessage").map(|(_, v)| v.as_str()).unwrap_or("");
-            let request_id = request_id(&front);
-            return Ok(match enforcer.decode(token) {
+            let request_id = request_id(front);
+            return match enforcer.decode(token) {
                 Some(decoded) => respond(200, "text/xml", iam::decode_answer(&decoded, &request_id)),
                 None => respond(400, "text/xml", iam::invalid_message_answer(&request_id)),
-            });
+            };
         }
     }
-    let service = service_of(&parts.headers);
     let target = parts.headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-
     if let Some(operation) = target.strip_prefix(TARGET_PREFIX) {
         let (status, json) = {
             let mut state = front.state.lock().expect("lab state lock");
             config_api::handle(&mut state, operation, &body, SystemTime::now())
         };
         debug!(operation, status, "answered Config");
-        return Ok(respond(status, "application/x-amz-json-1.1", json));
+        return respond(status, "application/x-amz-json-1.1", json);
     }
-    let is_describe_alarms = service.as_deref() == Some("monitoring")
-        && std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=DescribeAlarms"));
+    let is_describe_alarms =
+        service == Some("monitoring") && std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=DescribeAlarms"));
     if is_describe_alarms {
         if let Some(f) = front.state.lock().expect("lab state lock").alarm_fault.take() {
-            return Ok(query_fault(f));
+            return query_fault(f);
         }
     }
-    if service.as_deref() == Some("securityhub") && parts.uri.path() == "/findings" {
+    if service == Some("securityhub") && parts.uri.path() == "/findings" {
         if let Some(f) = front.state.lock().expect("lab state lock").findings_fault.take() {
-            return Ok(rest_fault(f));
+            return rest_fault(f);
         }
     }
-    Ok(forward(&front, parts, body).await)
+    forward(front, parts, body).await
+}
+
+/// The call log's line for one call: caller, IAM action, the IAM decision, and for EC2
+/// writes the groups and rules the request names (`targets`).
+fn call_line(key: &str, action: &str, verdict: &Verdict, parts: &hyper::http::request::Parts, body: &[u8]) -> Value {
+    let mut line = serde_json::json!({ "access_key": key, "action": action });
+    match verdict {
+        Verdict::NotEvaluated => {
+            line["allowed"] = Value::Null;
+            line["denied"] = false.into();
+        }
+        Verdict::Allowed { resources } => {
+            line["allowed"] = true.into();
+            line["denied"] = false.into();
+            line["resources"] = serde_json::json!(resources);
+        }
+        Verdict::Denied { denial, .. } => {
+            line["allowed"] = false.into();
+            line["denied"] = true.into();
+            line["explicit_deny"] = denial.decision.explicit_deny.into();
+            line["resources"] = serde_json::json!([denial.check.resource]);
+            line["denied_action"] = denial.check.action.clone().into();
+            line["matched"] = serde_json::json!(denial.decision.matched);
+        }
+    }
+    if let Some(targets) = write_targets(action, &query_params(parts, body)) {
+        line["targets"] = targets.into();
+    }
+    line
+}
+
+/// The security groups and rules an EC2 write names (`GroupId`, `SecurityGroupRuleId.N`,
+/// `ResourceId.N`), or `None` for anything that is not an EC2 write.
+pub fn write_targets(action: &str, params: &iam::Params) -> Option<Vec<String>> {
+    let operation = action.strip_prefix("ec2:")?;
+    if operation.starts_with("Describe") || operation.starts_with("Get") || operation == "DecodeAuthorizationMessage" {
+        return None;
+    }
+    let mut targets: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| k == "GroupId" || k.starts_with("SecurityGroupRuleId.") || k.starts_with("ResourceId."))
+        .map(|(_, v)| v.clone())
+        .collect();
+    targets.sort();
+    targets.dedup();
+    Some(targets)
+}
+
+/// The rule ids an authorize created, from the emulator's answer (`<securityGroupRuleId>`).
+fn created_rules(action: &str, status: u16, body: &[u8]) -> Option<Vec<String>> {
+    if !action.starts_with("ec2:Authorize") || !(200..300).contains(&status) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(body);
+    Some(
+        text.split("<securityGroupRuleId>")
+            .skip(1)
+            .filter_map(|rest| rest.split('<').next())
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// Says that the lab holds a request, on stdout (one line, flushed) and in the log.
+fn announce_hold(id: usize, phase: Phase, key: &str, action: &str, status: Option<u16>) {
+    use std::io::Write;
+    let when = match phase {
+        Phase::Before => "before forwarding".to_string(),
+        Phase::After => format!("after the emulator answered {}", status.unwrap_or_default()),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "chaoslingr-lab holding #{id} {action} of {key} {when} at {}", wire::now_rfc3339());
+    let _ = out.flush();
+    info!(hold = id, action, access_key = key, phase = ?phase, "holding a request");
+}
+
+/// The admin API under `/_lab/` (unsigned requests only):
+/// `POST /_lab/holds` (a [`wire::HoldSpec`] as JSON) arms a hold and answers its id;
+/// `GET /_lab/holds/ID[?wait=SECONDS]` answers its state, waiting up to SECONDS for it to
+/// hold a request; `POST /_lab/holds/ID/release` drops the held connection;
+/// `GET /_lab/faults` answers the fault plan and what was injected; `PUT /_lab/faults`
+/// (a [`wire::FaultPlan`] as JSON, or `null`) replaces the plan.
+async fn admin(front: &Front, parts: &hyper::http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
+    let path = parts.uri.path().trim_start_matches(ADMIN_PREFIX).trim_end_matches('/');
+    let json = |status: u16, v: Value| respond(status, "application/json", v.to_string());
+    let segments: Vec<&str> = path.split('/').collect();
+    let method = parts.method.as_str();
+    match (method, segments.as_slice()) {
+        ("POST", ["holds"]) => match serde_json::from_slice::<HoldSpec>(body) {
+            Ok(spec) => {
+                info!(?spec, "hold armed");
+                let id = front.holds.arm(spec);
+                json(200, serde_json::json!({ "id": id }))
+            }
+            Err(e) => json(400, serde_json::json!({ "error": format!("not a hold: {e}") })),
+        },
+        ("GET", ["holds", id]) => {
+            let Ok(id) = id.parse::<usize>() else { return json(404, serde_json::json!({"error": "no such hold"})) };
+            let wait = parts
+                .uri
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("wait=")))
+                .and_then(|w| w.parse::<f64>().ok())
+                .and_then(|w| Duration::try_from_secs_f64(w.min(600.0)).ok());
+            let state = match wait {
+                Some(limit) => front.holds.wait_holding(id, limit).await,
+                None => front.holds.state(id),
+            };
+            match state {
+                Some(s) => json(200, wire::hold_json(id, &s)),
+                None => json(404, serde_json::json!({"error": "no such hold"})),
+            }
+        }
+        ("POST", ["holds", id, "release"]) => {
+            let id = id.parse::<usize>().unwrap_or(0);
+            match front.holds.release(id) {
+                Some(s) => json(200, wire::hold_json(id, &s)),
+                None => json(404, serde_json::json!({"error": "no such hold"})),
+            }
+        }
+        ("GET", ["faults"]) => {
+            json(200, serde_json::json!({ "plan": front.faults.plan(), "counts": front.faults.counts() }))
+        }
+        ("PUT", ["faults"]) => match serde_json::from_slice::<Option<FaultPlan>>(body) {
+            Ok(plan) => match front.faults.set(plan) {
+                Ok(()) => json(200, serde_json::json!({ "plan": front.faults.plan() })),
+                Err(e) => json(400, serde_json::json!({ "error": e })),
+            },
+            Err(e) => json(400, serde_json::json!({ "error": format!("not a fault plan: {e}") })),
+        },
+        _ => json(404, serde_json::json!({ "error": format!("no admin route {method} {}", parts.uri.path()) })),
+    }
 }
 
 fn request_id(front: &Front) -> String {
