@@ -1,9 +1,9 @@
 //! Recording outcomes: CloudWatch metrics (one `PutMetricData` per outcome) and one SNS
 //! message with the outcome JSON.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, Statistic};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_smithy_types::DateTime;
 use chaoslingr_domain::outcome::StartReport;
@@ -72,8 +72,30 @@ pub fn metric_data(report: &OutcomeReport, at: SystemTime) -> Vec<MetricDatum> {
         }
     }
     data.push(count("RevertFailures", if report.reverted { 0.0 } else { 1.0 }, exp, at));
+    data.push(recorded(report, at));
     data
 }
+
+/// The experiment's own datum, `Recorded` with its `ExperimentId`, put in the same
+/// `PutMetricData` request as its counts (accepted or refused as a whole), so that
+/// whether an outcome was counted can be read back exactly ([`AwsRecorder::already_counted`]).
+fn recorded(report: &OutcomeReport, at: DateTime) -> MetricDatum {
+    MetricDatum::builder()
+        .metric_name(RECORDED_METRIC)
+        .dimensions(dimension("Experiment", report.experiment))
+        .dimensions(dimension("ExperimentId", &report.experiment_id))
+        .value(1.0)
+        .unit(StandardUnit::Count)
+        .timestamp(at)
+        .build()
+}
+
+/// The metric that says an experiment's outcome was counted.
+pub const RECORDED_METRIC: &str = "Recorded";
+
+/// How far back the read-back looks: an outcome is counted after its deadline, at most
+/// 24 hours after injection, and recorded within a day of that.
+const READ_BACK: Duration = Duration::from_secs(3 * 24 * 3600);
 
 fn attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder().data_type("String").string_value(value).build().expect("data_type is set")
@@ -147,6 +169,27 @@ impl Recorder for AwsRecorder {
             error!(error = %f, "could not announce the start");
         }
         failures
+    }
+
+    async fn already_counted(&self, report: &OutcomeReport) -> Result<bool, CallError> {
+        let now = SystemTime::now();
+        let out = self
+            .cloudwatch
+            .get_metric_statistics()
+            .namespace(&self.namespace)
+            .metric_name(RECORDED_METRIC)
+            .dimensions(dimension("Experiment", report.experiment))
+            .dimensions(dimension("ExperimentId", &report.experiment_id))
+            .start_time(DateTime::from(now - READ_BACK))
+            .end_time(DateTime::from(now + Duration::from_secs(600)))
+            .period(86_400)
+            .statistics(Statistic::Sum)
+            .send()
+            .await
+            .map_err(|e| call_error("GetMetricStatistics", &e))?;
+        let counted = out.datapoints().iter().any(|d| d.sum().unwrap_or(0.0) > 0.0);
+        info!(experiment_id = %report.experiment_id, counted, "read back whether the outcome was counted");
+        Ok(counted)
     }
 
     async fn count(&self, report: &OutcomeReport) -> Vec<CallError> {

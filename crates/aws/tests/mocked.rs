@@ -1065,7 +1065,14 @@ mod recorder {
         assert_eq!(ttd.value(), Some(42.5));
         assert_eq!(ttd.unit(), Some(&StandardUnit::Seconds));
         assert_eq!(dimensions(ttd), [("Experiment", "port-change"), ("Detector", "alarm:fw")]);
-        assert_eq!(data.len(), 9, "no TimeToDetect for the detector that did not notice");
+        // AND the experiment's own datum, which says it was counted, in the same request
+        let recorded = datum(data, "Recorded");
+        assert_eq!(recorded.value(), Some(1.0));
+        assert_eq!(
+            dimensions(recorded),
+            [("Experiment", "port-change"), ("ExperimentId", report(true).experiment_id.as_str())]
+        );
+        assert_eq!(data.len(), 10, "no TimeToDetect for the detector that did not notice");
 
         // AND one message went to the topic, with the outcome JSON and its attributes
         let messages = seen(&messages);

@@ -152,6 +152,15 @@ pub trait Detectors: Send + Sync {
 pub trait Recorder: Send + Sync {
     /// Counts one outcome in the metrics; returns the failures (each already logged).
     fn count(&self, report: &OutcomeReport) -> impl Future<Output = Vec<CallError>> + Send;
+    /// Whether this experiment's outcome was already counted in the metrics (by a judge or
+    /// a person's run that stopped after `PutMetricData` but before marking it counted):
+    /// read back from the metrics themselves. The judge asks before every count, so an
+    /// outcome is counted exactly once whatever was interrupted. A recorder whose counts
+    /// cannot be read back answers `false`.
+    fn already_counted(&self, report: &OutcomeReport) -> impl Future<Output = Result<bool, CallError>> + Send {
+        let _ = report;
+        async { Ok(false) }
+    }
     /// Publishes one outcome (SNS); returns the failures (each already logged).
     fn publish(&self, report: &OutcomeReport) -> impl Future<Output = Vec<CallError>> + Send;
     /// Counts and publishes one outcome; returns the failures so the caller can report

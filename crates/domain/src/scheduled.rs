@@ -414,6 +414,26 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             outcome.concluded_at = rfc3339_millis(c.concluded_at);
             let mut counted = c.counted;
             if !counted {
+                // Someone may have counted it and stopped before marking it (a judge or a
+                // person's run killed right after PutMetricData): read the metrics back
+                // first. When that read fails, record nothing this tick rather than risk
+                // counting twice; the marker stays and the next tick retries.
+                match self.recorder.already_counted(&outcome).await {
+                    Ok(true) => {
+                        info!(experiment_id = %record.id, "already counted by an earlier attempt; not counted again");
+                        counted = true;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        report.errors.push(format!(
+                            "{}: could not read back whether the outcome was counted ({e}); recording it next tick",
+                            record.id
+                        ));
+                        return;
+                    }
+                }
+            }
+            if !counted {
                 let failures = self.recorder.count(&outcome).await;
                 counted = failures.is_empty();
                 for e in failures {

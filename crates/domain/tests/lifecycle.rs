@@ -469,6 +469,11 @@ struct FakeRecorder {
 }
 
 impl Recorder for FakeRecorder {
+    /// Read back from what was counted, as the AWS recorder reads its `Recorded` datum.
+    async fn already_counted(&self, report: &OutcomeReport) -> Result<bool, CallError> {
+        Ok(lock(&self.counted).iter().any(|r| r.experiment_id == report.experiment_id))
+    }
+
     async fn count(&self, report: &OutcomeReport) -> Vec<CallError> {
         lock(&self.counted).push(report.clone());
         vec![]
@@ -1714,6 +1719,55 @@ async fn a_judge_that_died_after_publishing_republishes_but_never_counts_twice()
     assert_eq!(tick.concluded.len(), 1, "{tick:?}");
     assert_eq!(h.published().len(), 1);
     assert!(h.reports().is_empty(), "counted again: {:?}", h.reports());
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+}
+
+#[tokio::test]
+async fn a_judge_that_died_between_counting_and_its_mark_is_not_counted_twice() {
+    // GIVEN a concluded experiment whose judge died right after PutMetricData, before it
+    // could mark the outcome counted (the marker says neither counted nor recorded)
+    let h = Harness::one_group();
+    let engine = h.engine(settings(&[], secs(600)));
+    let record = scheduled_on_sg1(&h, &engine).await;
+    h.world.with(|w| w.rules.clear());
+    let c = marker::Conclusion {
+        outcome: Outcome::Undetected,
+        concluded_at: record.deadline,
+        reason: "nothing noticed".into(),
+        counted: false,
+        recorded: false,
+    };
+    engine.ingress.tag_group("sg-1", &marker::encode_conclusion(&c)).await.unwrap();
+    let earlier = OutcomeReport {
+        schema: "chaoslingr.outcome/v1",
+        experiment_id: record.id.to_string(),
+        experiment: "port-change",
+        account: None,
+        region: None,
+        security_group_id: Some("sg-1".into()),
+        security_group_rule_id: Some(record.security_group_rule_id.clone()),
+        protocol: None,
+        from_port: None,
+        to_port: None,
+        cidr: None,
+        injected_at: None,
+        concluded_at: "2026-12-01T00:00:00.000Z".into(),
+        outcome: Outcome::Undetected,
+        reason: "nothing noticed".into(),
+        detections: vec![],
+        reverted: true,
+        dry_run: false,
+    };
+    lock(&h.recorder.counted).push(earlier);
+
+    // WHEN the next tick runs
+    advance(&h, secs(700));
+    let tick = engine.judge_tick().await.unwrap();
+
+    // THEN the metrics read back say it was counted: published, not counted again, unmarked
+    assert_eq!(tick.concluded.len(), 1, "{tick:?}");
+    assert_eq!(h.published().len(), 1);
+    assert_eq!(h.reports().len(), 1, "counted again: {:?}", h.reports());
     assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
 }
 

@@ -217,6 +217,16 @@ locals {
           Resource = [local.security_hub_arn]
         },
         local.put_metrics_in_namespace,
+        # Before counting an outcome someone may already have counted (a judge or a
+        # person's run that stopped between PutMetricData and its mark), the judge reads
+        # the experiment's own `Recorded` datum back. No resource-level permissions exist
+        # for this read.
+        {
+          Sid      = "ReadBackRecordedOutcomes"
+          Effect   = "Allow"
+          Action   = ["cloudwatch:GetMetricStatistics"]
+          Resource = ["*"]
+        },
         local.publish_to_topic,
       ],
       local.use_topic_key,
