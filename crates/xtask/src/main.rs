@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+mod bench;
+
 const USAGE: &str = "\
 Project automation for ChaoSlingr.
 
@@ -20,6 +22,7 @@ Usage:
   cargo xtask demo                       run real experiments against the local lab
   cargo xtask test [CARGO_TEST_ARGS] [-- TEST_ARGS]
                                          run every check CI runs
+  cargo xtask bench [OPTIONS]            measure against the original ChaoSlingr, write BENCHMARKS.md
   cargo xtask help                       show this text
 
 demo:
@@ -60,6 +63,15 @@ test:
   Stops at the first failing step and exits non-zero.
   Example: cargo xtask test -- --test-threads 1
 
+bench:
+  Builds the release CLI, lab and functions (x86-64; the first time about 20 minutes on
+  2 cores), starts a private emulator and lab on 127.0.0.1, and measures `chaoslingr run`
+  and the inject function against infra/bench/original.py (a Python/boto3 re-creation
+  of the original ChaoSlingr) at each size, the functions' cold starts, memory and zip
+  sizes, and the API calls; writes BENCHMARKS.md. See BENCHMARKS.md for the method.
+  Options: --groups N,N,... [default: 100,1000,3000,10000], --runs N [default: 5, 3
+  above 1000 groups], --cold-starts N [default: 10], --no-build, --output FILE
+
 The target directory is $CARGO_TARGET_DIR when set, else <workspace>/target.
 ";
 
@@ -89,6 +101,7 @@ fn main() -> ExitCode {
         "demo" if rest.is_empty() => demo(),
         "demo" => Err(format!("`demo` takes no arguments, got: {}", rest.join(" "))),
         "test" => test(rest),
+        "bench" => bench::bench(rest),
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
             eprint!("{USAGE}");
