@@ -143,6 +143,10 @@ pub struct Settings {
     pub stop_alarms: Vec<String>,
     /// When experiments may start, in UTC (`CHAOSLINGR_ALLOWED_HOURS`); none means any time.
     pub allowed_hours: Option<AllowedHours>,
+    /// How long after its deadline the judge leaves an experiment to the one who started
+    /// it when that starter may still be at work: a person's run, or a rule whose group
+    /// was never marked (`CHAOSLINGR_ORPHAN_GRACE`).
+    pub orphan_grace: Duration,
 }
 
 impl Default for Settings {
@@ -165,6 +169,7 @@ impl Default for Settings {
             dry_run: false,
             stop_alarms: Vec::new(),
             allowed_hours: None,
+            orphan_grace: crate::scheduled::ORPHAN_GRACE,
         }
     }
 }
@@ -189,6 +194,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CHAOSLINGR_DRY_RUN", "plan and check permissions without writing [default: false]"),
     ("CHAOSLINGR_STOP_ALARMS", "comma-separated alarms that block starts while in ALARM"),
     ("CHAOSLINGR_ALLOWED_HOURS", "UTC start hours, e.g. `mon-fri 09:00-17:00` [default: any]"),
+    (
+        "CHAOSLINGR_ORPHAN_GRACE",
+        "judge: how long past the deadline a person's run or an unmarked rule is left to its starter, 5s..1h [default: 2m]",
+    ),
 ];
 
 impl Settings {
@@ -248,6 +257,9 @@ impl Settings {
         if let Some(v) = get("CHAOSLINGR_ALLOWED_HOURS") {
             s.allowed_hours = Some(allowed_hours(&v, "CHAOSLINGR_ALLOWED_HOURS")?);
         }
+        if let Some(v) = get("CHAOSLINGR_ORPHAN_GRACE") {
+            s.orphan_grace = orphan_grace(&v, "CHAOSLINGR_ORPHAN_GRACE")?;
+        }
         s.check()?;
         Ok(s)
     }
@@ -305,6 +317,14 @@ pub fn poll_interval(v: &str, source: &str) -> Result<Duration, ConfigError> {
     let expected = "a duration such as `5s` or `30s`, between 1s and 5m";
     match crate::time::parse_duration(v) {
         Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(300) => Ok(d),
+        _ => Err(ConfigError::new(source, v, expected)),
+    }
+}
+
+pub fn orphan_grace(v: &str, source: &str) -> Result<Duration, ConfigError> {
+    let expected = "a duration such as `2m` or `30s`, between 5s and 1h";
+    match crate::time::parse_duration(v) {
+        Some(d) if d >= Duration::from_secs(5) && d <= Duration::from_secs(3600) => Ok(d),
         _ => Err(ConfigError::new(source, v, expected)),
     }
 }
@@ -522,6 +542,16 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.starts_with(&format!("{var}=`")), "{msg}");
             assert!(msg.contains(expected), "{var}={value}: {msg}");
+        }
+    }
+
+    #[test]
+    fn the_orphan_grace_is_bounded() {
+        assert_eq!(Settings::default().orphan_grace, Duration::from_secs(120));
+        assert_eq!(from(&[("CHAOSLINGR_ORPHAN_GRACE", "10s")]).unwrap().orphan_grace, Duration::from_secs(10));
+        for bad in ["1s", "2h", "soon"] {
+            let e = from(&[("CHAOSLINGR_ORPHAN_GRACE", bad)]).unwrap_err();
+            assert_eq!(e.source_name, "CHAOSLINGR_ORPHAN_GRACE", "{bad}");
         }
     }
 

@@ -39,9 +39,10 @@ use crate::time::{rfc3339, rfc3339_millis};
 /// next tick retries it).
 pub const REVERT_BUDGET: Duration = Duration::from_secs(25);
 
-/// How long after its deadline the judge leaves an experiment without a group marker
-/// alone: such an experiment was started by someone who watches it (the CLI), and the
-/// judge only steps in as the safety net when that watcher is evidently gone.
+/// The default of `CHAOSLINGR_ORPHAN_GRACE`: how long after its deadline the judge
+/// leaves alone an experiment without a group marker, or one a person's run watches: its
+/// starter may still be at work, and the judge only steps in as the safety net when that
+/// watcher is evidently gone.
 pub const ORPHAN_GRACE: Duration = Duration::from_secs(120);
 
 /// How the scheduled inject ended.
@@ -222,9 +223,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         }
         match &f.marker {
             Some(m) if m.conclusion.is_some() || !f.group_opted_in => true,
-            Some(m) if m.watched_by_cli => now >= record.deadline + ORPHAN_GRACE,
+            Some(m) if m.watched_by_cli => now >= record.deadline + self.settings.orphan_grace,
             Some(_) => now >= record.deadline,
-            None => now >= record.deadline + ORPHAN_GRACE,
+            None => now >= record.deadline + self.settings.orphan_grace,
         }
     }
 
