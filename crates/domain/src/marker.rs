@@ -14,7 +14,7 @@
 //! its rule's tags were stripped, and the module's IAM lets the functions revoke and
 //! remove the marker on any group that carries it.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::detector::Detector;
 use crate::experiment::{ExperimentRecord, PortRange, Protocol};
@@ -94,13 +94,31 @@ fn millis(t: SystemTime) -> u128 {
 }
 
 /// The `SEEN` tag for detectors fired so far (indexes into the record's detector list).
+///
+/// The value is cut to the 256 characters EC2 accepts, keeping the lowest indexes: about
+/// fifteen firings fit, and a longer value would make EC2 refuse the whole write, the
+/// conclusion mark included. A firing left out is read again from its detector by the
+/// next tick; only one that has cleared in between is lost, and only with that many
+/// detectors fired.
 pub fn encode_seen(record: &ExperimentRecord, seen: &[(Detector, SystemTime)]) -> (String, String) {
-    let mut pairs: Vec<String> = seen
+    let mut pairs: Vec<(usize, u128)> = seen
         .iter()
-        .filter_map(|(d, at)| record.detectors.iter().position(|x| x == d).map(|i| format!("{i}={}", millis(*at))))
+        .filter_map(|(d, at)| record.detectors.iter().position(|x| x == d).map(|i| (i, millis(*at))))
         .collect();
-    pairs.sort();
-    (SEEN.into(), pairs.join(","))
+    pairs.sort_unstable();
+    let mut value = String::new();
+    for (i, ms) in pairs {
+        let pair = format!("{i}={ms}");
+        let separator = usize::from(!value.is_empty());
+        if value.len() + separator + pair.len() > MAX_TAG_VALUE {
+            break;
+        }
+        if separator == 1 {
+            value.push(',');
+        }
+        value.push_str(&pair);
+    }
+    (SEEN.into(), value)
 }
 
 /// The tags of a decided conclusion.
@@ -178,7 +196,8 @@ pub fn decode(group_id: &str, account: Option<&str>, tags: &[(String, String)]) 
                 pair.split_once('=').and_then(|(i, ms)| Some((i.parse::<usize>().ok()?, ms.parse::<u64>().ok()?)));
             let (i, ms) = parsed.ok_or_else(|| invalid(SEEN, s, "expected `<index>=<epoch ms>` pairs"))?;
             let d = record.detectors.get(i).ok_or_else(|| invalid(SEEN, s, "index out of range"))?;
-            seen.push((d.clone(), UNIX_EPOCH + Duration::from_millis(ms)));
+            let at = crate::time::from_epoch_millis(ms).ok_or_else(|| invalid(SEEN, s, "a time past year 9999"))?;
+            seen.push((d.clone(), at));
         }
     }
 
@@ -205,6 +224,7 @@ pub fn decode(group_id: &str, account: Option<&str>, tags: &[(String, String)]) 
 mod tests {
     use super::*;
     use crate::experiment::{deadline_for, whole_millis};
+    use std::time::Duration;
 
     fn record() -> ExperimentRecord {
         let at = whole_millis(UNIX_EPOCH + Duration::from_millis(1_795_459_620_123));
@@ -290,6 +310,36 @@ mod tests {
         assert!(with(OUTCOME, "won").contains(OUTCOME));
         let no_rule: Vec<(String, String)> = good.iter().filter(|(k, _)| k != RULE_ID).cloned().collect();
         assert!(decode("sg-0123", None, &no_rule).unwrap_err().to_string().contains(RULE_ID));
+    }
+
+    #[test]
+    fn a_firing_time_past_year_9999_is_refused() {
+        // Regression: `0=18446744073709551615` decoded to a firing in year 584 million,
+        // which the judge then printed in a reading's evidence, and the formatter panicked.
+        let r = record();
+        let mut tags = encode(&r, false).unwrap();
+        tags.push((SEEN.into(), format!("0={}", u64::MAX)));
+        let e = decode("sg-0123", None, &tags).unwrap_err().to_string();
+        assert!(e.contains(SEEN) && e.contains("past year 9999"), "{e}");
+    }
+
+    #[test]
+    fn many_firings_are_cut_to_fit_one_tag_value() {
+        // Regression: 32 short detectors fit the detectors tag, but their firings made a
+        // `seen` value of over 500 characters, and EC2 refuses the write it is part of
+        // (the conclusion mark included).
+        let mut r = record();
+        r.detectors =
+            "abcdefghijklmnopqrstuvwxyzABCDEF".chars().map(|c| format!("alarm:{c}").parse().unwrap()).collect();
+        let at = r.injected_at + Duration::from_millis(1_234);
+        let seen: Vec<(Detector, SystemTime)> = r.detectors.iter().map(|d| (d.clone(), at)).collect();
+        let (key, value) = encode_seen(&r, &seen);
+        assert!(value.len() <= MAX_TAG_VALUE, "{} characters", value.len());
+        let mut tags = encode(&r, false).unwrap();
+        tags.push((key, value));
+        let back = decode("sg-0123", None, &tags).unwrap().seen;
+        assert!(back.len() >= 14, "only {} firings kept", back.len());
+        assert_eq!(back, seen[..back.len()].to_vec(), "the lowest indexes are kept, at their own times");
     }
 
     #[test]

@@ -2,14 +2,39 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Seconds from the epoch to 10000-01-01T00:00:00Z, where RFC 3339's four-digit years end.
+const YEAR_10000: u64 = 253_402_300_800;
+
 /// Formats a timestamp as RFC 3339 UTC with whole seconds, e.g. `2026-11-23T18:47:00Z`.
+/// Times RFC 3339 cannot show are shown as the nearest time it can (see [`showable`]).
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    humantime::format_rfc3339_seconds(showable(t)).to_string()
 }
 
 /// Formats a timestamp as RFC 3339 UTC with milliseconds, e.g. `2026-11-23T18:47:00.250Z`.
+/// Times RFC 3339 cannot show are shown as the nearest time it can (see [`showable`]).
 pub fn rfc3339_millis(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    humantime::format_rfc3339_millis(showable(t)).to_string()
+}
+
+/// `t` moved into 1970-01-01 ..= 9999-12-31T23:59:59.999999999Z, the range the formatter
+/// can print: outside it, `humantime` panics (before 1970) or fails (after 9999), and
+/// `to_string` turns that failure into a panic. Such times only come from damaged or
+/// hostile tags (a `seen` firing in year 300 000, an injection at the epoch minus the
+/// one-second query margin); a log line or a message about them must never take the
+/// judge down.
+fn showable(t: SystemTime) -> SystemTime {
+    match t.duration_since(UNIX_EPOCH) {
+        Err(_) => UNIX_EPOCH,
+        Ok(d) if d.as_secs() >= YEAR_10000 => UNIX_EPOCH + Duration::new(YEAR_10000 - 1, 999_999_999),
+        Ok(_) => t,
+    }
+}
+
+/// The time `ms` milliseconds after the epoch, when RFC 3339 can show it (before year
+/// 10000); `None` otherwise, so a tag cannot smuggle in a time nothing can print.
+pub fn from_epoch_millis(ms: u64) -> Option<SystemTime> {
+    (ms / 1000 < YEAR_10000).then(|| UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// Parses an RFC 3339 UTC timestamp (`Z` suffix, optional fractional seconds).
@@ -64,6 +89,27 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-23T18:47:00.250Z"), Some(t + Duration::from_millis(250)));
         assert_eq!(parse_rfc3339("2026-11-23T18:47:00+01:00"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn times_rfc3339_cannot_show_are_printed_as_the_nearest_one_instead_of_panicking() {
+        // Regression: `humantime` panics on times before 1970 and fails on times after
+        // 9999, and `to_string` turned the failure into a panic; a firing time read from
+        // a damaged marker then crashed the judge.
+        let year_10000 = UNIX_EPOCH + Duration::from_secs(YEAR_10000);
+        assert_eq!(rfc3339(year_10000), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH + Duration::from_millis(u64::MAX)), "9999-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_secs(1)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_millis(UNIX_EPOCH - Duration::from_nanos(1)), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn epoch_millis_past_year_9999_are_refused() {
+        assert_eq!(from_epoch_millis(1_500), Some(UNIX_EPOCH + Duration::from_millis(1_500)));
+        let last = from_epoch_millis(YEAR_10000 * 1000 - 1).unwrap();
+        assert_eq!(rfc3339_millis(last), "9999-12-31T23:59:59.999Z");
+        assert_eq!(from_epoch_millis(YEAR_10000 * 1000), None);
+        assert_eq!(from_epoch_millis(u64::MAX), None);
     }
 
     #[test]
