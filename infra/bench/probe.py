@@ -23,11 +23,12 @@ Each command measures one thing and prints its figures as `name value` lines on 
           is killed (Lambda would freeze it) and reaped with os.wait4 for its CPU time.
           --webhook-port serves a loopback Slack webhook there that answers every post
           with 200 (`webhook-url` picks the port and prints the URL for `setup`).
-  trace   --upstream URL --log FILE --port-file FILE
+  trace   --upstream URL --log FILE --port-file FILE [--hold-ms 50]
           a loopback proxy in front of URL that appends one JSON line per call (access
-          key, action, and when it started and ended): the order and overlap of a run's
-          calls, i.e. which of them went out together. Runs until killed; only for
-          unmeasured runs, since it adds its own latency.
+          key, action, and when it arrived and was answered): the order and overlap of a
+          run's calls, i.e. which of them went out together. Every answer is held back
+          --hold-ms, so that calls sent together always overlap, however fast the
+          emulator answers one of them. Runs until killed; only for unmeasured runs.
 
 Children get a clean environment: no AWS_*, CHAOSLINGR_* or RUST_LOG of the caller, only
 what --env gives. Every endpoint must be http on a loopback address.
@@ -142,6 +143,9 @@ def cmd_seed(args):
                 }
             )
         ec2.call(params)
+        done = i + 1 - args.from_
+        if done % 1000 == 0 and i + 1 < args.to:
+            print(f"  seeding: {done} of {args.to - args.from_} groups, {time.monotonic() - started:.0f} s", file=sys.stderr)
     emit("vpc_id", vpc)
     emit("created", args.to - args.from_)
     emit("opted_in", opted)
@@ -507,6 +511,7 @@ def cmd_trace(args):
                 conn.request(self.command, self.path, body=body, headers=headers)
                 response = conn.getresponse()
             data = response.read()
+            time.sleep(args.hold_ms / 1000)
             ended = time.time()
             key, action = action_of(self.headers, self.path, body)
             if key:
@@ -560,6 +565,7 @@ def main():
     p.add_argument("--upstream", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--port-file", required=True)
+    p.add_argument("--hold-ms", type=float, default=50)
     p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("webhook-url")
