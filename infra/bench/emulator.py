@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""moto_server for `cargo xtask bench`, with EC2 tag lookups by resource id indexed.
+"""moto_server for `cargo xtask bench`, with two lookups by id indexed.
 
 moto finds the tags of one resource (every security group and rule it lists, filters or
 renders) by scanning every tag in the region with a regular expression per tag. With
 10,000 security groups, 1,000 of them tagged, one listing then costs about 10 million
 regex matches: over 20 seconds, past the AWS SDK's per-attempt timeout, and nothing like
-EC2, which answers tag filters from indexes. This wrapper answers the one query that
-matters here, "the tags of resource <id>", from moto's own per-resource tag dictionary,
-which returns exactly what the scan returns (the id is matched whole, and ids hold no
-wildcards); every other query goes to moto unchanged. Both sides of the benchmark run
+EC2, which answers tag filters from indexes. Likewise it finds a security group by id by
+walking every group, so creating 10,000 groups takes quadratic time.
+
+This wrapper answers "the tags of resource <id>" from moto's own per-resource tag
+dictionary, and "the security group <id>" from moto's own per-VPC dictionaries keyed by
+group id. Both return exactly what the scans return (an id is matched whole, and ids hold
+no wildcards); every other query goes to moto unchanged. Both sides of the benchmark run
 against this same server.
 
 Usage: infra/.venv/bin/python infra/bench/emulator.py -H 127.0.0.1 -p PORT
@@ -17,6 +20,7 @@ Usage: infra/.venv/bin/python infra/bench/emulator.py -H 127.0.0.1 -p PORT
 
 import sys
 
+from moto.ec2.models.security_groups import SecurityGroupBackend
 from moto.ec2.models.tags import TagBackend
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 from moto.server import main
@@ -36,7 +40,16 @@ def describe_tags(self, filters=None):
     return _scan(self, filters)
 
 
+def get_security_group_from_id(self, group_id):
+    for groups in list(self.groups.values()):
+        group = groups.get(group_id)
+        if group is not None:
+            return group
+    return None
+
+
 TagBackend.describe_tags = describe_tags
+SecurityGroupBackend.get_security_group_from_id = get_security_group_from_id
 
 if __name__ == "__main__":
     sys.exit(main())
