@@ -22,7 +22,7 @@ const INVOKE: Duration = Duration::from_secs(60);
 
 /// A function binary built next to the test executable (or under
 /// `$CHAOSLINGR_LAMBDA_BIN_DIR`).
-fn function_bin(name: &str) -> PathBuf {
+pub(crate) fn function_bin(name: &str) -> PathBuf {
     let dir = std::env::var_os("CHAOSLINGR_LAMBDA_BIN_DIR").map(PathBuf::from).unwrap_or_else(|| {
         let exe = std::env::current_exe().expect("test executable path");
         exe.parent().and_then(|p| p.parent()).expect("target/debug").to_path_buf()
@@ -31,7 +31,7 @@ fn function_bin(name: &str) -> PathBuf {
 }
 
 /// The environment a deployed function gets, pointed at `endpoint`.
-fn function_env<'a>(endpoint: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn function_env<'a>(endpoint: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut env = vec![
         ("AWS_ENDPOINT_URL", endpoint),
         ("AWS_ACCESS_KEY_ID", "testing"),

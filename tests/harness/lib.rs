@@ -306,6 +306,47 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// One request to the lab's admin API (`/_lab/...`, unsigned): the status and JSON body.
+    pub async fn admin(&self, method: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let text = if body.is_null() && method == "GET" { String::new() } else { body.to_string() };
+        let request = format!(
+            "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect to the lab's admin API");
+        stream.write_all(request.as_bytes()).await.expect("send to the lab's admin API");
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.expect("read the lab's admin answer");
+        let answer = String::from_utf8_lossy(&answer);
+        let (head, json) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Arms a hold (`{"action": .., "phase": "before"|"after", "access_key"?, "contains"?,
+    /// "nth"?}`) and returns its id.
+    pub async fn arm_hold(&self, spec: serde_json::Value) -> usize {
+        let (status, v) = self.admin("POST", "/_lab/holds", &spec).await;
+        assert_eq!(status, 200, "arming {spec}: {v}");
+        v["id"].as_u64().expect("hold id") as usize
+    }
+
+    /// Waits up to `limit` for hold `id` to hold a request: its state (`holding` once it does).
+    pub async fn wait_held(&self, id: usize, limit: Duration) -> serde_json::Value {
+        let path = format!("/_lab/holds/{id}?wait={}", limit.as_secs_f64());
+        self.admin("GET", &path, &serde_json::Value::Null).await.1
+    }
+
+    /// Releases hold `id`: the held connection is closed, never answered.
+    pub async fn release_hold(&self, id: usize) {
+        let (status, v) = self.admin("POST", &format!("/_lab/holds/{id}/release"), &serde_json::json!({})).await;
+        assert_eq!(status, 200, "release {id}: {v}");
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.child.kill();

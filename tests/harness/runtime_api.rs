@@ -430,9 +430,12 @@ impl RuntimeApi {
             TimedOut,
         }
         let process_exit = async {
-            match exited.wait_for(Option::is_some).await {
-                Ok(status) => *status,
-                Err(_) => std::future::pending().await,
+            // Copy the status out first: the borrow must not live across the await below,
+            // or the invocation could not be sent to another task.
+            let status = exited.wait_for(Option::is_some).await.ok().map(|s| *s);
+            match status {
+                Some(status) => status,
+                None => std::future::pending().await,
             }
         };
         let mut end = tokio::select! {

@@ -274,9 +274,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 );
                 let c =
                     Conclusion { outcome: Outcome::Failed, concluded_at: now, reason, counted: false, recorded: false };
-                self.mark_conclusion(&record, &c, &seen, &mut report).await;
+                let marked = self.mark_conclusion(&record, &c, &seen, true, &mut report).await;
                 let detections = self.detections_from(&record, &seen, &c);
-                self.finish(&record, c, detections, f, None, &mut report).await;
+                self.finish(&record, c, detections, f, None, marked, &mut report).await;
                 return report;
             }
         }
@@ -284,7 +284,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         if let Some(c) = f.marker.as_ref().and_then(|m| m.conclusion.clone()) {
             info!(experiment_id = %record.id, outcome = %c.outcome, counted = c.counted, recorded = c.recorded, "finishing a conclusion an earlier tick marked");
             let detections = self.detections_from(&record, &seen, &c);
-            self.finish(&record, c, detections, f, early, &mut report).await;
+            self.finish(&record, c, detections, f, early, true, &mut report).await;
             return report;
         }
         if marked && !f.group_opted_in {
@@ -296,9 +296,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             };
             let c =
                 Conclusion { outcome: Outcome::Aborted, concluded_at: now, reason, counted: false, recorded: false };
-            self.mark_conclusion(&record, &c, &seen, &mut report).await;
+            let marked = self.mark_conclusion(&record, &c, &seen, true, &mut report).await;
             let detections = self.detections_from(&record, &seen, &c);
-            self.finish(&record, c, detections, f, early, &mut report).await;
+            self.finish(&record, c, detections, f, early, marked, &mut report).await;
             return report;
         }
         let overdue = self.must_close(f, now);
@@ -354,29 +354,42 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                     reason
                 };
                 let c = Conclusion { outcome, concluded_at: now, reason, counted: false, recorded: false };
-                self.mark_conclusion(&record, &c, &fired(&state), &mut report).await;
-                self.finish(&record, c, detections, f, early, &mut report).await;
+                let marked = self.mark_conclusion(&record, &c, &fired(&state), marked, &mut report).await;
+                self.finish(&record, c, detections, f, early, marked, &mut report).await;
             }
         }
         report
     }
 
     /// Writes a decided conclusion onto the marker, so a crash from here on cannot make a
-    /// later tick decide (and record) differently.
+    /// later tick decide (and record) differently. An experiment whose group was never
+    /// marked (its starter died between the rule and the marker) gets the whole marker
+    /// now, so it is finished and unmarked like every other. Returns whether the group
+    /// carries the marker.
     async fn mark_conclusion(
         &self,
         record: &ExperimentRecord,
         c: &Conclusion,
         seen: &[(Detector, SystemTime)],
+        marked: bool,
         report: &mut TickReport,
-    ) {
-        let mut tags = marker::encode_conclusion(c);
+    ) -> bool {
+        let mut tags = if marked { Vec::new() } else { marker::encode(record, false).unwrap_or_default() };
+        if !marked && tags.is_empty() {
+            // No marker can be written for this record: record it without one.
+            return false;
+        }
+        tags.extend(marker::encode_conclusion(c));
         tags.push(marker::encode_seen(record, seen));
         // Recording and closing the port matter more than the mark: go on even when it
         // cannot be written (the next tick would then judge afresh).
-        if let Err(e) = self.ingress.tag_group(&record.security_group_id, &tags).await {
-            warn!(experiment_id = %record.id, error = %e, "could not mark the conclusion");
-            report.errors.push(format!("{}: could not mark the conclusion: {e}", record.id));
+        match self.ingress.tag_group(&record.security_group_id, &tags).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(experiment_id = %record.id, error = %e, "could not mark the conclusion");
+                report.errors.push(format!("{}: could not mark the conclusion: {e}", record.id));
+                marked
+            }
         }
     }
 
@@ -388,9 +401,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         detections: Vec<DetectionReport>,
         f: &Found,
         early: Option<RevertReport>,
+        marked: bool,
         report: &mut TickReport,
     ) {
-        let marked = f.marker.is_some();
         let revert = match early {
             Some(r) => Some(r),
             None if f.open_and_ours() => Some(self.revert_record(record).await),

@@ -1331,6 +1331,16 @@ async fn the_judge_leaves_a_watched_run_alone_until_its_deadline_has_long_passed
     assert!(h.world.rule_ids().is_empty());
     assert_eq!(tick.concluded.len(), 1);
     assert!(tick.concluded[0].reason.contains("after its deadline"), "{}", tick.concluded[0].reason);
+    // AND it marked the group for the conclusion (a whole marker, so a crash from there
+    // is finished like any other) and unmarked it once recorded: no tag is left behind
+    assert!(!marker::is_marked(&group_tags(&h, "sg-1")));
+    let left: Vec<_> = group_tags(&h, "sg-1")
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("chaoslingr:") && k != "chaoslingr:opt-in")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let calls = h.world.with(|w| w.calls.clone());
+    assert_eq!(calls.iter().filter(|c| c.starts_with("untag")).count(), 1, "{calls:?}");
 }
 
 #[tokio::test]

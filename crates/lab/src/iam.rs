@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
@@ -457,7 +457,8 @@ pub fn read_policies(text: &str) -> Result<HashMap<String, Value>, String> {
 pub struct Enforcer {
     policies: HashMap<String, Value>,
     scp: Option<Value>,
-    evaluator: tokio::sync::Mutex<Evaluator>,
+    /// Shared with the task that asks it (see [`Enforcer::evaluate`]).
+    evaluator: Arc<tokio::sync::Mutex<Evaluator>>,
     tokens: Mutex<HashMap<String, Denial>>,
     pub scope: Scope,
     counter: AtomicU64,
@@ -518,7 +519,7 @@ impl Enforcer {
         Ok(Enforcer {
             policies,
             scp,
-            evaluator: tokio::sync::Mutex::new(evaluator),
+            evaluator: Arc::new(tokio::sync::Mutex::new(evaluator)),
             tokens: Mutex::new(HashMap::new()),
             scope,
             counter: AtomicU64::new(0),
@@ -577,7 +578,13 @@ impl Enforcer {
                 "resource": check.resource,
                 "context": check.context,
             });
-            let decision = self.evaluator.lock().await.ask(&mut request).await?;
+            // Asked from a task of its own: a caller that goes away (its connection closed
+            // by a killed client) must not leave an answer unread on the evaluator's pipe,
+            // where the next question would read it as its own.
+            let evaluator = self.evaluator.clone();
+            let decision = tokio::spawn(async move { evaluator.lock().await.ask(&mut request).await })
+                .await
+                .context("the IAM evaluation task failed")??;
             if let Some(e) = &decision.error {
                 tracing::warn!(access_key, action = %check.action, resource = %check.resource, error = %e, "the IAM evaluator rejected the request; denied");
             }

@@ -112,7 +112,33 @@ impl Held {
     }
 }
 
-/// The decoded text of a form body, for `contains` matching: `%3A` -> `:`, `+` -> space.
+/// What `contains` is matched against: the decoded body, then one `key=value` line per
+/// tag the request carries (`Tag.N.Key` / `Tag.N.Value`), so that `chaoslingr:recorded=true`
+/// singles out the CreateTags that writes that tag.
+pub fn searchable(body: &[u8]) -> String {
+    let text = decoded_body(body);
+    let mut keys = BTreeMap::new();
+    let mut values = BTreeMap::new();
+    for pair in text.split('&') {
+        let Some((k, v)) = pair.split_once('=') else { continue };
+        let Some(rest) = k.strip_prefix("Tag.") else { continue };
+        if let Some(n) = rest.strip_suffix(".Key") {
+            keys.insert(n.to_string(), v.to_string());
+        } else if let Some(n) = rest.strip_suffix(".Value") {
+            values.insert(n.to_string(), v.to_string());
+        }
+    }
+    let mut out = text;
+    for (n, k) in keys {
+        out.push('\n');
+        out.push_str(&k);
+        out.push('=');
+        out.push_str(values.get(&n).map(String::as_str).unwrap_or_default());
+    }
+    out
+}
+
+/// The decoded text of a form body: `%3A` -> `:`, `+` -> space.
 pub fn decoded_body(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let bytes = text.as_bytes();
@@ -197,7 +223,7 @@ impl Holds {
                 continue;
             }
             if let Some(needle) = &spec.contains {
-                let text = decoded.get_or_insert_with(|| decoded_body(body));
+                let text = decoded.get_or_insert_with(|| searchable(body));
                 if !text.contains(needle.as_str()) {
                     continue;
                 }
@@ -473,7 +499,7 @@ mod tests {
         let id = holds.arm(HoldSpec {
             action: "ec2:CreateTags".into(),
             access_key: Some("AKIDJUDGE".into()),
-            contains: Some("chaoslingr:recorded".into()),
+            contains: Some("chaoslingr:recorded=true".into()),
             nth: 2,
             phase: Phase::After,
         });
@@ -493,6 +519,14 @@ mod tests {
         assert!(holds.take(Phase::After, "AKIDJUDGE", "ec2:CreateTags", body, Some(200)).is_none());
         assert!(matches!(holds.release(id), Some(HoldState::Released { .. })));
         assert_eq!(holds.state(99), None);
+    }
+
+    #[test]
+    fn tags_are_matched_as_key_value_pairs() {
+        let text = searchable(b"Action=CreateTags&Tag.1.Key=chaoslingr%3Aoutcome&Tag.1.Value=detected&Tag.2.Key=chaoslingr%3Arecorded&Tag.2.Value=counted");
+        assert!(text.contains("chaoslingr:recorded=counted"), "{text}");
+        assert!(text.contains("chaoslingr:outcome=detected"), "{text}");
+        assert!(!text.contains("chaoslingr:recorded=true"), "{text}");
     }
 
     #[test]
