@@ -180,6 +180,22 @@ struct Point {
 /// The calls of one unmeasured, traced run of each subject, as sequential round trips.
 type Rounds = Vec<(&'static str, Vec<Vec<String>>)>;
 
+/// Settings that change a process's memory without changing the code, each tried on dry
+/// runs of `chaoslingr run` and of the inject function.
+const LEVERS: [(&str, &[&str]); 4] = [
+    ("as built", &[]),
+    ("`MALLOC_ARENA_MAX=2`", &["MALLOC_ARENA_MAX=2"]),
+    ("`TOKIO_WORKER_THREADS=1`", &["TOKIO_WORKER_THREADS=1"]),
+    ("both", &["MALLOC_ARENA_MAX=2", "TOKIO_WORKER_THREADS=1"]),
+];
+
+#[derive(Debug, Default)]
+struct Lever {
+    name: &'static str,
+    cli: Series,
+    inject: Series,
+}
+
 /// The functions on their own: cold starts, memory, package size.
 #[derive(Debug, Default)]
 struct FunctionFigures {
@@ -439,6 +455,8 @@ struct Bench<'a> {
     lab: Lab,
     /// Where the subjects send their calls: the lab, or the tracing proxy in front of it.
     via: String,
+    /// `KEY=VALUE` settings added to every Rust subject's environment (the levers).
+    extra_env: Vec<String>,
     dir: PathBuf,
     topic_arn: String,
     webhook_port: String,
@@ -485,6 +503,7 @@ impl Bench<'_> {
         ]
         .iter()
         .flat_map(|(k, v)| ["--env".to_string(), format!("{k}={v}")])
+        .chain(self.extra_env.iter().flat_map(|kv| ["--env".to_string(), kv.clone()]))
         .collect()
     }
 
@@ -586,6 +605,31 @@ impl Bench<'_> {
             },
             calls,
         ))
+    }
+
+    /// `chaoslingr run --dry-run` with the same detectors: pre-flight, plan and EC2's
+    /// DryRun answer, no write.
+    fn cli_dry_run(&mut self, key: &str) -> Result<Sample> {
+        let stdout = self.out_file(&format!("{key}.out"));
+        let mut args = vec!["spawn".to_string()];
+        args.extend(self.aws_env(key));
+        args.extend(["--stdout".into(), stdout.display().to_string(), "--".into()]);
+        args.push(self.bins.cli.display().to_string());
+        for a in ["run", "--dry-run", "--detector", CONFIG_DETECTOR, "--detector", ALARM_DETECTOR, "--json"] {
+            args.push(a.to_string());
+        }
+        let f = self.probe("chaoslingr run --dry-run", &args)?;
+        let printed = fs::read_to_string(&stdout).unwrap_or_default();
+        if f.num("exit")? != 0.0 || !printed.contains("would-succeed") {
+            return Err(format!("chaoslingr run --dry-run did not plan (exit {}): {printed}", f.text("exit")?));
+        }
+        Ok(Sample {
+            wall_ms: f.num("wall_ms")?,
+            cpu_ms: f.num("cpu_ms")?,
+            rss_kib: f.num("max_rss_kib")?,
+            calls: self.calls_of(key).len(),
+            first_ms: None,
+        })
     }
 
     /// One cold function process through the loopback Runtime API, invoked with `events`.
@@ -697,6 +741,36 @@ fn measure_point(b: &mut Bench<'_>, point: &mut Point, runs: usize) -> Result<()
         point.judge_conclude.0.push(s);
     }
     Ok(())
+}
+
+/// Dry runs (nothing written, so nothing to close) under each lever, interleaved.
+fn measure_levers(b: &mut Bench<'_>, runs: usize) -> Result<Vec<Lever>> {
+    let mut levers: Vec<Lever> = LEVERS.iter().map(|(name, _)| Lever { name, ..Lever::default() }).collect();
+    for r in 1..=runs {
+        for (i, (_, env)) in LEVERS.iter().enumerate() {
+            b.extra_env = env.iter().map(ToString::to_string).collect();
+            let cli = b.cli_dry_run(&format!("BXLEVERCLI{i}R{r}"));
+            let inject = b.function_sample(
+                "inject",
+                &format!("BXLEVERINJECT{i}R{r}"),
+                r#"{"dry_run": true}"#,
+                "\"status\":\"dry-run\"",
+            );
+            b.extra_env.clear();
+            levers[i].cli.0.push(cli?);
+            levers[i].inject.0.push(inject?.0);
+        }
+    }
+    for l in &levers {
+        line(&format!(
+            "  {:<26} run --dry-run {:>5.1} MiB, inject dry run {:>5.1} MiB (cold start {:.1} ms)",
+            l.name.replace('`', ""),
+            l.cli.rss_mib(),
+            l.inject.rss_mib(),
+            l.inject.first()
+        ));
+    }
+    Ok(levers)
 }
 
 /// An SNS notification carrying one outcome, as the notify function receives it.
@@ -815,6 +889,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         bins,
         lab,
         via,
+        extra_env: Vec::new(),
         dir,
         topic_arn: String::new(),
         webhook_port: String::new(),
@@ -833,6 +908,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     header("[4/5] Measuring, size by size");
     let mut points = Vec::new();
     let mut rounds: Rounds = Vec::new();
+    let mut levers: Vec<Lever> = Vec::new();
     let mut seeded = 0usize;
     let mut vpc: Option<String> = None;
     for (i, &groups) in options.groups.iter().enumerate() {
@@ -867,6 +943,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         }
         measure_point(&mut b, &mut point, runs)?;
         if i == 0 {
+            line("  dry runs under settings that change memory (levers), unmeasured against the original");
+            levers = measure_levers(&mut b, 3)?;
             line("  one traced run of each subject (unmeasured): which calls go out together");
             // Supplementary: a failure here costs the sequence table, not the run.
             rounds = trace_rounds(&mut b).unwrap_or_else(|e| {
@@ -892,6 +970,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         points: &points,
         functions: &functions,
         rounds: &rounds,
+        levers: &levers,
         commands: &b.commands,
         build_commands: &build_commands,
         machine: &machine_before,
@@ -965,6 +1044,7 @@ struct Report<'a> {
     points: &'a [Point],
     functions: &'a [(&'static str, FunctionFigures)],
     rounds: &'a Rounds,
+    levers: &'a [Lever],
     commands: &'a [(String, String)],
     build_commands: &'a [String],
     machine: &'a Machine,
@@ -1137,6 +1217,7 @@ impl Report<'_> {
         self.render_functions(&mut md);
         self.render_calls(&mut md);
         self.render_gaps(&mut md);
+        self.render_levers(&mut md);
         self.render_method(&mut md);
         md
     }
@@ -1357,6 +1438,41 @@ impl Report<'_> {
             );
         }
         let _ = writeln!(md, "{GAPS_SCALE}");
+    }
+
+    fn render_levers(&self, md: &mut String) {
+        if self.levers.is_empty() {
+            return;
+        }
+        let small = self.smallest();
+        let _ = writeln!(md, "### Memory: what settings alone would buy\n");
+        let _ = writeln!(
+            md,
+            "Dry runs at {} groups (pre-flight, plan and EC2's DryRun answer, nothing written), {} of each, with \
+             settings that need no code change: fewer glibc malloc arenas (one per thread by default, up to \
+             8 × cores) and one tokio worker thread instead of one per core. Both are environment variables a \
+             deployment can set on the functions. Peak RSS median, and the ratio to the original's {:.1} MiB:\n",
+            groups_label(small.groups),
+            self.levers[0].cli.0.len(),
+            small.original.rss_mib()
+        );
+        let _ = writeln!(
+            md,
+            "| setting | `chaoslingr run --dry-run` MiB | ratio | inject dry run MiB | ratio | inject cold start ms |\n|---|---|---|---|---|---|"
+        );
+        for l in self.levers {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {:.1}× | {:.1} | {:.1}× | {:.1} |",
+                l.name,
+                l.cli.rss_mib(),
+                ratio(small.original.rss_mib(), l.cli.rss_mib()),
+                l.inject.rss_mib(),
+                ratio(small.original.rss_mib(), l.inject.rss_mib()),
+                l.inject.first()
+            );
+        }
+        let _ = writeln!(md);
     }
 
     fn render_method(&self, md: &mut String) {
