@@ -1626,3 +1626,63 @@ const METHOD: &str = "\
 - **Order.** At each size the baseline and `chaoslingr run` alternate run by run, then the scheduled runs \
   follow; medians are reported, and ratios are taken between medians of the same run.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(action: &str, start: f64, end: f64) -> Traced {
+        Traced { action: action.to_string(), start, end }
+    }
+
+    #[test]
+    fn overlapping_calls_form_one_round_trip() {
+        // GIVEN a listing, two reads sent together, and a write after both answered
+        let calls = [
+            call("ec2:DescribeSecurityGroups", 0.0, 1.0),
+            call("ec2:DescribeSecurityGroupRules", 1.1, 2.0),
+            call("cloudwatch:DescribeAlarms", 1.15, 2.5),
+            call("ec2:AuthorizeSecurityGroupIngress", 2.6, 3.0),
+        ];
+        // WHEN they are grouped THEN the two reads share a round trip
+        let rounds = round_trips(&calls);
+        assert_eq!(
+            rounds,
+            vec![
+                vec!["DescribeSecurityGroups".to_string()],
+                vec!["DescribeSecurityGroupRules".to_string(), "DescribeAlarms".to_string()],
+                vec!["AuthorizeSecurityGroupIngress".to_string()],
+            ]
+        );
+        assert!(round_trips(&[]).is_empty());
+    }
+
+    #[test]
+    fn reads_trace_lines_and_probe_figures() {
+        let line = r#"{"access_key": "BX1", "action": "ec2:CreateTags", "start": 1764650000.25, "end": 1764650000.5}"#;
+        assert_eq!(json_number_field(line, "start"), Some(1_764_650_000.25));
+        assert_eq!(json_number_field(line, "end"), Some(1_764_650_000.5));
+        assert_eq!(json_number_field(line, "missing"), None);
+        let figures = Figures::parse("wall_ms 12.5\nexit 130\ninterrupted_at_ms never\n");
+        assert_eq!(figures.num("wall_ms").unwrap(), 12.5);
+        assert_eq!(figures.num("exit").unwrap(), 130.0);
+        assert!(figures.num("interrupted_at_ms").is_err());
+        assert!(figures.text("cpu_ms").is_err());
+    }
+
+    #[test]
+    fn medians_labels_and_options() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+        assert_eq!(groups_label(100), "100");
+        assert_eq!(groups_label(10_000), "10,000");
+        let args: Vec<String> = ["--groups", "1000,100,1_000", "--runs", "2", "--no-build"].map(String::from).to_vec();
+        let o = parse_options(&args).unwrap();
+        assert_eq!(o.groups, vec![100, 1000]);
+        assert_eq!(o.runs, Some(2));
+        assert!(!o.build);
+        assert!(parse_options(&["--runs".to_string(), "0".to_string()]).is_err());
+        assert!(parse_options(&["--what".to_string()]).is_err());
+    }
+}
