@@ -10,6 +10,7 @@ mod crash;
 mod iam;
 mod lab;
 mod lambdas;
+mod soak;
 
 const LIMIT: Duration = Duration::from_secs(120);
 

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_sdk_cloudwatch::config::retry::RetryConfig;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, Statistic};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_smithy_types::DateTime;
 use chaoslingr_domain::outcome::StartReport;
-use chaoslingr_domain::ports::{CallError, Recorder};
+use chaoslingr_domain::ports::{CallError, FailureKind, Recorder};
 use chaoslingr_domain::{Outcome, OutcomeReport};
 use tracing::{error, info, instrument};
 
@@ -90,6 +91,9 @@ fn recorded(report: &OutcomeReport, at: DateTime) -> MetricDatum {
         .build()
 }
 
+/// Attempts of one outcome's `PutMetricData`, each after reading back the one before.
+const PUT_ATTEMPTS: u32 = 3;
+
 /// The metric that says an experiment's outcome was counted.
 pub const RECORDED_METRIC: &str = "Recorded";
 
@@ -102,16 +106,47 @@ fn attribute(value: &str) -> MessageAttributeValue {
 }
 
 impl AwsRecorder {
+    /// Puts the outcome's metrics exactly once. `PutMetricData` is not idempotent: an
+    /// attempt whose answer was lost (a timeout, a dropped connection) may have been
+    /// applied, and the SDK's own retry would count it again. So each attempt goes out
+    /// without the SDK's retries, and after a failed one the experiment's `Recorded`
+    /// datum is read back before trying again.
     #[instrument(skip(self, report), fields(experiment_id = %report.experiment_id), err)]
     async fn put_metrics(&self, report: &OutcomeReport) -> Result<(), CallError> {
-        self.cloudwatch
-            .put_metric_data()
-            .namespace(&self.namespace)
-            .set_metric_data(Some(metric_data(report, SystemTime::now())))
-            .send()
-            .await
-            .map_err(|e| call_error("PutMetricData", &e))?;
-        Ok(())
+        let data = metric_data(report, SystemTime::now());
+        let mut last = None;
+        for attempt in 0..PUT_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                match self.already_counted(report).await {
+                    Ok(true) => return Ok(()),
+                    Ok(false) => {}
+                    // Not knowing whether it was applied: do not risk counting twice.
+                    Err(e) => return Err(e),
+                }
+            }
+            let put = self
+                .cloudwatch
+                .put_metric_data()
+                .namespace(&self.namespace)
+                .set_metric_data(Some(data.clone()))
+                .customize()
+                .config_override(aws_sdk_cloudwatch::config::Builder::default().retry_config(RetryConfig::disabled()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let e = call_error("PutMetricData", &e);
+                    if e.kind != FailureKind::Transient {
+                        return Err(e);
+                    }
+                    tracing::warn!(attempt, error = %e, "PutMetricData failed; reading back before trying again");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
     }
 
     #[instrument(skip(self, report), fields(experiment_id = %report.experiment_id), err)]

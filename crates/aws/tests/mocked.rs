@@ -953,7 +953,9 @@ mod detectors {
 
 mod recorder {
     use super::*;
+    use aws_sdk_cloudwatch::operation::get_metric_statistics::{GetMetricStatisticsInput, GetMetricStatisticsOutput};
     use aws_sdk_cloudwatch::operation::put_metric_data::{PutMetricDataInput, PutMetricDataOutput};
+    use aws_sdk_cloudwatch::types::Datapoint;
     use aws_sdk_cloudwatch::types::{MetricDatum, StandardUnit};
     use aws_sdk_sns::error::ErrorMetadata;
     use aws_sdk_sns::operation::publish::{PublishError, PublishInput, PublishOutput};
@@ -1028,6 +1030,57 @@ mod recorder {
 
     fn dimensions(d: &MetricDatum) -> Vec<(&str, &str)> {
         d.dimensions().iter().map(|x| (x.name().unwrap(), x.value().unwrap())).collect()
+    }
+
+    fn cloudwatch_500() -> HttpResponse {
+        HttpResponse::new(
+            500.try_into().unwrap(),
+            SdkBody::from(
+                "<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure</Code><Message>lost</Message></Error></ErrorResponse>",
+            ),
+        )
+    }
+
+    fn read_back(requests: &Log<GetMetricStatisticsInput>, counted: bool) -> Rule {
+        mock!(aws_sdk_cloudwatch::Client::get_metric_statistics).match_requests(capture(requests)).then_output(
+            move || {
+                let mut out = GetMetricStatisticsOutput::builder();
+                if counted {
+                    out = out.datapoints(Datapoint::builder().sum(1.0).build());
+                }
+                out.build()
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_put_whose_answer_was_lost_is_read_back_and_never_counted_twice() {
+        for applied in [true, false] {
+            // GIVEN a PutMetricData that fails, then a read-back that finds the experiment's
+            // datum (the lost put was applied) or not
+            let (puts, reads, messages) = (log::<PutMetricDataInput>(), log::<GetMetricStatisticsInput>(), log());
+            let failed = mock!(aws_sdk_cloudwatch::Client::put_metric_data)
+                .match_requests(capture(&puts))
+                .then_http_response(cloudwatch_500);
+            let read = read_back(&reads, applied);
+            let ok = put_metrics(&puts);
+            let sns = publish(&messages);
+            let cloudwatch = mock_client!(aws_sdk_cloudwatch, RuleMode::Sequential, [&failed, &read, &ok]);
+            let recorder = AwsRecorder::new(cloudwatch, mock_client!(aws_sdk_sns, [&sns]), "ChaoSlingr".into(), None);
+
+            // WHEN counting the outcome
+            let failures = recorder.count(&report(true)).await;
+
+            // THEN it is counted once: one put (SDK retries off) and no second one when the
+            // read-back shows the first was applied; a second put when it was not
+            assert!(failures.is_empty(), "{failures:?}");
+            assert_eq!(seen(&puts).len(), if applied { 1 } else { 2 }, "applied: {applied}");
+            let r = seen(&reads);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].metric_name(), Some("Recorded"));
+            let dims: Vec<_> = r[0].dimensions().iter().map(|d| (d.name().unwrap(), d.value().unwrap())).collect();
+            assert_eq!(dims, [("Experiment", "port-change"), ("ExperimentId", report(true).experiment_id.as_str())]);
+        }
     }
 
     #[tokio::test]

@@ -88,7 +88,8 @@ impl Front {
     /// caller (told apart by its access key) needed and whether enforcement let them
     /// through (`allowed` is null for calls that were not evaluated).
     /// Lines also carry the answer's `status`; for EC2 writes the groups and rules the
-    /// request names (`targets`) and, for an authorize, the rules it `created`; `fault`
+    /// request names (`targets`), the `tags` it writes and, for an authorize, the rules it
+    /// `created`; `fault`
     /// when a wire fault hit the call, and `held` (`before`/`after`) when it was held.
     pub fn with_call_log(mut self, file: std::fs::File) -> Self {
         self.calls = Some(Mutex::new(file));
@@ -363,10 +364,32 @@ fn call_line(key: &str, action: &str, verdict: &Verdict, parts: &hyper::http::re
             line["matched"] = serde_json::json!(denial.decision.matched);
         }
     }
-    if let Some(targets) = write_targets(action, &query_params(parts, body)) {
+    let params = query_params(parts, body);
+    if let Some(targets) = write_targets(action, &params) {
         line["targets"] = targets.into();
+        let tags = tags_written(&params);
+        if !tags.is_empty() {
+            line["tags"] = serde_json::json!(tags);
+        }
     }
     line
+}
+
+/// The tags an EC2 write carries (`Tag.N.*` of CreateTags and DeleteTags,
+/// `TagSpecification.M.Tag.N.*` of a create), as key -> value.
+fn tags_written(params: &iam::Params) -> std::collections::BTreeMap<String, String> {
+    let mut keys = std::collections::BTreeMap::new();
+    let mut values = std::collections::BTreeMap::new();
+    for (k, v) in params {
+        let k = k.strip_prefix("TagSpecification.").and_then(|r| r.split_once('.')).map(|(_, r)| r).unwrap_or(k);
+        let Some(rest) = k.strip_prefix("Tag.") else { continue };
+        if let Some(n) = rest.strip_suffix(".Key") {
+            keys.insert(n.to_string(), v.clone());
+        } else if let Some(n) = rest.strip_suffix(".Value") {
+            values.insert(n.to_string(), v.clone());
+        }
+    }
+    keys.into_iter().map(|(n, k)| (k, values.get(&n).cloned().unwrap_or_default())).collect()
 }
 
 /// The security groups and rules an EC2 write names (`GroupId`, `SecurityGroupRuleId.N`,
@@ -632,6 +655,22 @@ mod tests {
         assert_eq!(skewed_date(now, 0).unwrap(), "Wed, 02 Dec 2026 01:48:44 GMT");
         assert_eq!(skewed_date(now, 90).unwrap(), "Wed, 02 Dec 2026 01:50:14 GMT");
         assert_eq!(skewed_date(now, -3600).unwrap(), "Wed, 02 Dec 2026 00:48:44 GMT");
+    }
+
+    #[test]
+    fn ec2_writes_are_logged_with_what_they_name_and_the_tags_they_write() {
+        let p = iam::form_params(
+            "Action=AuthorizeSecurityGroupIngress&GroupId=sg-1&TagSpecification.1.ResourceType=security-group-rule\
+             &TagSpecification.1.Tag.1.Key=chaoslingr%3Aexperiment-id&TagSpecification.1.Tag.1.Value=cs-1",
+        );
+        assert_eq!(write_targets("ec2:AuthorizeSecurityGroupIngress", &p), Some(vec!["sg-1".to_string()]));
+        assert_eq!(tags_written(&p).get("chaoslingr:experiment-id").map(String::as_str), Some("cs-1"));
+        let p =
+            iam::form_params("Action=DeleteTags&ResourceId.1=sg-2&ResourceId.2=sg-1&Tag.1.Key=chaoslingr%3Aoutcome");
+        assert_eq!(write_targets("ec2:DeleteTags", &p), Some(vec!["sg-1".to_string(), "sg-2".to_string()]));
+        assert_eq!(tags_written(&p).get("chaoslingr:outcome").map(String::as_str), Some(""));
+        assert_eq!(write_targets("ec2:DescribeSecurityGroups", &p), None);
+        assert_eq!(write_targets("sns:Publish", &p), None);
     }
 
     #[test]
