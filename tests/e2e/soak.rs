@@ -410,20 +410,84 @@ async fn a_short_soak_through_a_faulty_network_leaves_no_port_open_and_touches_n
     assert!(report.counted_missing.is_empty() && report.counted_more.is_empty(), "{report:?}");
 }
 
-/// The long soak: `cargo xtask soak --runs N --fault-rate R [--seed S]`.
+/// The long soak: `cargo xtask soak --runs N --fault-rate R [--seed S] [--worlds W]`.
+/// The runs are shared by W worlds side by side (each its own emulator, lab, inject and
+/// judge, seeded S, S+1, ...): a slow answer stalls its own world's function for the SDK's
+/// attempt timeout, so one world would spend most of a long soak waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "long; run with `cargo xtask soak`"]
 async fn soak_from_the_environment() {
+    let runs: usize = env_or("CHAOSLINGR_SOAK_RUNS", 1000);
+    let worlds: usize = env_or("CHAOSLINGR_SOAK_WORLDS", 4).clamp(1, 16);
     let plan = SoakPlan {
-        runs: env_or("CHAOSLINGR_SOAK_RUNS", 1000),
+        runs,
         fault_rate: env_or("CHAOSLINGR_SOAK_FAULT_RATE", 0.05),
         seed: env_or("CHAOSLINGR_SOAK_SEED", 1),
-        groups: env_or("CHAOSLINGR_SOAK_GROUPS", 30),
+        groups: env_or("CHAOSLINGR_SOAK_GROUPS", 24),
         slow: "21s",
         drain: Duration::from_secs(env_or("CHAOSLINGR_SOAK_DRAIN_SECS", 300)),
     };
     assert!((0.0..=1.0).contains(&plan.fault_rate), "CHAOSLINGR_SOAK_FAULT_RATE must be between 0 and 1");
-    let report = soak(plan.clone()).await;
-    report.print(&plan);
-    check(&report);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..worlds {
+        let share = runs / worlds + usize::from(w < runs % worlds);
+        let world = SoakPlan { runs: share, seed: plan.seed + w as u64, ..plan.clone() };
+        tasks.spawn(async move { soak(world).await });
+    }
+    let mut total = SoakReport::default();
+    while let Some(done) = tasks.join_next().await {
+        total.merge(done.expect("a soak world panicked"));
+    }
+    total.elapsed = started.elapsed();
+    eprintln!("SOAK {worlds} worlds side by side");
+    total.print(&plan);
+    check(&total);
+}
+
+impl SoakReport {
+    /// Adds another world's report to this one.
+    fn merge(&mut self, other: SoakReport) {
+        self.invocations += other.invocations;
+        for (k, v) in other.inject_results {
+            *self.inject_results.entry(k).or_default() += v;
+        }
+        self.experiments += other.experiments;
+        self.ticks += other.ticks;
+        self.tick_errors += other.tick_errors;
+        self.restarts += other.restarts;
+        self.faults = merge_counts(std::mem::take(&mut self.faults), &other.faults);
+        self.ports_left_open.extend(other.ports_left_open);
+        self.markers_left.extend(other.markers_left);
+        self.published_once += other.published_once;
+        self.published_missing.extend(other.published_missing);
+        self.published_more.extend(other.published_more);
+        for (k, v) in other.outcomes {
+            *self.outcomes.entry(k).or_default() += v;
+        }
+        self.counted_once += other.counted_once;
+        self.counted_missing.extend(other.counted_missing);
+        self.counted_more.extend(other.counted_more);
+        self.foreign_writes.extend(other.foreign_writes);
+    }
+}
+
+/// Sums two `GET /_lab/faults` answers' counts.
+fn merge_counts(a: Value, b: &Value) -> Value {
+    if a.is_null() {
+        return b.clone();
+    }
+    let mut out = a;
+    let add = |x: &Value, y: &Value| json!(x.as_u64().unwrap_or(0) + y.as_u64().unwrap_or(0));
+    out["counts"]["requests"] = add(&out["counts"]["requests"], &b["counts"]["requests"]);
+    out["counts"]["applied"] = add(&out["counts"]["applied"], &b["counts"]["applied"]);
+    if let Some(services) = b["counts"]["injected"].as_object() {
+        for (service, kinds) in services {
+            for (kind, n) in kinds.as_object().into_iter().flatten() {
+                let slot = &mut out["counts"]["injected"][service][kind];
+                *slot = add(slot, n);
+            }
+        }
+    }
+    out
 }

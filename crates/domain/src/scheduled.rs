@@ -394,6 +394,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     /// Revoke (unless phase 1 did), count, publish, remove the marker; each step marked.
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         record: &ExperimentRecord,

@@ -22,6 +22,7 @@ Usage:
   cargo xtask demo                       run real experiments against the local lab
   cargo xtask test [CARGO_TEST_ARGS] [-- TEST_ARGS]
                                          run every check CI runs
+  cargo xtask soak [OPTIONS]             run many experiments through random faults on the wire
   cargo xtask bench [OPTIONS]            measure against the original ChaoSlingr, write BENCHMARKS.md
   cargo xtask help                       show this text
 
@@ -63,6 +64,22 @@ test:
   Stops at the first failing step and exits non-zero.
   Example: cargo xtask test -- --test-threads 1
 
+soak:
+  Runs complete scheduled experiments (the real inject and judge functions through the
+  loopback Runtime API, one instance each, 10-second windows, the lab's Config rule and
+  Security Hub findings) through the lab with random faults on every call the functions
+  make: throttling, 5xx, dropped connections (before or after the emulator applied the
+  request) and answers slower than the SDK's 20-second attempt timeout. The runs are
+  shared by --worlds side by side (each its own emulator, lab and functions). Prints
+  runs, faults by kind and service, ports left open, outcomes published once / missing /
+  more than once, metrics counted once / missing / more than once, and writes outside
+  the experiments' own groups and rules; exits non-zero on any port left open or any
+  foreign write. `cargo xtask test` runs a short one (24 runs at 4%).
+  Options: --runs N [default: 1000], --fault-rate R [default: 0.05], --seed S
+  [default: 1], --worlds W [default: 4], --groups G per world [default: 24],
+  --drain SECONDS [default: 300]
+  Example: cargo xtask soak --runs 1000 --fault-rate 0.05
+
 bench:
   Builds the release CLI, lab and functions (x86-64; the first time about 30 minutes on
   2 cores), starts a private emulator and lab on 127.0.0.1, and measures `chaoslingr run`
@@ -102,6 +119,7 @@ fn main() -> ExitCode {
         "demo" => Err(format!("`demo` takes no arguments, got: {}", rest.join(" "))),
         "test" => test(rest),
         "bench" => bench::bench(rest),
+        "soak" => soak(rest),
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
             eprint!("{USAGE}");
@@ -466,6 +484,72 @@ fn demo() -> Result<()> {
 }
 
 // --- cargo xtask test -------------------------------------------------------------------
+
+/// `cargo xtask soak`: the ignored soak test, with its plan in `CHAOSLINGR_SOAK_*`.
+fn soak(args: &[String]) -> Result<()> {
+    let ws = Workspace::discover()?;
+    let mut env: Vec<(&str, String)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (name, check): (&str, fn(&str) -> bool) = match flag.as_str() {
+            "--runs" => ("CHAOSLINGR_SOAK_RUNS", |v| v.parse::<usize>().is_ok_and(|n| n >= 1)),
+            "--fault-rate" => {
+                ("CHAOSLINGR_SOAK_FAULT_RATE", |v| v.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)))
+            }
+            "--seed" => ("CHAOSLINGR_SOAK_SEED", |v| v.parse::<u64>().is_ok()),
+            "--worlds" => ("CHAOSLINGR_SOAK_WORLDS", |v| v.parse::<usize>().is_ok_and(|n| (1..=16).contains(&n))),
+            "--groups" => ("CHAOSLINGR_SOAK_GROUPS", |v| v.parse::<usize>().is_ok_and(|n| (2..=200).contains(&n))),
+            "--drain" => ("CHAOSLINGR_SOAK_DRAIN_SECS", |v| v.parse::<u64>().is_ok_and(|n| n >= 10)),
+            other => return Err(format!("soak: unknown option `{other}` (see `cargo xtask help`)")),
+        };
+        let value = it.next().ok_or_else(|| format!("soak: {flag} needs a value"))?;
+        if !check(value) {
+            return Err(format!("soak: {flag} `{value}` is out of range (see `cargo xtask help`)"));
+        }
+        env.push((name, value.clone()));
+    }
+    let policies = ws.target_dir.join("chaoslingr-iam-policies.json");
+    let policies_arg = policies.to_string_lossy().into_owned();
+    let bin = ws.chaoslingr_bin();
+    let mut cargo_test = ws.cargo([
+        "test",
+        "-p",
+        "chaoslingr-e2e",
+        "--test",
+        "e2e",
+        "--",
+        "--ignored",
+        "--exact",
+        "soak::soak_from_the_environment",
+        "--nocapture",
+    ]);
+    cargo_test
+        .env("CHAOSLINGR_MOTO_SERVER", ws.venv_bin("moto_server"))
+        .env("CHAOSLINGR_BIN", &bin)
+        .env("CHAOSLINGR_LAB_BIN", ws.lab_bin())
+        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")))
+        .env("CHAOSLINGR_IAM_POLICIES", &policies);
+    for (k, v) in &env {
+        cargo_test.env(k, v);
+    }
+    let steps: Vec<(&str, Command)> = vec![
+        ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
+        ("install the IAM evaluator", ws.script("iam.sh", &["install"])),
+        (
+            "build the lab and the functions",
+            ws.cargo(["build", "-p", "chaoslingr-lab", "-p", "chaoslingr-inject", "-p", "chaoslingr-judge"]),
+        ),
+        ("render the function policies with Terraform core", ws.script("terraform.sh", &["policies", &policies_arg])),
+        ("soak", cargo_test),
+    ];
+    let started = Instant::now();
+    for (title, mut command) in steps {
+        header(title);
+        run_ok(&ws, &mut command).map_err(|e| format!("{title}: {e}"))?;
+    }
+    println!("Soak passed in {}.", human(started.elapsed()));
+    Ok(())
+}
 
 fn test(args: &[String]) -> Result<()> {
     let ws = Workspace::discover()?;
