@@ -81,6 +81,17 @@ locals {
     Condition = { StringEquals = { "cloudwatch:namespace" = [var.namespace] } }
   }
 
+  # Before counting an outcome someone may already have counted (a judge or a person's
+  # run that stopped between PutMetricData and its mark), and after a PutMetricData whose
+  # answer was lost, the experiment's own `Recorded` datum is read back. No resource-level
+  # permissions exist for this read.
+  read_back_recorded_outcomes = {
+    Sid      = "ReadBackRecordedOutcomes"
+    Effect   = "Allow"
+    Action   = ["cloudwatch:GetMetricStatistics"]
+    Resource = ["*"]
+  }
+
   publish_to_topic = {
     Sid      = "PublishToTopic"
     Effect   = "Allow"
@@ -179,6 +190,7 @@ locals {
         # Granted always: the schedule's input can name config: detectors per run.
         local.read_config_compliance,
         local.put_metrics_in_namespace,
+        local.read_back_recorded_outcomes,
         local.publish_to_topic,
       ],
       local.use_topic_key,
@@ -217,16 +229,7 @@ locals {
           Resource = [local.security_hub_arn]
         },
         local.put_metrics_in_namespace,
-        # Before counting an outcome someone may already have counted (a judge or a
-        # person's run that stopped between PutMetricData and its mark), the judge reads
-        # the experiment's own `Recorded` datum back. No resource-level permissions exist
-        # for this read.
-        {
-          Sid      = "ReadBackRecordedOutcomes"
-          Effect   = "Allow"
-          Action   = ["cloudwatch:GetMetricStatistics"]
-          Resource = ["*"]
-        },
+        local.read_back_recorded_outcomes,
         local.publish_to_topic,
       ],
       local.use_topic_key,
