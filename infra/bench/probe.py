@@ -13,14 +13,19 @@ Each command measures one thing and prints its figures as `name value` lines on 
           the SNS topic the outcomes go to, and the SSM parameter holding the loopback
           Slack webhook URL the notify function reads.
   spawn   [--env K=V]... [--interrupt-on TEXT] [--stdout FILE] -- PROGRAM ARGS...
-          runs a program to its end and reports wall time (spawn to reaped), CPU time
-          (ru_utime + ru_stime) and peak RSS (ru_maxrss) from os.wait4, and the exit code.
-          With --interrupt-on, sends SIGINT once a stderr line contains TEXT.
+          runs a program to its end and reports wall time (fork to reaped), CPU time
+          (ru_utime + ru_stime) and peak RSS (ru_maxrss) from os.wait4, and the exit code,
+          forked from a minimal interpreter (spawn.py) so that ru_maxrss does not start at
+          this process's own size. With --interrupt-on, sends SIGINT once a stderr line
+          contains TEXT.
   lambda  --bin PATH [--env K=V]... [--event JSON]... [--webhook-port PORT]
           serves a loopback Lambda Runtime API (2018-06-01) for one function process:
           the cold start is spawn to its first GET /runtime/invocation/next; then each
-          event is invoked in turn; then VmHWM is read from /proc/PID/status, the process
-          is killed (Lambda would freeze it) and reaped with os.wait4 for its CPU time.
+          event is invoked in turn. Peak RSS is VmHWM from /proc/PID/status, read after
+          each answer (the function then idles waiting for the next event, so the mark
+          is final); then the process is killed (Lambda would freeze it) and reaped
+          with os.wait4 for its CPU time. (Its ru_maxrss is not used: it would include
+          this process's own size from before the exec.)
           --webhook-port serves a loopback Slack webhook there that answers every post
           with 200 (`webhook-url` picks the port and prints the URL for `setup`).
   trace   --upstream URL --log FILE --port-file FILE [--hold-ms 50]
@@ -42,7 +47,6 @@ import json
 import os
 import queue
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -178,48 +182,21 @@ def cmd_setup(args):
 # --- spawn ------------------------------------------------------------------------------
 
 
-def rusage_figures(started, rusage, status):
-    wall = time.perf_counter() - started
-    emit("wall_ms", f"{wall * 1000:.1f}")
-    emit("cpu_ms", f"{(rusage.ru_utime + rusage.ru_stime) * 1000:.1f}")
-    emit("user_ms", f"{rusage.ru_utime * 1000:.1f}")
-    emit("sys_ms", f"{rusage.ru_stime * 1000:.1f}")
-    emit("max_rss_kib", rusage.ru_maxrss)
-    emit("exit", os.waitstatus_to_exitcode(status))
-
-
 def cmd_spawn(args):
     program = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not program:
         fail("spawn needs a program after --")
     env = child_env(args.env)
-    stdout = open(args.stdout, "wb") if args.stdout else subprocess.DEVNULL
-    started = time.perf_counter()
-    proc = subprocess.Popen(program, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
-    interrupted = []
-    tail = []
-
-    def read_stderr():
-        for raw in proc.stderr:
-            line = raw.decode(errors="replace")
-            tail.append(line)
-            del tail[:-40]
-            if args.interrupt_on and not interrupted and args.interrupt_on in line:
-                interrupted.append(time.perf_counter() - started)
-                os.kill(proc.pid, signal.SIGINT)
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
-    _, status, rusage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    rusage_figures(started, rusage, status)
-    reader.join(timeout=5)
-    if interrupted:
-        emit("interrupted_at_ms", f"{interrupted[0] * 1000:.1f}")
-    if args.interrupt_on and not interrupted:
-        emit("interrupted_at_ms", "never")
-    if proc.returncode not in args.ok_exit:
-        sys.stderr.write("".join(tail))
+    spawner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "spawn.py")
+    argv = [sys.executable, "-I", "-S", spawner]
+    if args.interrupt_on:
+        argv += ["--interrupt-on", args.interrupt_on]
+    if args.stdout:
+        argv += ["--stdout", args.stdout]
+    sys.stdout.flush()
+    # Replaced by a minimal interpreter, so that the child's peak RSS does not start at
+    # this process's (see spawn.py).
+    os.execve(sys.executable, argv + ["--"] + program, env)
 
 
 # --- lambda -----------------------------------------------------------------------------
@@ -457,7 +434,6 @@ def cmd_lambda(args):
         api.close()
     rusage = reaped[0][1]
     emit("cpu_ms", f"{(rusage.ru_utime + rusage.ru_stime) * 1000:.1f}")
-    emit("max_rss_kib", rusage.ru_maxrss)
     if hook:
         emit("webhook_posts", hook.posts)
 
@@ -575,7 +551,6 @@ def main():
     p.add_argument("--env", action="append", default=[])
     p.add_argument("--interrupt-on")
     p.add_argument("--stdout")
-    p.add_argument("--ok-exit", type=int, action="append", default=[0])
     p.add_argument("program", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_spawn)
 

@@ -563,7 +563,7 @@ impl Bench<'_> {
         let stdout = self.out_file(&format!("{key}.out"));
         let mut args = vec!["spawn".to_string()];
         args.extend(self.aws_env(key));
-        args.extend(["--interrupt-on".into(), " opened ".into(), "--ok-exit".into(), "130".into()]);
+        args.extend(["--interrupt-on".into(), " opened ".into()]);
         args.extend(["--stdout".into(), stdout.display().to_string(), "--".into()]);
         args.push(self.bins.cli.display().to_string());
         for a in [
@@ -670,7 +670,7 @@ impl Bench<'_> {
             Sample {
                 wall_ms: f.num("wall_ms")?,
                 cpu_ms: f.num("cpu_ms")?,
-                rss_kib: f.num("max_rss_kib")?.max(f.num("vm_hwm_kib")?),
+                rss_kib: f.num("vm_hwm_kib")?,
                 calls: calls.len(),
                 first_ms: Some(f.num("init_ms")?),
             },
@@ -791,7 +791,7 @@ fn measure_functions(b: &mut Bench<'_>, cold_starts: usize) -> Result<Vec<(&'sta
             figures.cold.0.push(Sample {
                 wall_ms: f.num("init_ms")?,
                 cpu_ms: f.num("cpu_ms")?,
-                rss_kib: f.num("max_rss_kib")?.max(f.num("vm_hwm_kib")?),
+                rss_kib: f.num("vm_hwm_kib")?,
                 calls: 0,
                 first_ms: Some(f.num("init_ms")?),
             });
@@ -901,6 +901,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         commands: Vec::new(),
         calls: HashMap::new(),
     };
+    let floor = b.probe("floor", &["spawn", "--", "/bin/true"].map(String::from))?;
+    let floor_kib = floor.num("max_rss_kib")?;
     let hook = b.probe("webhook", &["webhook-url".to_string()])?;
     b.webhook_port = hook.text("port")?.to_string();
     let emulator = b.lab.emulator.clone();
@@ -976,6 +978,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         functions: &functions,
         rounds: &rounds,
         levers: &levers,
+        floor_kib,
         commands: &b.commands,
         build_commands: &build_commands,
         machine: &machine_before,
@@ -1050,6 +1053,8 @@ struct Report<'a> {
     functions: &'a [(&'static str, FunctionFigures)],
     rounds: &'a Rounds,
     levers: &'a [Lever],
+    /// Peak RSS of `/bin/true` spawned as the subjects are: the floor of `ru_maxrss`.
+    floor_kib: f64,
     commands: &'a [(String, String)],
     build_commands: &'a [String],
     machine: &'a Machine,
@@ -1310,7 +1315,7 @@ impl Report<'_> {
             "Each release function spawned with the Lambda environment against a loopback Runtime API \
              (`infra/bench/probe.py lambda`). Cold start: spawn to its first `GET /2018-06-01/runtime/invocation/next` \
              (settings read and validated, AWS configuration loaded, clients built). Peak RSS: `VmHWM` from \
-             `/proc/PID/status` and `ru_maxrss`, the higher; at rest is after the cold start, invoked is over real \
+             `/proc/PID/status`, read after each answer; at rest is after the cold start, invoked is over real \
              invocations (inject: starting an experiment; judge: a watching and a concluding tick; notify: one \
              outcome posted to a loopback webhook). The zips are `cargo lambda build --x86-64` output measured here; \
              the Terraform module deploys arm64 by default (`CHAOSLINGR_LAMBDA_ARCH` in `infra/lambda.sh`), whose \
@@ -1489,7 +1494,7 @@ impl Report<'_> {
              machine). {}; {}; {}.\n",
             m.cpu, m.cores, m.memory, m.kernel, m.load, self.load_after, m.rustc, m.python, m.cargo_lambda
         );
-        let _ = writeln!(md, "{METHOD}");
+        let _ = writeln!(md, "{}", METHOD.replace("{FLOOR}", &format!("{:.1}", self.floor_kib / 1024.0)));
         let sizes: Vec<String> = self.options.groups.iter().map(|g| g.to_string()).collect();
         let _ = writeln!(md, "Commands (`cargo xtask bench --groups {}` ran all of them):\n", sizes.join(","));
         let _ = writeln!(md, "```sh");
@@ -1625,9 +1630,13 @@ const METHOD: &str = "\
   includes the cold start, as the original's includes Python's start-up. It does not revert (the judge \
   does, later): its figures cover pre-flight, pick, inject, mark, announce. Each run is followed by a judge \
   tick while the experiment is watched, and, after the deadline, by the judge tick that concludes it.
-- **Time and memory.** `probe.py spawn` and `probe.py lambda` reap each child with `os.wait4`: CPU is \
-  `ru_utime + ru_stime`, peak RSS `ru_maxrss` (for the functions also `VmHWM` sampled before the kill; \
-  the higher is reported). Wall time is from just before the spawn to the reap (functions: to the response).
+- **Time and memory.** `probe.py spawn` (original.py, `chaoslingr run`) forks the subject from a \
+  minimal interpreter ([`infra/bench/spawn.py`](infra/bench/spawn.py)) and reaps it with `os.wait4`: \
+  wall time from the fork to the reap, CPU `ru_utime + ru_stime`, peak RSS `ru_maxrss`. Linux counts into \
+  `ru_maxrss` what the child held before its exec, so the spawner stays small: `/bin/true` spawned the \
+  same way reports {FLOOR} MiB, below every subject. `probe.py lambda` reaps each function with \
+  `os.wait4` for CPU and reads its peak RSS as `VmHWM` from `/proc/PID/status` after each answer (the \
+  function then idles, so the mark is final); wall time runs from the spawn to the response.
 - **Order.** At each size the baseline and `chaoslingr run` alternate run by run, then the scheduled runs \
   follow; medians are reported, and ratios are taken between medians of the same run.
 ";
