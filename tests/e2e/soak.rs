@@ -113,8 +113,11 @@ impl SoakReport {
     }
 }
 
+/// A call log of one world's own (worlds side by side must not share one).
 fn soak_log() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("chaoslingr-soak-{}.jsonl", std::process::id()));
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let path = std::env::temp_dir().join(format!("chaoslingr-soak-{}-{n}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&path);
     path
 }
@@ -218,7 +221,17 @@ async fn soak(plan: SoakPlan) -> SoakReport {
             report.restarts += 1;
             inject = start("inject", &env).await;
         }
+        let before = experiments.len();
         experiments = started_experiments(&log);
+        if experiments.len() / 50 > before / 50 {
+            eprintln!(
+                "SOAK progress (seed {}): {} of {} experiments started, {:.0}s",
+                plan.seed,
+                experiments.len(),
+                plan.runs,
+                started.elapsed().as_secs_f64()
+            );
+        }
         if report.invocations > plan.runs * 4 + 50 {
             eprintln!(
                 "SOAK stopping: {} invocations started only {} experiments",
