@@ -297,11 +297,23 @@ async fn soak(plan: SoakPlan) -> SoakReport {
     // Outcomes published.
     let mut published: BTreeMap<String, usize> = BTreeMap::new();
     loop {
-        let got = receive_all(&emu, &inbox).await;
+        // Received messages stay hidden for an hour: with hundreds of them, the default
+        // 30 seconds would let the first ones come back before the queue reads empty.
+        let out = emu
+            .sqs()
+            .receive_message()
+            .queue_url(&inbox)
+            .max_number_of_messages(10)
+            .visibility_timeout(3600)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        let got: Vec<String> = out.messages().iter().map(|m| m.body().unwrap_or_default().to_string()).collect();
         if got.is_empty() {
             break;
         }
-        for (body, _) in got {
+        for body in got {
             let m: Value = serde_json::from_str(&body).expect("JSON message");
             if m["schema"] == "chaoslingr.outcome/v1" {
                 if let Some(id) = m["experiment_id"].as_str() {
