@@ -1580,9 +1580,9 @@ The inject function is the first eight rows plus its announcement (CloudWatch an
 needs, per tick, the marked groups and the tagged rules (2), and per watched experiment one reading per \
 detector kind; the by-id read of each marked rule repeats what the tag listing returned unless someone \
 stripped the rule's tags, which is why it is kept. A concluding tick adds the revert (3), the final \
-readings, CloudWatch and SNS, removing the marker, and the conclusion marks on the group (`CreateTags`: \
-concluded, counted, recorded) that let a later tick finish a crashed one without deciding, counting or \
-publishing twice. The original made 3 calls (2 without the revoke this re-creation adds), and none of these \
+readings, CloudWatch and SNS, removing the marker, the conclusion marks on the group (`CreateTags`: \
+concluded, counted, recorded) and, before counting, a read-back of the metrics (`GetMetricStatistics`), \
+which let a later tick finish a crashed one without deciding, counting or publishing twice. The original made 3 calls (2 without the revoke this re-creation adds), and none of these \
 checks. The count of calls is therefore at the contract's minimum; what costs wall time is how many of \
 them wait for each other.
 ";
