@@ -1023,6 +1023,8 @@ struct Machine {
     cargo_lambda: String,
     load: String,
     date: String,
+    /// The commit the binaries were built from, and whether the tree had other changes.
+    source: String,
 }
 
 impl Machine {
@@ -1062,6 +1064,21 @@ impl Machine {
             cargo_lambda: out(&ws.root.join("infra/.venv-lambda/bin/cargo-lambda"), &["lambda", "--version"]),
             load: file("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" "),
             date: out(Path::new("date"), &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            source: {
+                let git = |args: &[&str]| {
+                    Command::new("git")
+                        .args(args)
+                        .current_dir(&ws.root)
+                        .stderr(Stdio::null())
+                        .output()
+                        .ok()
+                        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                        .unwrap_or_default()
+                };
+                let commit = git(&["rev-parse", "--short", "HEAD"]);
+                let dirty = !git(&["status", "--porcelain", "--untracked-files=no"]).is_empty();
+                format!("commit {commit}{}", if dirty { " with uncommitted changes in the working tree" } else { "" })
+            },
         }
     }
 }
@@ -1524,8 +1541,8 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "Machine: {}, {} cores, {} RAM, {}; load average {} at the start, {} at the end (other work shared the \
-             machine). {}; {}; {}.\n",
-            m.cpu, m.cores, m.memory, m.kernel, m.load, self.load_after, m.rustc, m.python, m.cargo_lambda
+             machine). {}; {}; {}. Built from {}.\n",
+            m.cpu, m.cores, m.memory, m.kernel, m.load, self.load_after, m.rustc, m.python, m.cargo_lambda, m.source
         );
         let _ = writeln!(md, "{}", METHOD.replace("{FLOOR}", &format!("{:.1}", self.floor_kib / 1024.0)));
         let sizes: Vec<String> = self.options.groups.iter().map(|g| g.to_string()).collect();
