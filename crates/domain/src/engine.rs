@@ -26,8 +26,8 @@ use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, Ex
 use crate::judge::{self, Verdict, WatchState};
 use crate::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use crate::ports::{
-    AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress, IngressRequest, Recorder,
-    RevokeOutcome,
+    AlarmState, AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress, IngressRequest,
+    Recorder, RevokeOutcome,
 };
 use crate::selection::{self, GroupInfo, Ineligible};
 use crate::tags::{self, TagError, TaggedRule};
@@ -48,6 +48,10 @@ pub enum EngineError {
 /// How far the local clock may be from AWS's (the `Date` of EC2's answers) before a run
 /// refuses to write: injection times and deadlines come from this clock.
 pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(30);
+
+/// The planned group read again after it was chosen: what the opt-in re-check right
+/// before the write decides on.
+pub(crate) type Recheck = Result<Option<GroupInfo>, CallError>;
 
 /// How long one reading of an experiment's detectors may take; a slow or throttled
 /// detector then reads as an error instead of holding up the watch or a judge tick.
@@ -231,14 +235,14 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         progress: &mut (dyn FnMut(&Progress<'_>) + Send),
         cancel: impl Future<Output = String> + Send,
     ) -> Result<RunEnd, EngineError> {
-        let plan = match self.prepare(request, rng).await? {
-            Ok(plan) => plan,
+        let (plan, recheck) = match self.prepare(request, rng).await? {
+            Ok(prepared) => prepared,
             Err(end) => return Ok(end),
         };
         if self.settings.dry_run {
             return Ok(RunEnd::DryRun(self.dry_run(plan).await));
         }
-        self.inject_watch_revert(plan, progress, cancel).await
+        self.inject_watch_revert(plan, recheck, progress, cancel).await
     }
 
     /// Validation, pre-flight and planning: everything before the first write. `Err` is
@@ -247,15 +251,30 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         &self,
         request: &RunRequest,
         rng: &mut (impl Rng + Send),
-    ) -> Result<Result<Plan, RunEnd>, EngineError> {
-        // Validate the request before anything else: a target that is not opted in is
-        // refused without a single write.
-        let groups = match self.ingress.groups_with_tag_key(&self.settings.opt_in_tag).await {
+    ) -> Result<Result<(Plan, Recheck), RunEnd>, EngineError> {
+        // The three pre-flight reads are independent and go out together: the opted-in
+        // groups, the active experiments and the alarm states. Nothing is written before
+        // all three are back and checked.
+        let alarm_names = self.preflight_alarm_names();
+        let (groups, active, alarms) = tokio::join!(
+            self.ingress.groups_with_tag_key(&self.settings.opt_in_tag),
+            self.ingress.experiment_rules(),
+            async {
+                if alarm_names.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.detectors.alarm_states(&alarm_names).await
+                }
+            },
+        );
+        let groups = match groups {
             Ok(g) => g,
             Err(e) => {
                 return Ok(Err(self.aborted(None, format!("could not list opted-in security groups: {e}")).await))
             }
         };
+        // Validate the request before anything else: a target that is not opted in is
+        // refused without a single write.
         if let Some(target) = &request.target {
             let found = groups.iter().find(|g| &g.id == target);
             if !found.is_some_and(|g| self.settings.is_opted_in(g.tag_pairs())) {
@@ -266,11 +285,11 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             }
         }
 
-        let active = match self.ingress.experiment_rules().await {
+        let active = match active {
             Ok(rules) => rules,
             Err(e) => return Ok(Err(self.aborted(None, format!("could not list active experiments: {e}")).await)),
         };
-        if let Err(reason) = self.preflight(&active).await {
+        if let Err(reason) = self.preflight(&active, alarms) {
             if request.scheduled {
                 return Ok(Err(self.aborted_quietly(reason).await));
             }
@@ -281,12 +300,30 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             Ok(plan) => plan,
             Err(reason) => return Ok(Err(self.aborted(None, reason).await)),
         };
-        info!(experiment_id = %plan.id, group = %plan.security_group_id, protocol = %plan.protocol, ports = %plan.ports, "planned");
+        info!(experiment_id = %plan.0.id, group = %plan.0.security_group_id, protocol = %plan.0.protocol, ports = %plan.0.ports, "planned");
         Ok(Ok(plan))
     }
 
-    /// Pre-flight: any doubt means no injection.
-    async fn preflight(&self, active: &[TaggedRule]) -> Result<(), String> {
+    /// The alarms pre-flight reads: the stop conditions and the alarm detectors.
+    fn preflight_alarm_names(&self) -> Vec<String> {
+        let mut names = self.settings.stop_alarms.clone();
+        names.extend(self.alarm_detectors());
+        names
+    }
+
+    fn alarm_detectors(&self) -> Vec<String> {
+        self.settings
+            .detectors
+            .iter()
+            .filter_map(|d| match d {
+                Detector::Alarm { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Pre-flight, on what was read: any doubt means no injection.
+    fn preflight(&self, active: &[TaggedRule], alarms: Result<Vec<AlarmState>, CallError>) -> Result<(), String> {
         let s = &self.settings;
         if !s.enabled {
             return Err("the kill switch is on (CHAOSLINGR_ENABLED=false)".into());
@@ -321,49 +358,38 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 s.max_active
             ));
         }
-        let alarm_detectors: Vec<String> = s
-            .detectors
-            .iter()
-            .filter_map(|d| match d {
-                Detector::Alarm { name } => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
-        let mut names = s.stop_alarms.clone();
-        names.extend(alarm_detectors.iter().cloned());
-        if !names.is_empty() {
-            let states =
-                self.detectors.alarm_states(&names).await.map_err(|e| format!("could not read alarm states: {e}"))?;
-            for stop in &s.stop_alarms {
-                match states.iter().find(|a| &a.name == stop) {
-                    Some(a) if a.state == "ALARM" => return Err(format!("stop-condition alarm {stop} is in ALARM")),
-                    Some(_) => {}
-                    None => return Err(format!("stop-condition alarm {stop} does not exist")),
-                }
+        let states = alarms.map_err(|e| format!("could not read alarm states: {e}"))?;
+        for stop in &s.stop_alarms {
+            match states.iter().find(|a| &a.name == stop) {
+                Some(a) if a.state == "ALARM" => return Err(format!("stop-condition alarm {stop} is in ALARM")),
+                Some(_) => {}
+                None => return Err(format!("stop-condition alarm {stop} does not exist")),
             }
-            for name in &alarm_detectors {
-                match states.iter().find(|a| &a.name == name) {
-                    Some(a) if a.state == "ALARM" => {
-                        return Err(format!(
-                            "detector alarm:{name} is already in ALARM, so it could not show a new detection"
-                        ))
-                    }
-                    Some(_) => {}
-                    None => return Err(format!("detector alarm:{name} does not exist")),
+        }
+        for name in &self.alarm_detectors() {
+            match states.iter().find(|a| &a.name == name) {
+                Some(a) if a.state == "ALARM" => {
+                    return Err(format!(
+                        "detector alarm:{name} is already in ALARM, so it could not show a new detection"
+                    ))
                 }
+                Some(_) => {}
+                None => return Err(format!("detector alarm:{name} does not exist")),
             }
         }
         Ok(())
     }
 
-    /// Plan: uniform over eligible groups, then a free port range on the chosen one.
+    /// Plan: uniform over eligible groups, then a free port range on the chosen one. The
+    /// chosen group's Config compliance and its fresh read for the opt-in re-check go out
+    /// together; the re-check is still the last read before the write.
     async fn plan(
         &self,
         groups: &[GroupInfo],
         request: &RunRequest,
         active_rules: &[TaggedRule],
         rng: &mut (impl Rng + Send),
-    ) -> Result<Plan, String> {
+    ) -> Result<(Plan, Recheck), String> {
         let mut active = by_group(active_rules);
         mark_busy(&mut active, groups);
         let candidates: Vec<&GroupInfo> = match &request.target {
@@ -373,17 +399,18 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let mut reasons: HashMap<String, usize> = HashMap::new();
         for group in candidates {
             let mut verdict = selection::basic_eligibility(group, &active, &self.settings);
+            let mut recheck = None;
             if verdict.is_ok() {
-                verdict = self
-                    .config_eligibility(group)
-                    .await
-                    .map_err(|e| format!("could not read Config compliance of {}: {e}", group.id))?;
+                let (compliance, fresh) = tokio::join!(self.config_eligibility(group), self.ingress.group(&group.id));
+                verdict = compliance.map_err(|e| format!("could not read Config compliance of {}: {e}", group.id))?;
+                recheck = Some(fresh);
             }
             match verdict {
                 Ok(()) => {
                     let req = selection::port_request(group, &self.settings);
                     let (protocol, ports) = crate::port_choice::choose(&req, rng).map_err(|e| e.to_string())?;
-                    return Ok(Plan {
+                    let recheck = recheck.expect("an eligible group was read again");
+                    let plan = Plan {
                         id: ExperimentId::generate(self.clock.now(), rng),
                         security_group_id: group.id.clone(),
                         account: group.owner_id.clone(),
@@ -392,7 +419,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                         cidr: self.settings.cidr.clone(),
                         detectors: self.settings.detectors.clone(),
                         window: self.settings.window,
-                    });
+                    };
+                    return Ok((plan, recheck));
                 }
                 Err(why) if request.target.is_some() => {
                     return Err(format!("target {} is not eligible: {why}", group.id));
@@ -446,15 +474,17 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     async fn inject_watch_revert(
         &self,
         plan: Plan,
+        recheck: Recheck,
         progress: &mut (dyn FnMut(&Progress<'_>) + Send),
         cancel: impl Future<Output = String> + Send,
     ) -> Result<RunEnd, EngineError> {
         let mut experiment = Experiment::planned(plan.clone());
         let mut cancel = std::pin::pin!(cancel);
-        let record = match self.inject_plan(&plan, &mut experiment, true, || (&mut cancel).now_or_never()).await {
-            Ok(record) => record,
-            Err(end) => return Ok(end),
-        };
+        let record =
+            match self.inject_plan(&plan, recheck, &mut experiment, true, || (&mut cancel).now_or_never()).await {
+                Ok(record) => record,
+                Err(end) => return Ok(end),
+            };
 
         // From here on the rule exists: the revert below runs whatever the watch does,
         // including when it panics or is cancelled.
@@ -509,20 +539,22 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         Ok(end)
     }
 
-    /// Re-checks the opt-in tag, creates the tagged rule, marks the group, and makes sure
-    /// this experiment did not race another one past the maximum. `stop` is asked right
-    /// before the write; `cli` says a person's run watches it. `Err` is the concluded run
-    /// when nothing (or nothing any more) is open.
+    /// Re-checks the opt-in tag on `recheck` (the planned group read again, after it was
+    /// chosen), creates the tagged rule, marks the group, and makes sure this experiment
+    /// did not race another one past the maximum. `stop` is asked right before the write;
+    /// `cli` says a person's run watches it. `Err` is the concluded run when nothing (or
+    /// nothing any more) is open.
     pub(crate) async fn inject_plan(
         &self,
         plan: &Plan,
+        recheck: Recheck,
         experiment: &mut Experiment,
         cli: bool,
         stop: impl FnOnce() -> Option<String>,
     ) -> Result<ExperimentRecord, RunEnd> {
         // Re-check the opt-in tag on a fresh read right before writing: the group may have
         // been opted out since it was listed.
-        match self.ingress.group(&plan.security_group_id).await {
+        match recheck {
             Ok(Some(g)) if self.settings.is_opted_in(g.tag_pairs()) => {}
             Ok(_) => {
                 return Err(self
@@ -589,34 +621,45 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
         // The durable record the judge finds by itself, whatever happens to the opt-in tag
         // or the rule's tags. Without it the experiment does not run.
-        let marked = match marker::encode(&record, cli) {
-            Ok(tags) => self.ingress.tag_group(&record.security_group_id, &tags).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let step_back = match marked {
-            Err(e) => Some(format!("could not mark {} for the judge ({e}); stepped back", record.security_group_id)),
-            // Two starters can pass pre-flight at the same moment (two schedules, a
-            // schedule and a person). Count again now that our rule exists, and step back
-            // when over the maximum: when both see each other both step back, so never
-            // both stay.
-            Ok(()) => match self.ingress.experiment_rules().await {
-                Ok(rules) => {
-                    let others: Vec<String> = rules
-                        .iter()
-                        .filter_map(|r| r.experiment_id())
-                        .filter(|id| *id != record.id.as_str())
-                        .map(String::from)
-                        .collect();
-                    (others.len() >= self.settings.max_active).then(|| {
-                        format!(
-                            "another experiment started at the same time ({}); the maximum is {} (CHAOSLINGR_MAX_ACTIVE), so this one stepped back",
-                            others.join(", "),
-                            self.settings.max_active
-                        )
-                    })
+        //
+        // Two starters can pass pre-flight at the same moment (two schedules, a schedule and
+        // a person). Count again now that our rule exists (tagged with its creation, so the
+        // other starter's count sees it too), and step back when over the maximum: when
+        // both see each other both step back, so never both stay. The count and the marker
+        // are independent and go out together; the step-back waits for both.
+        let (marked, recount) = tokio::join!(
+            async {
+                match marker::encode(&record, cli) {
+                    Ok(tags) => {
+                        self.ingress.tag_group(&record.security_group_id, &tags).await.map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e.to_string()),
                 }
-                Err(e) => Some(format!("could not re-count active experiments after injecting ({e}); stepped back")),
             },
+            self.ingress.experiment_rules(),
+        );
+        let step_back = match (marked, recount) {
+            (Err(e), _) => {
+                Some(format!("could not mark {} for the judge ({e}); stepped back", record.security_group_id))
+            }
+            (Ok(()), Ok(rules)) => {
+                let others: Vec<String> = rules
+                    .iter()
+                    .filter_map(|r| r.experiment_id())
+                    .filter(|id| *id != record.id.as_str())
+                    .map(String::from)
+                    .collect();
+                (others.len() >= self.settings.max_active).then(|| {
+                    format!(
+                        "another experiment started at the same time ({}); the maximum is {} (CHAOSLINGR_MAX_ACTIVE), so this one stepped back",
+                        others.join(", "),
+                        self.settings.max_active
+                    )
+                })
+            }
+            (Ok(()), Err(e)) => {
+                Some(format!("could not re-count active experiments after injecting ({e}); stepped back"))
+            }
         };
         if let Some(reason) = step_back {
             warn!(experiment_id = %record.id, reason = %reason, "stepping back");
@@ -683,9 +726,21 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let mut state = WatchState::new(record);
         let mut cancel = std::pin::pin!(cancel);
         loop {
-            // Owners opting out mean: close now. The judge may have been quicker; then it
-            // holds the outcome and this run must not record a second one.
-            if let Ok(Some(g)) = self.ingress.group(&record.security_group_id).await {
+            // One round trip per observation: the group (for its opt-in tag), the rule and
+            // the detectors are read together.
+            let round = async { tokio::join!(self.ingress.group(&record.security_group_id), self.read(record)) };
+            let (group, (rule, readings)) = tokio::select! {
+                biased;
+                reason = &mut cancel => {
+                    info!(experiment_id = %record.id, reason = %reason, "watch cancelled");
+                    return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) };
+                }
+                r = round => r,
+            };
+            // Owners opting out mean: close now, without this round's readings. The judge
+            // may have been quicker; then it holds the outcome and this run must not
+            // record a second one.
+            if let Ok(Some(g)) = group {
                 if !self.settings.is_opted_in(g.tag_pairs()) {
                     let ours = g.tags.iter().any(|(k, v)| k == crate::tags::EXPERIMENT_ID && v == record.id.as_str());
                     let concluded = g.tags.iter().any(|(k, _)| k == marker::OUTCOME);
@@ -694,15 +749,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                     return WatchEnd::OptedOut { judge_has_it: !ours || concluded, detections };
                 }
             }
-            let tick = self.tick(record, &mut state);
-            let verdict = tokio::select! {
-                biased;
-                reason = &mut cancel => {
-                    info!(experiment_id = %record.id, reason = %reason, "watch cancelled");
-                    return WatchEnd::Cancelled { reason, detections: judge::reports(record, &state) };
-                }
-                v = tick => v,
-            };
+            let verdict = self.fold(record, &mut state, rule, readings);
             progress(&Progress { record, state: &state, now: self.clock.now() });
             if let Verdict::Final { outcome, reason, detections } = verdict {
                 info!(experiment_id = %record.id, outcome = %outcome, ticks = state.ticks, "watch ended");
@@ -724,9 +771,27 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
     /// One observation of the rule and every detector, folded into `state`, judged.
     pub async fn tick(&self, record: &ExperimentRecord, state: &mut WatchState) -> Verdict {
-        tracing::debug!(experiment_id = %record.id, tick = state.ticks + 1, "tick");
-        let (rule, readings) =
-            tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.observe_bounded(record));
+        let (rule, readings) = self.read(record).await;
+        self.fold(record, state, rule, readings)
+    }
+
+    /// One reading of the rule (by its id) and of every detector, together.
+    async fn read(
+        &self,
+        record: &ExperimentRecord,
+    ) -> (Result<Option<TaggedRule>, CallError>, Vec<(Detector, crate::judge::Reading)>) {
+        tracing::debug!(experiment_id = %record.id, "observing");
+        tokio::join!(self.ingress.rule(&record.security_group_rule_id), self.observe_bounded(record))
+    }
+
+    /// Folds one reading into `state` and judges it.
+    fn fold(
+        &self,
+        record: &ExperimentRecord,
+        state: &mut WatchState,
+        rule: Result<Option<TaggedRule>, CallError>,
+        readings: Vec<(Detector, crate::judge::Reading)>,
+    ) -> Verdict {
         let now = self.clock.now();
         let rule_present = match rule {
             // Read by its id, whatever its tags: stripped tags do not make it gone.

@@ -120,15 +120,15 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// Starts one experiment without waiting for it: pre-flight, plan, inject, mark the
     /// group, announce. Returns as soon as the rule is open.
     pub async fn inject(&self, request: &RunRequest, rng: &mut (impl Rng + Send)) -> Result<InjectEnd, EngineError> {
-        let plan = match self.prepare(request, rng).await? {
-            Ok(plan) => plan,
+        let (plan, recheck) = match self.prepare(request, rng).await? {
+            Ok(prepared) => prepared,
             Err(end) => return Ok(InjectEnd::Ended(end)),
         };
         if self.settings.dry_run {
             return Ok(InjectEnd::Ended(RunEnd::DryRun(self.dry_run(plan).await)));
         }
         let mut experiment = Experiment::planned(plan.clone());
-        let record = match self.inject_plan(&plan, &mut experiment, false, || None).await {
+        let record = match self.inject_plan(&plan, recheck, &mut experiment, false, || None).await {
             Ok(record) => record,
             Err(end) => return Ok(InjectEnd::Ended(end)),
         };

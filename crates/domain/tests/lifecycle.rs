@@ -135,6 +135,45 @@ impl World {
 struct FakeWorld {
     state: Arc<Mutex<World>>,
     clock: FakeClock,
+    trace: Trace,
+}
+
+/// Which calls were in flight together: a call that starts while none is in flight opens
+/// a new round trip, one that starts while others are still waiting joins theirs. Each
+/// traced call yields once before answering, so calls the engine issues together overlap.
+#[derive(Clone, Default)]
+struct Trace(Arc<Mutex<(usize, Rounds)>>);
+
+type Rounds = Vec<Vec<&'static str>>;
+
+struct InFlight(Trace);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&(self.0).0).0 -= 1;
+    }
+}
+
+impl Trace {
+    async fn enter(&self, call: &'static str) -> InFlight {
+        {
+            let mut t = lock(&self.0);
+            if t.0 == 0 {
+                t.1.push(Vec::new());
+            }
+            t.0 += 1;
+            t.1.last_mut().expect("a round").push(call);
+        }
+        tokio::task::yield_now().await;
+        InFlight(self.clone())
+    }
+
+    /// The round trips so far, each sorted, and forgets them.
+    fn take(&self) -> Rounds {
+        let mut rounds = std::mem::take(&mut lock(&self.0).1);
+        rounds.iter_mut().for_each(|r| r.sort_unstable());
+        rounds
+    }
 }
 
 impl FakeWorld {
@@ -203,10 +242,12 @@ impl FakeWorld {
 
 impl Ingress for FakeWorld {
     async fn groups_with_tag_key(&self, tag_key: &str) -> Result<Vec<GroupInfo>, CallError> {
+        let _call = self.trace.enter("groups").await;
         Ok(self.with(|w| w.groups.iter().filter(|g| g.tags.iter().any(|(k, _)| k == tag_key)).cloned().collect()))
     }
 
     async fn group(&self, group_id: &str) -> Result<Option<GroupInfo>, CallError> {
+        let _call = self.trace.enter("group").await;
         Ok(self.with(|w| {
             let mut group = w.groups.iter().find(|g| g.id == group_id).cloned();
             if w.opt_out_before_inject {
@@ -226,10 +267,12 @@ impl Ingress for FakeWorld {
     }
 
     async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
+        let _call = self.trace.enter("experiment_rules").await;
         Ok(self.with(|w| w.rules.values().filter(|r| r.tag(tags::EXPERIMENT_ID).is_some()).cloned().collect()))
     }
 
     async fn group_rules(&self, group_id: &str) -> Result<Vec<TaggedRule>, CallError> {
+        let _call = self.trace.enter("group_rules").await;
         Ok(self.with(|w| w.rules.values().filter(|r| r.security_group_id == group_id).cloned().collect()))
     }
 
@@ -240,6 +283,7 @@ impl Ingress for FakeWorld {
     }
 
     async fn rule(&self, rule_id: &str) -> Result<Option<TaggedRule>, CallError> {
+        let _call = self.trace.enter("rule").await;
         let now = self.clock.now();
         Ok(self.with(|w| {
             if let (Some(after), Some(rule)) = (w.remediate_after, w.rules.get(rule_id)) {
@@ -254,6 +298,7 @@ impl Ingress for FakeWorld {
     }
 
     async fn authorize(&self, request: &IngressRequest) -> Result<AuthorizeOutcome, CallError> {
+        let _call = self.trace.enter("authorize").await;
         self.with(|w| {
             let dry = if request.dry_run { "(dry-run)" } else { "" };
             w.calls.push(format!("authorize{dry} {}", request.security_group_id));
@@ -312,6 +357,7 @@ impl Ingress for FakeWorld {
     }
 
     async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
+        let _call = self.trace.enter("tag_group").await;
         self.with(|w| {
             w.calls.push(format!("tag {group_id}"));
             let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
@@ -329,6 +375,7 @@ impl Ingress for FakeWorld {
     }
 
     async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
+        let _call = self.trace.enter("untag_group").await;
         self.with(|w| {
             w.calls.push(format!("untag {group_id}"));
             if let Err(e) = w.iam_allows(group_id, keys) {
@@ -342,6 +389,7 @@ impl Ingress for FakeWorld {
     }
 
     async fn revoke(&self, group_id: &str, rule_id: &str) -> Result<RevokeOutcome, CallError> {
+        let _call = self.trace.enter("revoke").await;
         self.with(|w| {
             w.calls.push(format!("revoke {group_id} {rule_id}"));
             if let Err(e) = w.iam_allows(group_id, &[]) {
@@ -396,6 +444,7 @@ struct Controls {
 struct FakeDetectors {
     state: Arc<Mutex<Controls>>,
     clock: FakeClock,
+    trace: Trace,
     /// The world's call log, so tests see detector reads in order with the writes.
     world: Arc<Mutex<World>>,
 }
@@ -416,6 +465,7 @@ impl FakeDetectors {
 
 impl Detectors for FakeDetectors {
     async fn alarm_states(&self, names: &[String]) -> Result<Vec<AlarmState>, CallError> {
+        let _call = self.trace.enter("alarm_states").await;
         Ok(self.with(|c| {
             names
                 .iter()
@@ -427,6 +477,7 @@ impl Detectors for FakeDetectors {
     }
 
     async fn noncompliant_rules(&self, group_id: &str, rules: &[String]) -> Result<Vec<String>, CallError> {
+        let _call = self.trace.enter("compliance").await;
         Ok(self.with(|c| {
             c.compliance_queries.push(group_id.to_string());
             let bad = c.noncompliant.get(group_id).cloned().unwrap_or_default();
@@ -435,6 +486,7 @@ impl Detectors for FakeDetectors {
     }
 
     async fn observe(&self, record: &ExperimentRecord) -> Vec<(Detector, Reading)> {
+        let _call = self.trace.enter("observe").await;
         lock(&self.world).calls.push(format!("observe {}", record.id));
         if self.with(|c| c.hang_for.contains(&record.id.to_string())) {
             pending::<()>().await;
@@ -502,9 +554,14 @@ struct Harness {
 impl Harness {
     fn new(groups: Vec<GroupInfo>) -> Self {
         let clock = FakeClock::at(T0);
-        let world =
-            FakeWorld { state: Arc::new(Mutex::new(World { groups, ..World::default() })), clock: clock.clone() };
-        let detectors = FakeDetectors { state: Arc::default(), clock: clock.clone(), world: Arc::clone(&world.state) };
+        let trace = Trace::default();
+        let world = FakeWorld {
+            state: Arc::new(Mutex::new(World { groups, ..World::default() })),
+            clock: clock.clone(),
+            trace: trace.clone(),
+        };
+        let detectors =
+            FakeDetectors { state: Arc::default(), clock: clock.clone(), trace, world: Arc::clone(&world.state) };
         Harness { clock, world, detectors, recorder: FakeRecorder::default() }
     }
 
@@ -1248,6 +1305,47 @@ async fn a_scheduled_inject_marks_the_group_and_returns_at_once() {
     let again = engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(6)).await.unwrap();
     let InjectEnd::Ended(end) = again else { panic!("a second experiment started") };
     assert_eq!(concluded(end).0.outcome, Outcome::Aborted);
+}
+
+#[tokio::test]
+async fn independent_calls_go_out_together_and_every_safety_read_still_comes_first() {
+    // GIVEN one opted-in group, watched by a Config rule and an alarm
+    let h = Harness::one_group();
+    h.detectors.alarm("fw", "OK");
+    let engine = h.engine(settings(&[&format!("config:{CONFIG_RULE}"), "alarm:fw"], secs(600)));
+
+    // WHEN the scheduled inject runs
+    let end = engine.inject(&RunRequest::default(), &mut StdRng::seed_from_u64(5)).await.unwrap();
+    assert!(matches!(end, InjectEnd::Started { .. }), "{end:?}");
+
+    // THEN it takes four round trips: the pre-flight reads together; the chosen group's
+    // compliance with its opt-in re-read; the authorize alone, after both; the marker with
+    // the re-count of active experiments
+    assert_eq!(
+        h.world.trace.take(),
+        vec![
+            vec!["alarm_states", "experiment_rules", "groups"],
+            vec!["compliance", "group"],
+            vec!["authorize"],
+            vec!["experiment_rules", "tag_group"],
+        ]
+    );
+
+    // AND a person's run observes in one round trip each time: the opt-in read, the rule
+    // by its id and the detectors, together; the revert stays read, revoke, read back
+    h.world.with(|w| w.rules.clear());
+    h.world.with(|w| w.groups[0].tags.retain(|(k, _)| !k.starts_with("chaoslingr:") || k == OPT_IN_TAG));
+    h.detectors.fires_after(&format!("config:{CONFIG_RULE}"), secs(1));
+    let end = run(&engine, &RunRequest::default(), 7).await.unwrap();
+    assert_eq!(concluded(end).0.outcome, Outcome::Detected);
+    let rounds = h.world.trace.take();
+    assert_eq!(rounds[3], vec!["experiment_rules", "tag_group"], "{rounds:?}");
+    assert!(rounds[4..rounds.len() - 4].iter().all(|r| r == &vec!["group", "observe", "rule"]), "{rounds:?}");
+    assert_eq!(
+        rounds[rounds.len() - 4..],
+        [vec!["rule"], vec!["revoke"], vec!["rule"], vec!["untag_group"]],
+        "{rounds:?}"
+    );
 }
 
 #[tokio::test]
