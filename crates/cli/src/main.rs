@@ -302,7 +302,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-#[tokio::main]
+// Every call a command makes is I/O, and the concurrent ones are futures on this one
+// thread: worker threads would only cost memory.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_json);

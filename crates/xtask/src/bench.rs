@@ -182,12 +182,7 @@ type Rounds = Vec<(&'static str, Vec<Vec<String>>)>;
 
 /// Settings that change a process's memory without changing the code, each tried on dry
 /// runs of `chaoslingr run` and of the inject function.
-const LEVERS: [(&str, &[&str]); 4] = [
-    ("as built", &[]),
-    ("`MALLOC_ARENA_MAX=2`", &["MALLOC_ARENA_MAX=2"]),
-    ("`TOKIO_WORKER_THREADS=1`", &["TOKIO_WORKER_THREADS=1"]),
-    ("both", &["MALLOC_ARENA_MAX=2", "TOKIO_WORKER_THREADS=1"]),
-];
+const LEVERS: [(&str, &[&str]); 2] = [("as built", &[]), ("`MALLOC_ARENA_MAX=1`", &["MALLOC_ARENA_MAX=1"])];
 
 #[derive(Debug, Default)]
 struct Lever {
@@ -1004,7 +999,8 @@ pub fn bench(args: &[String]) -> Result<()> {
         took: started.elapsed(),
         options: &options,
     };
-    let text = report.render();
+    let existing = fs::read_to_string(&output).ok();
+    let text = splice(existing.as_deref(), &report.render());
     fs::write(&output, &text).map_err(|e| format!("cannot write {}: {e}", output.display()))?;
     println!("\n{}", report.headline_text());
     println!("Wrote {} in {}.", output.display(), human(started.elapsed()));
@@ -1243,7 +1239,6 @@ impl Report<'_> {
         let m = self.machine;
         let small = self.smallest();
         let large = self.largest();
-        let _ = writeln!(md, "# Benchmarks\n");
         let _ = writeln!(
             md,
             "ChaoSlingr for Rust against a Python/boto3 re-creation of the original ChaoSlingr's algorithm \
@@ -1405,10 +1400,6 @@ impl Report<'_> {
         let _ = writeln!(md);
     }
 
-    fn rounds_of(&self, label: &str) -> &[Vec<String>] {
-        self.rounds.iter().find(|(l, _)| *l == label).map(|(_, r)| r.as_slice()).unwrap_or_default()
-    }
-
     fn render_calls(&self, md: &mut String) {
         let _ = writeln!(md, "## API calls per experiment and per judge tick\n");
         let _ = writeln!(
@@ -1455,7 +1446,6 @@ impl Report<'_> {
     }
 
     fn render_gaps(&self, md: &mut String) {
-        let small = self.smallest();
         let _ = writeln!(md, "## Where a target is missed: why, and what would reach it\n");
         let missed: Vec<Target> = self.targets().into_iter().filter(|t| !t.met).collect();
         if missed.is_empty() {
@@ -1469,34 +1459,6 @@ impl Report<'_> {
         }
         let _ = writeln!(md, "{GAPS}");
 
-        // What the proposed order would buy, estimated from this run: every round trip of a
-        // path costs about the same on the emulator.
-        let inject_rounds = self.rounds_of("inject function").len();
-        let cli_rounds = self.rounds_of("`chaoslingr run`").len();
-        if inject_rounds > INJECT_ROUNDS_SAVED && cli_rounds > CLI_ROUNDS_SAVED {
-            let cold = small.inject.first();
-            let per_round = (small.inject.wall() - cold) / inject_rounds as f64;
-            let inject_after = cold + per_round * (inject_rounds - INJECT_ROUNDS_SAVED) as f64;
-            let cli_per_round = small.cli.wall() / cli_rounds as f64;
-            let cli_after = small.cli.wall() - cli_per_round * CLI_ROUNDS_SAVED as f64;
-            let _ = writeln!(
-                md,
-                "Estimated from this run at {} groups, taking each round trip of a path to cost the same: the inject \
-                 function spends {cold:.1} ms on its cold start and about {per_round:.1} ms on each of its {inject_rounds} \
-                 round trips; with {} it would take about {inject_after:.0} ms instead of {:.0} ms, {:.1}× against the \
-                 original instead of {:.1}× (target {TARGET_WALL_RATIO:.0}×). `chaoslingr run` ({cli_rounds} round trips, \
-                 about {cli_per_round:.1} ms each including its start) would take about {cli_after:.0} ms with {}: \
-                 {:.1}× instead of {:.1}×.\n",
-                groups_label(small.groups),
-                inject_rounds - INJECT_ROUNDS_SAVED,
-                small.inject.wall(),
-                ratio(small.original.wall(), inject_after),
-                ratio(small.original.wall(), small.inject.wall()),
-                cli_rounds - CLI_ROUNDS_SAVED,
-                ratio(small.original.wall(), cli_after),
-                ratio(small.original.wall(), small.cli.wall()),
-            );
-        }
         let _ = writeln!(md, "{GAPS_SCALE}");
     }
 
@@ -1509,8 +1471,8 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "Dry runs at {} groups (pre-flight, plan and EC2's DryRun answer, nothing written), {} of each, with \
-             settings that need no code change: fewer glibc malloc arenas (one per thread by default, up to \
-             8 × cores) and one tokio worker thread instead of one per core. Both are environment variables a \
+             a setting that needs no code change: one glibc malloc arena (by default one per thread that \
+             allocates; the CLI and the functions run on one thread, but the SDK's blocking pool adds more). It is an environment variable a \
              deployment can set on the functions. Peak RSS median, and the ratio to the original's {:.1} MiB:\n",
             groups_label(small.groups),
             self.levers[0].cli.0.len(),
@@ -1558,6 +1520,29 @@ impl Report<'_> {
     }
 }
 
+/// Where the bench's own part of BENCHMARKS.md starts and ends: the rest of the file (the
+/// soak's figures, written from `cargo xtask soak`) is kept as it is.
+const BLOCK_START: &str = "<!-- Written by `cargo xtask bench` from here to the end marker. -->";
+const BLOCK_END: &str = "<!-- End of what `cargo xtask bench` writes. -->";
+
+/// `existing` with the bench's block replaced by `block`; a file without the block gets it
+/// after its title, and no file gets a title.
+fn splice(existing: Option<&str>, block: &str) -> String {
+    let block = format!("{BLOCK_START}\n\n{}\n\n{BLOCK_END}", block.trim());
+    let Some(text) = existing.filter(|t| !t.trim().is_empty()) else {
+        return format!("# Benchmarks\n\n{block}\n");
+    };
+    if let (Some(start), Some(end)) = (text.find(BLOCK_START), text.find(BLOCK_END)) {
+        if start < end {
+            return format!("{}{block}{}", &text[..start], &text[end + BLOCK_END.len()..]);
+        }
+    }
+    match text.split_once('\n') {
+        Some((title, rest)) if title.starts_with("# ") => format!("{title}\n\n{block}\n\n{}\n", rest.trim()),
+        _ => format!("# Benchmarks\n\n{block}\n\n{}\n", text.trim()),
+    }
+}
+
 /// Command lines without the machine-specific prefix of the target directory.
 fn shorten_paths(command: &str) -> String {
     let home = std::env::var("HOME").unwrap_or_default();
@@ -1567,11 +1552,6 @@ fn shorten_paths(command: &str) -> String {
         command.replace(&home, "~")
     }
 }
-
-/// Round trips the reordering proposed in BENCHMARKS.md saves: the inject path (steps 1-3)
-/// and a person's run with one observation (steps 1-3 and 5).
-const INJECT_ROUNDS_SAVED: usize = 4;
-const CLI_ROUNDS_SAVED: usize = 5;
 
 const CALLS_MINIMUM: &str = "\
 What the contract needs, call by call, for a person's run with one Config rule and one alarm watched and \
@@ -1609,32 +1589,18 @@ const GAPS: &str = "\
 to moto (a Python server): milliseconds to tens of milliseconds. The Rust processes start in \
 milliseconds, so the wall time of `chaoslingr run` and of the inject function is their *sequential* round \
 trips; the original's is mostly the Python interpreter importing boto3 and building one client, then 3 \
-calls. The calls themselves are all needed (see above); their order is not. Reductions that keep every \
-safety check (opt-in re-check before the write, the durable record on the rule and the marker written \
-with the inject, ownership before every removal, revert first, validation before any write):
-
-1. **Pre-flight and plan read together.** The opted-in groups, the active experiments and the alarm \
-   states are independent reads: one round trip instead of three. The kill switch and the allowed hours \
-   are local and can be checked before any call; the clock check uses the `Date` of whichever EC2 answer \
-   arrives first; a `--target` that is not opted in is still refused before any write.
-2. **The chosen group's two reads together.** Its Config compliance and the opt-in re-check are \
-   independent: one round trip instead of two, and the re-check is still the last read before the write. \
-   (Or fold the compliance into step 1 with one `GetComplianceDetailsByConfigRule` for NON_COMPLIANT per \
-   rule, deciding eligibility locally.)
-3. **Marker and re-count together.** After the authorize, the group marker (`CreateTags`) and the re-count \
-   of active experiments are independent: one round trip instead of two. The step-back waits for both, so a \
-   starter that steps back still reverts and unmarks; the race argument is unchanged, because the re-count \
-   sees the other starter's rule, tagged atomically with its creation.
-4. The inject function's announcement (CloudWatch ‖ SNS) is already concurrent, as are a judge tick's two \
-   listings and its detector readings.
-5. **Each observation of a person's run in one round trip.** The opt-in read can go out with the rule and \
-   detector reads; when it shows the group opted out, the readings are dropped and the run closes as now.
-
-That takes the inject function from 9 sequential round trips to 5 (the original: 2, 3 with the revoke), \
-and `chaoslingr run` from 15 to 10. Not proposed, because each would give up a guarantee: writing the \
-marker before the authorize (it holds the rule id only the authorize returns), announcing before the \
-re-count (a step-back would announce an experiment that never ran), unmarking concurrently with the \
-record (a crash between them would lose the outcome), or skipping the ownership read before the revoke.
+calls. The calls themselves are all needed (see above), and independent ones go out together (the \
+sequences above): the pre-flight reads (opted-in groups, active experiments, alarm states) in one round \
+trip; the chosen group's Config compliance with its opt-in re-read, which stays the last read before the \
+write; the group marker with the re-count of active experiments after the authorize; the announcement \
+(CloudWatch with SNS); each observation of a person's run (the opt-in read, the rule by its id and the \
+detectors). What is left in sequence stays there for a guarantee: the marker holds the rule id only the \
+authorize returns; announcing waits for the re-count (a starter that steps back must not announce an \
+experiment that never ran); the revoke waits for the ownership read and the read-back for the revoke; \
+unmarking waits for the record (a crash between them would lose the outcome). Past that, the inject \
+function's wall time on the emulator is its cold start plus 5 round trips to moto, and `chaoslingr run`'s \
+its start plus 10; what would shorten it further is a faster emulator, not fewer checks (against AWS each \
+round trip is a few milliseconds inside a region).
 ";
 
 const GAPS_SCALE: &str = "\
@@ -1706,6 +1672,24 @@ mod tests {
 
     fn call(action: &str, start: f64, end: f64) -> Traced {
         Traced { action: action.to_string(), start, end }
+    }
+
+    #[test]
+    fn the_bench_replaces_only_its_own_block() {
+        let fresh = splice(None, "## Headline\n\nfigures 1\n");
+        assert!(fresh.starts_with("# Benchmarks\n\n"), "{fresh}");
+        assert!(fresh.contains("figures 1") && fresh.contains(BLOCK_START) && fresh.contains(BLOCK_END));
+
+        let with_soak = format!("{fresh}\n## Soak\n\nno port left open\n");
+        let again = splice(Some(&with_soak), "## Headline\n\nfigures 2\n");
+        assert!(again.contains("figures 2") && !again.contains("figures 1"), "{again}");
+        assert!(again.ends_with("## Soak\n\nno port left open\n"), "{again}");
+        assert_eq!(again.matches(BLOCK_START).count(), 1);
+
+        // A file written before the markers keeps its title and everything in it.
+        let old = splice(Some("# Benchmarks\n\n## Soak\n\nfigures\n"), "new");
+        assert!(old.starts_with(&format!("# Benchmarks\n\n{BLOCK_START}\n\nnew\n\n{BLOCK_END}")), "{old}");
+        assert!(old.ends_with("## Soak\n\nfigures\n"), "{old}");
     }
 
     #[test]

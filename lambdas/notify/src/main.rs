@@ -8,7 +8,9 @@ use chaoslingr_scheduled::Notify;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
-#[tokio::main]
+// One event at a time, and every call it makes is I/O: one thread is enough, and each
+// worker thread more costs memory (its stack and a malloc arena) for nothing.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let notify = Notify::from_env().await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
