@@ -81,7 +81,7 @@ soak:
   Example: cargo xtask soak --runs 1000 --fault-rate 0.05
 
 bench:
-  Builds the release CLI, lab and functions (x86-64; the first time about 30 minutes on
+  Builds the release CLI, lab and functions (x86-64; the first time about an hour on
   2 cores), starts a private emulator and lab on 127.0.0.1, and measures `chaoslingr run`
   and the inject function against infra/bench/original.py (a Python/boto3 re-creation
   of the original ChaoSlingr) at each size, the functions' cold starts, memory and zip
