@@ -26,6 +26,10 @@ Commands:
             and list target/lambda/<function>/bootstrap.zip with their sizes.
             cargo-lambda adds the aarch64-unknown-linux-gnu target with rustup
             when it is missing. Set CHAOSLINGR_LAMBDA_ARCH=x86-64 for x86_64.
+  cli       the chaoslingr CLI, built the same way (cargo lambda build --release,
+            same architecture setting), into the usual release directory:
+            sharing the functions' build settings, it reuses their compiled
+            dependencies. `cargo xtask bench` measures this binary.
   help      show this text
 
 The zips are what the Terraform module deploys (provided.al2023, arm64).
@@ -59,9 +63,17 @@ cmd_build() {
     done
 }
 
+cmd_cli() {
+    cmd_install
+    local arch="--${CHAOSLINGR_LAMBDA_ARCH:-arm64}"
+    (cd "$ROOT" && PATH="$VENV/bin:$PATH" cargo lambda build --release "$arch" -p chaoslingr-cli) ||
+        die "cargo lambda build of the CLI failed"
+}
+
 case "${1:-help}" in
 install) cmd_install ;;
 build) cmd_build ;;
+cli) cmd_cli ;;
 help | -h | --help) usage ;;
 *)
     usage >&2

@@ -877,13 +877,15 @@ pub fn bench(args: &[String]) -> Result<()> {
     header("[2/5] Building the release binaries (the first time: about half an hour on 2 cores)");
     let mut functions = ws.script("lambda.sh", &["build"]);
     functions.env("CHAOSLINGR_LAMBDA_ARCH", "x86-64");
-    // The CLI on its own, as `cargo build --release -p chaoslingr-cli` builds it: built with
-    // the lab, it would get hyper's server feature (and every AWS SDK crate rebuilt).
-    let mut cli = ws.cargo(["build", "--release", "--target", TARGET, "-p", "chaoslingr-cli"]);
+    // The CLI with the functions' toolchain and settings (`cargo lambda build --release`),
+    // so it reuses their compiled dependencies instead of a second hour-long build; the
+    // profile and the code are the ones `cargo build --release -p chaoslingr-cli` builds.
+    let mut cli = ws.script("lambda.sh", &["cli"]);
+    cli.env("CHAOSLINGR_LAMBDA_ARCH", "x86-64");
     // The lab is the bench's tooling, not a subject: its own profile builds much faster.
     let mut lab = ws.cargo(["build", "--profile", "bench-lab", "--target", TARGET, "-p", "chaoslingr-lab"]);
     build_commands.push(format!("CHAOSLINGR_LAMBDA_ARCH=x86-64 {}", ws.show(&functions)));
-    build_commands.push(ws.show(&cli));
+    build_commands.push(format!("CHAOSLINGR_LAMBDA_ARCH=x86-64 {}", ws.show(&cli)));
     build_commands.push(ws.show(&lab));
     if options.build {
         run_ok(&ws, &mut functions)?;
