@@ -27,8 +27,8 @@ Commands:
             cargo-lambda adds the aarch64-unknown-linux-gnu target with rustup
             when it is missing. Set CHAOSLINGR_LAMBDA_ARCH=x86-64 for x86_64.
   cli       the chaoslingr CLI, built the same way (cargo lambda build --release,
-            same architecture setting), into the usual release directory:
-            sharing the functions' build settings, it reuses their compiled
+            same architecture setting) and left as target/lambda/chaoslingr/bootstrap:
+            sharing the functions' build settings, it reuses most of their compiled
             dependencies. `cargo xtask bench` measures this binary.
   help      show this text
 

@@ -415,14 +415,16 @@ struct Bins {
 }
 
 impl Bins {
+    /// cargo-lambda leaves each binary it builds as `lambda/<name>/bootstrap` (moved out of
+    /// the release directory), next to the function's zip.
     fn locate(ws: &Workspace) -> Bins {
-        let release = ws.target_dir.join(TARGET).join("release");
+        let lambda = ws.target_dir.join("lambda");
         Bins {
-            cli: release.join("chaoslingr"),
+            cli: lambda.join("chaoslingr").join("bootstrap"),
             lab: ws.target_dir.join(TARGET).join("bench-lab").join("chaoslingr-lab"),
             functions: FUNCTIONS
                 .iter()
-                .map(|f| (*f, release.join(f), ws.target_dir.join("lambda").join(f).join("bootstrap.zip")))
+                .map(|f| (*f, lambda.join(f).join("bootstrap"), lambda.join(f).join("bootstrap.zip")))
                 .collect(),
         }
     }
