@@ -15,7 +15,7 @@ use aws_sdk_securityhub::types::{
 use aws_smithy_types::DateTime;
 use chaoslingr_domain::experiment::ExperimentRecord;
 use chaoslingr_domain::judge::Reading;
-use chaoslingr_domain::ports::{AlarmState, CallError, Detectors};
+use chaoslingr_domain::ports::{AlarmState, AlarmValue, CallError, Detectors};
 use chaoslingr_domain::time::{parse_rfc3339, rfc3339, rfc3339_millis};
 use chaoslingr_domain::Detector;
 use tracing::instrument;
@@ -139,7 +139,7 @@ impl AwsDetectors {
                     let reading = match states.iter().find(|a| &a.name == name) {
                         None => Reading::Error { message: format!("alarm {name} does not exist") },
                         Some(a) => match a.updated {
-                            Some(at) if a.state == "ALARM" && at >= record.injected_at => Reading::Fired {
+                            Some(at) if a.state == AlarmValue::Alarm && at >= record.injected_at => Reading::Fired {
                                 at,
                                 evidence: format!("alarm {name} entered ALARM at {}", rfc3339_millis(at)),
                             },
@@ -247,6 +247,15 @@ fn parse_rfc3339_lenient(s: &str) -> Option<SystemTime> {
     })
 }
 
+/// CloudWatch's state value; one this SDK does not know, or none, is not a firing.
+fn alarm_value(value: Option<&StateValue>) -> AlarmValue {
+    match value {
+        Some(StateValue::Ok) => AlarmValue::Ok,
+        Some(StateValue::Alarm) => AlarmValue::Alarm,
+        _ => AlarmValue::InsufficientData,
+    }
+}
+
 impl Detectors for AwsDetectors {
     /// `DescribeAlarms` for metric and composite alarms, 100 names per call.
     #[instrument(skip(self), err)]
@@ -268,14 +277,14 @@ impl Detectors for AwsDetectors {
                 for a in page.metric_alarms() {
                     out.push(AlarmState {
                         name: a.alarm_name().unwrap_or_default().to_string(),
-                        state: a.state_value().map(StateValue::as_str).unwrap_or("INSUFFICIENT_DATA").to_string(),
+                        state: alarm_value(a.state_value()),
                         updated: a.state_updated_timestamp().and_then(system_time),
                     });
                 }
                 for a in page.composite_alarms() {
                     out.push(AlarmState {
                         name: a.alarm_name().unwrap_or_default().to_string(),
-                        state: a.state_value().map(StateValue::as_str).unwrap_or("INSUFFICIENT_DATA").to_string(),
+                        state: alarm_value(a.state_value()),
                         updated: a.state_updated_timestamp().and_then(system_time),
                     });
                 }
