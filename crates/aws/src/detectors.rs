@@ -60,18 +60,16 @@ impl AwsDetectors {
     #[instrument(skip(self), err)]
     async fn noncompliant_evaluations(&self, group_id: &str) -> Result<Vec<Evaluation>, CallError> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .config
-                .get_compliance_details_by_resource()
-                .resource_type(SECURITY_GROUP_RESOURCE)
-                .resource_id(group_id)
-                .compliance_types(ComplianceType::NonCompliant)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("GetComplianceDetailsByResource", &e))?;
+        let mut pages = self
+            .config
+            .get_compliance_details_by_resource()
+            .resource_type(SECURITY_GROUP_RESOURCE)
+            .resource_id(group_id)
+            .compliance_types(ComplianceType::NonCompliant)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| call_error("GetComplianceDetailsByResource", &e))?;
             for r in page.evaluation_results() {
                 if r.compliance_type() != Some(&ComplianceType::NonCompliant) {
                     continue;
@@ -87,10 +85,6 @@ impl AwsDetectors {
                     recorded: r.result_recorded_time().and_then(system_time),
                     invoked: r.config_rule_invoked_time().and_then(system_time),
                 });
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
             }
         }
         Ok(out)
@@ -196,17 +190,9 @@ impl AwsDetectors {
         }
         let filters = filters.build();
         let mut best: Option<(SystemTime, String)> = None;
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .securityhub
-                .get_findings()
-                .filters(filters.clone())
-                .max_results(100)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("GetFindings", &e))?;
+        let mut pages = self.securityhub.get_findings().filters(filters).max_results(100).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| call_error("GetFindings", &e))?;
             for f in page.findings() {
                 let about_group = f
                     .resources()
@@ -230,10 +216,6 @@ impl AwsDetectors {
                         ));
                     }
                 }
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
             }
         }
         Ok(best)
@@ -262,18 +244,16 @@ impl Detectors for AwsDetectors {
     async fn alarm_states(&self, names: &[String]) -> Result<Vec<AlarmState>, CallError> {
         let mut out = Vec::new();
         for chunk in names.chunks(100) {
-            let mut token: Option<String> = None;
-            loop {
-                let page = self
-                    .cloudwatch
-                    .describe_alarms()
-                    .set_alarm_names(Some(chunk.to_vec()))
-                    .alarm_types(AlarmType::MetricAlarm)
-                    .alarm_types(AlarmType::CompositeAlarm)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| call_error("DescribeAlarms", &e))?;
+            let mut pages = self
+                .cloudwatch
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| call_error("DescribeAlarms", &e))?;
                 for a in page.metric_alarms() {
                     out.push(AlarmState {
                         name: a.alarm_name().unwrap_or_default().to_string(),
@@ -287,10 +267,6 @@ impl Detectors for AwsDetectors {
                         state: alarm_value(a.state_value()),
                         updated: a.state_updated_timestamp().and_then(system_time),
                     });
-                }
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => break,
                 }
             }
         }
