@@ -15,7 +15,7 @@ use aws_sdk_securityhub::types::{
 use aws_smithy_types::DateTime;
 use chaoslingr_domain::experiment::ExperimentRecord;
 use chaoslingr_domain::judge::Reading;
-use chaoslingr_domain::ports::{AlarmState, CallError, Detectors};
+use chaoslingr_domain::ports::{AlarmState, AlarmValue, CallError, Detectors};
 use chaoslingr_domain::time::{parse_rfc3339, rfc3339, rfc3339_millis};
 use chaoslingr_domain::Detector;
 use tracing::instrument;
@@ -60,18 +60,16 @@ impl AwsDetectors {
     #[instrument(skip(self), err)]
     async fn noncompliant_evaluations(&self, group_id: &str) -> Result<Vec<Evaluation>, CallError> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .config
-                .get_compliance_details_by_resource()
-                .resource_type(SECURITY_GROUP_RESOURCE)
-                .resource_id(group_id)
-                .compliance_types(ComplianceType::NonCompliant)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("GetComplianceDetailsByResource", &e))?;
+        let mut pages = self
+            .config
+            .get_compliance_details_by_resource()
+            .resource_type(SECURITY_GROUP_RESOURCE)
+            .resource_id(group_id)
+            .compliance_types(ComplianceType::NonCompliant)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| call_error("GetComplianceDetailsByResource", &e))?;
             for r in page.evaluation_results() {
                 if r.compliance_type() != Some(&ComplianceType::NonCompliant) {
                     continue;
@@ -87,10 +85,6 @@ impl AwsDetectors {
                     recorded: r.result_recorded_time().and_then(system_time),
                     invoked: r.config_rule_invoked_time().and_then(system_time),
                 });
-            }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
             }
         }
         Ok(out)
@@ -139,7 +133,7 @@ impl AwsDetectors {
                     let reading = match states.iter().find(|a| &a.name == name) {
                         None => Reading::Error { message: format!("alarm {name} does not exist") },
                         Some(a) => match a.updated {
-                            Some(at) if a.state == "ALARM" && at >= record.injected_at => Reading::Fired {
+                            Some(at) if a.state == AlarmValue::Alarm && at >= record.injected_at => Reading::Fired {
                                 at,
                                 evidence: format!("alarm {name} entered ALARM at {}", rfc3339_millis(at)),
                             },
@@ -196,17 +190,9 @@ impl AwsDetectors {
         }
         let filters = filters.build();
         let mut best: Option<(SystemTime, String)> = None;
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .securityhub
-                .get_findings()
-                .filters(filters.clone())
-                .max_results(100)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("GetFindings", &e))?;
+        let mut pages = self.securityhub.get_findings().filters(filters).max_results(100).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| call_error("GetFindings", &e))?;
             for f in page.findings() {
                 let about_group = f
                     .resources()
@@ -231,10 +217,6 @@ impl AwsDetectors {
                     }
                 }
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
         }
         Ok(best)
     }
@@ -247,41 +229,44 @@ fn parse_rfc3339_lenient(s: &str) -> Option<SystemTime> {
     })
 }
 
+/// CloudWatch's state value; one this SDK does not know, or none, is not a firing.
+fn alarm_value(value: Option<&StateValue>) -> AlarmValue {
+    match value {
+        Some(StateValue::Ok) => AlarmValue::Ok,
+        Some(StateValue::Alarm) => AlarmValue::Alarm,
+        _ => AlarmValue::InsufficientData,
+    }
+}
+
 impl Detectors for AwsDetectors {
     /// `DescribeAlarms` for metric and composite alarms, 100 names per call.
     #[instrument(skip(self), err)]
     async fn alarm_states(&self, names: &[String]) -> Result<Vec<AlarmState>, CallError> {
         let mut out = Vec::new();
         for chunk in names.chunks(100) {
-            let mut token: Option<String> = None;
-            loop {
-                let page = self
-                    .cloudwatch
-                    .describe_alarms()
-                    .set_alarm_names(Some(chunk.to_vec()))
-                    .alarm_types(AlarmType::MetricAlarm)
-                    .alarm_types(AlarmType::CompositeAlarm)
-                    .set_next_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| call_error("DescribeAlarms", &e))?;
+            let mut pages = self
+                .cloudwatch
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .alarm_types(AlarmType::MetricAlarm)
+                .alarm_types(AlarmType::CompositeAlarm)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| call_error("DescribeAlarms", &e))?;
                 for a in page.metric_alarms() {
                     out.push(AlarmState {
                         name: a.alarm_name().unwrap_or_default().to_string(),
-                        state: a.state_value().map(StateValue::as_str).unwrap_or("INSUFFICIENT_DATA").to_string(),
+                        state: alarm_value(a.state_value()),
                         updated: a.state_updated_timestamp().and_then(system_time),
                     });
                 }
                 for a in page.composite_alarms() {
                     out.push(AlarmState {
                         name: a.alarm_name().unwrap_or_default().to_string(),
-                        state: a.state_value().map(StateValue::as_str).unwrap_or("INSUFFICIENT_DATA").to_string(),
+                        state: alarm_value(a.state_value()),
                         updated: a.state_updated_timestamp().and_then(system_time),
                     });
-                }
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => break,
                 }
             }
         }

@@ -74,22 +74,11 @@ impl Ec2Ingress {
     /// Every security-group rule matching `filter`, across every page.
     async fn rules_where(&self, filter: Filter) -> Result<Vec<TaggedRule>, CallError> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_security_group_rules()
-                .filters(filter.clone())
-                .max_results(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("DescribeSecurityGroupRules", &e))?;
+        let mut pages =
+            self.client.describe_security_group_rules().filters(filter).max_results(PAGE_SIZE).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| call_error("DescribeSecurityGroupRules", &e))?;
             out.extend(page.security_group_rules().iter().map(tagged_rule));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
         }
         Ok(out)
     }
@@ -190,22 +179,16 @@ impl Ingress for Ec2Ingress {
     #[instrument(skip(self), err)]
     async fn groups_with_tag_key(&self, tag_key: &str) -> Result<Vec<GroupInfo>, CallError> {
         let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .describe_security_groups()
-                .filters(Filter::builder().name("tag-key").values(tag_key).build())
-                .max_results(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| call_error("DescribeSecurityGroups", &e))?;
+        let mut pages = self
+            .client
+            .describe_security_groups()
+            .filters(Filter::builder().name("tag-key").values(tag_key).build())
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| call_error("DescribeSecurityGroups", &e))?;
             out.extend(page.security_groups().iter().map(group_info));
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
         }
         debug!(groups = out.len(), tag_key, "listed groups by tag key");
         Ok(out)

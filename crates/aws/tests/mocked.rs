@@ -865,6 +865,7 @@ mod detectors {
         // THEN both are there, with state and update time
         let summary: Vec<(&str, &str, Option<SystemTime>)> =
             states.iter().map(|s| (s.name.as_str(), s.state.as_str(), s.updated)).collect();
+        assert_eq!(states[1].state, chaoslingr_domain::ports::AlarmValue::Alarm);
         assert_eq!(summary, [("fw", "OK", Some(before(10.0))), ("composite-fw", "ALARM", Some(after(3.0)))]);
     }
 

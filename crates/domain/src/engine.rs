@@ -26,8 +26,8 @@ use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, Ex
 use crate::judge::{self, Verdict, WatchState};
 use crate::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use crate::ports::{
-    AlarmState, AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress, IngressRequest,
-    Recorder, RevokeOutcome,
+    AlarmState, AlarmValue, AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress,
+    IngressRequest, Recorder, RevokeOutcome,
 };
 use crate::selection::{self, GroupInfo, Ineligible};
 use crate::tags::{self, TagError, TaggedRule};
@@ -361,14 +361,16 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let states = alarms.map_err(|e| format!("could not read alarm states: {e}"))?;
         for stop in &s.stop_alarms {
             match states.iter().find(|a| &a.name == stop) {
-                Some(a) if a.state == "ALARM" => return Err(format!("stop-condition alarm {stop} is in ALARM")),
+                Some(a) if a.state == AlarmValue::Alarm => {
+                    return Err(format!("stop-condition alarm {stop} is in ALARM"))
+                }
                 Some(_) => {}
                 None => return Err(format!("stop-condition alarm {stop} does not exist")),
             }
         }
         for name in &self.alarm_detectors() {
             match states.iter().find(|a| &a.name == name) {
-                Some(a) if a.state == "ALARM" => {
+                Some(a) if a.state == AlarmValue::Alarm => {
                     return Err(format!(
                         "detector alarm:{name} is already in ALARM, so it could not show a new detection"
                     ))

@@ -1,5 +1,5 @@
-//! The group marker: tags an unattended (scheduled) experiment writes on its security
-//! group, next to the rule's own tags.
+//! The group marker: tags every experiment (scheduled or a person's run) writes on its
+//! security group right after the rule exists, next to the rule's own tags.
 //!
 //! Why a second copy: when something else removes the injected rule (an auto-remediator),
 //! the rule's tags go with it, and only the group still says an experiment was running —

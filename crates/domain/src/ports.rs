@@ -129,9 +129,34 @@ pub trait Ingress: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmState {
     pub name: String,
-    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
-    pub state: String,
+    pub state: AlarmValue,
     pub updated: Option<SystemTime>,
+}
+
+/// The state value of a CloudWatch alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlarmValue {
+    Ok,
+    Alarm,
+    /// Also what an alarm whose state AWS did not say reads as: not firing, not known OK.
+    InsufficientData,
+}
+
+impl AlarmValue {
+    /// CloudWatch's own spelling: `OK`, `ALARM`, `INSUFFICIENT_DATA`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmValue::Ok => "OK",
+            AlarmValue::Alarm => "ALARM",
+            AlarmValue::InsufficientData => "INSUFFICIENT_DATA",
+        }
+    }
+}
+
+impl std::fmt::Display for AlarmValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The security controls being measured.

@@ -17,8 +17,8 @@ use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::marker;
 use chaoslingr_domain::outcome::{Outcome, OutcomeReport};
 use chaoslingr_domain::ports::{
-    AlarmState, AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress, IngressRequest,
-    Recorder, RevokeOutcome,
+    AlarmState, AlarmValue, AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress,
+    IngressRequest, Recorder, RevokeOutcome,
 };
 use chaoslingr_domain::scheduled::{InjectEnd, ORPHAN_GRACE};
 use chaoslingr_domain::selection::{GroupInfo, Ineligible};
@@ -470,7 +470,14 @@ impl Detectors for FakeDetectors {
             names
                 .iter()
                 .filter_map(|n| {
-                    c.alarms.get(n).map(|s| AlarmState { name: n.clone(), state: s.clone(), updated: None })
+                    c.alarms.get(n).map(|s| {
+                        let state = match s.as_str() {
+                            "OK" => AlarmValue::Ok,
+                            "ALARM" => AlarmValue::Alarm,
+                            _ => AlarmValue::InsufficientData,
+                        };
+                        AlarmState { name: n.clone(), state, updated: None }
+                    })
                 })
                 .collect()
         }))

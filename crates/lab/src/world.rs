@@ -88,17 +88,13 @@ fn permissions(g: &aws_sdk_ec2::types::SecurityGroup) -> Vec<Permission> {
 
 async fn scan_groups(up: &Upstream) -> anyhow::Result<Vec<ScannedGroup>> {
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = up.ec2.describe_security_groups().set_next_token(token).send().await?;
+    let mut pages = up.ec2.describe_security_groups().into_paginator().send();
+    while let Some(page) = pages.next().await {
         out.extend(
-            page.security_groups().iter().map(|g| (g.group_id().unwrap_or_default().to_string(), permissions(g))),
+            page?.security_groups().iter().map(|g| (g.group_id().unwrap_or_default().to_string(), permissions(g))),
         );
-        token = page.next_token().filter(|t| !t.is_empty()).map(String::from);
-        if token.is_none() {
-            return Ok(out);
-        }
     }
+    Ok(out)
 }
 
 async fn import_finding(
