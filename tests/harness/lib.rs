@@ -19,8 +19,14 @@ pub const REGION: &str = "us-east-1";
 pub const OPT_IN: &str = "chaoslingr:opt-in";
 pub const EXPERIMENT_TAG: &str = "chaoslingr:experiment-id";
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+/// The checkout these tests run in. `cargo test` says so at run time; the path compiled in
+/// is only a fallback, because a test binary reused from a shared target directory may
+/// have been compiled in another checkout.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().expect("tests/ is inside the workspace").to_path_buf()
 }
 
 fn moto_server() -> PathBuf {

@@ -124,7 +124,8 @@ impl FunctionProcess {
                 cmd.env_remove(&k);
             }
         }
-        let empty_config = concat!(env!("CARGO_MANIFEST_DIR"), "/harness/empty-aws-config");
+        let empty_config = crate::workspace_root().join("tests/harness/empty-aws-config");
+        let empty_config = empty_config.to_str().expect("UTF-8 path");
         let log_stream = log_stream_name();
         let standard: [(&str, &str); 15] = [
             ("AWS_LAMBDA_RUNTIME_API", &api.addr.to_string()),

@@ -146,7 +146,12 @@ struct Workspace {
 
 impl Workspace {
     fn discover() -> Result<Self> {
-        let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // `cargo run` (behind `cargo xtask`) says where this checkout is at run time; the
+        // path compiled in may be another checkout's when the target directory is shared.
+        let manifest_dir = env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        let manifest_dir = manifest_dir.as_path();
         let root = manifest_dir
             .join("../..")
             .canonicalize()
