@@ -525,10 +525,14 @@ async fn the_notifier_posts_to_slack_and_fails_retryable_when_the_webhook_is_dow
         ],
         "reverted": true, "dry_run": false
     });
+    // The whole envelope Lambda delivers from an SNS subscription, signature fields included.
     let sns_event = |message: &Value| {
         json!({"Records": [{"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:outcomes:1",
             "Sns": {"Type": "Notification", "MessageId": "m-1", "TopicArn": "arn:aws:sns:us-east-1:123456789012:outcomes",
                     "Subject": "ChaoSlingr", "Message": message.to_string(), "Timestamp": "2026-11-26T12:15:00.000Z",
+                    "SignatureVersion": "1", "Signature": "c2lnbmF0dXJl",
+                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
                     "MessageAttributes": {"outcome": {"Type": "String", "Value": "undetected"}}}}]})
     };
 

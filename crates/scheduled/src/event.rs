@@ -1,16 +1,93 @@
 //! The events the scheduled functions accept, validated before any AWS call.
 //!
 //! Accepted, for both functions: nothing (`null`), `{}`, and the EventBridge
-//! "Scheduled Event" envelope (an EventBridge rule instead of EventBridge Scheduler).
-//! The inject function also takes overrides from a schedule's input:
+//! "Scheduled Event" envelope (an EventBridge rule instead of EventBridge Scheduler), read
+//! as an [`EventBridgeEvent`]. The inject function also takes overrides from a schedule's
+//! input ([`InjectInput`]):
 //! `{"target": "sg-…", "detectors": ["config:…", "alarm:…"], "window": "30m", "dry_run": true}`.
 //! Any other field, or a field of the wrong type, is refused with the field named.
 
+use std::fmt;
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chaoslingr_domain::config;
 use chaoslingr_domain::Settings;
+use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::error::FunctionError;
+
+/// What a scheduled function was invoked with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduledEvent<T> {
+    /// The envelope an EventBridge rule sends: it carries no input.
+    Rule(Box<EventBridgeEvent>),
+    /// The schedule's own input; `null` reads as the input's default.
+    Input(T),
+}
+
+/// The inject function's input from a schedule. Every field may be left out or null.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectInput {
+    /// The group to experiment on (`sg-…`) instead of one chosen at random.
+    pub target: Option<String>,
+    /// The detectors to watch instead of `CHAOSLINGR_DETECTORS`.
+    pub detectors: Option<DetectorList>,
+    /// How long to wait for a detection (`30m`, `1h`), instead of `CHAOSLINGR_WINDOW`.
+    pub window: Option<String>,
+    /// Plan only, change nothing.
+    pub dry_run: Option<bool>,
+}
+
+/// Detector names, as an array of strings or as one comma-separated string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DetectorList {
+    Names(Vec<String>),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for DetectorList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct List;
+        impl<'de> Visitor<'de> for List {
+            type Value = DetectorList;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings or a comma-separated string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<DetectorList, E> {
+                Ok(DetectorList::Text(s.to_string()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DetectorList, A::Error> {
+                let mut names = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(DetectorList::Names(names))
+            }
+        }
+        deserializer.deserialize_any(List)
+    }
+}
+
+impl DetectorList {
+    /// The names, trimmed, as one comma-separated list.
+    fn joined(&self) -> String {
+        match self {
+            DetectorList::Names(names) => names.iter().map(|n| n.trim()).collect::<Vec<_>>().join(","),
+            DetectorList::Text(text) => text.trim().to_string(),
+        }
+    }
+}
+
+/// The judge function's input: it takes no fields.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeInput {}
 
 /// What a scheduled inject may override for one invocation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,23 +98,40 @@ pub struct InjectOverrides {
     pub dry_run: Option<bool>,
 }
 
-const INJECT_FIELDS: &[&str] = &["target", "detectors", "window", "dry_run"];
-
-/// The envelope EventBridge rules send: no overrides in it.
+/// The envelope EventBridge rules send, told apart from a schedule's input by these two
+/// fields.
 fn is_scheduled_event(obj: &Map<String, Value>) -> bool {
     obj.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
         && obj.get("source").and_then(Value::as_str) == Some("aws.events")
 }
 
-fn object(event: &Value) -> Result<Option<&Map<String, Value>>, FunctionError> {
+/// Reads a scheduled function's event: `null`, the EventBridge envelope, or the input `T`.
+pub fn read<T: DeserializeOwned + Default>(event: &Value) -> Result<ScheduledEvent<T>, FunctionError> {
     match event {
-        Value::Null => Ok(None),
-        Value::Object(o) if is_scheduled_event(o) => Ok(None),
-        Value::Object(o) => Ok(Some(o)),
+        Value::Null => Ok(ScheduledEvent::Input(T::default())),
+        Value::Object(o) if is_scheduled_event(o) => {
+            typed(event, "the EventBridge \"Scheduled Event\" envelope: ").map(|e| ScheduledEvent::Rule(Box::new(e)))
+        }
+        Value::Object(_) => typed(event, "").map(ScheduledEvent::Input),
         other => {
             Err(FunctionError::BadEvent(format!("the event must be a JSON object (or empty), got {}", kind(other))))
         }
     }
+}
+
+/// Deserializes `event`, naming the field at fault.
+fn typed<T: DeserializeOwned>(event: &Value, context: &str) -> Result<T, FunctionError> {
+    serde_path_to_error::deserialize(event).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // An unknown field's path is the field itself, which serde's message already names;
+        // a missing field is reported at its parent.
+        if path == "." || inner.contains(&format!("`{path}`")) {
+            FunctionError::BadEvent(format!("{context}{inner}"))
+        } else {
+            FunctionError::BadEvent(format!("{context}field `{path}`: {inner}"))
+        }
+    })
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -51,71 +145,43 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn refuse_unknown(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), FunctionError> {
-    let mut unknown: Vec<&str> = obj.keys().map(String::as_str).filter(|k| !allowed.contains(k)).collect();
-    unknown.sort_unstable();
-    if unknown.is_empty() {
-        return Ok(());
+/// A string field, trimmed; `None` when left out, refused when blank.
+fn non_blank(value: Option<String>, name: &str) -> Result<Option<String>, FunctionError> {
+    match value {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Err(FunctionError::BadEvent(format!("field `{name}` is empty"))),
+        Some(s) => Ok(Some(s.trim().to_string())),
     }
-    let accepted = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
-    Err(FunctionError::BadEvent(format!("unknown field(s) {}; accepted fields: {accepted}", unknown.join(", "))))
 }
 
-fn string_field(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, FunctionError> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-        Some(Value::String(_)) => Err(FunctionError::BadEvent(format!("field `{name}` is empty"))),
-        Some(other) => Err(FunctionError::BadEvent(format!("field `{name}` must be a string, got {}", kind(other)))),
+impl InjectInput {
+    /// Checks what serde cannot (a target that is a group id, no blank strings) and
+    /// normalises the rest.
+    pub fn overrides(self) -> Result<InjectOverrides, FunctionError> {
+        let target = non_blank(self.target, "target")?;
+        if let Some(t) = &target {
+            let valid = t
+                .strip_prefix("sg-")
+                .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit()));
+            if !valid {
+                return Err(FunctionError::BadEvent(format!("field `target` `{t}` is not a security group id (sg-…)")));
+            }
+        }
+        Ok(InjectOverrides {
+            target,
+            detectors: self.detectors.as_ref().map(DetectorList::joined),
+            window: non_blank(self.window, "window")?,
+            dry_run: self.dry_run,
+        })
     }
 }
 
 /// Reads the inject function's event.
 pub fn inject_overrides(event: &Value) -> Result<InjectOverrides, FunctionError> {
-    let Some(obj) = object(event)? else { return Ok(InjectOverrides::default()) };
-    refuse_unknown(obj, INJECT_FIELDS)?;
-    let target = string_field(obj, "target")?;
-    if let Some(t) = &target {
-        let valid =
-            t.strip_prefix("sg-").is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit()));
-        if !valid {
-            return Err(FunctionError::BadEvent(format!("field `target` `{t}` is not a security group id (sg-…)")));
-        }
+    match read::<InjectInput>(event)? {
+        ScheduledEvent::Rule(_) => Ok(InjectOverrides::default()),
+        ScheduledEvent::Input(input) => input.overrides(),
     }
-    let detectors = match obj.get("detectors") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => {
-            let mut names = Vec::with_capacity(items.len());
-            for item in items {
-                match item.as_str() {
-                    Some(s) => names.push(s.trim().to_string()),
-                    None => {
-                        return Err(FunctionError::BadEvent(format!(
-                            "field `detectors` must hold strings, got {}",
-                            kind(item)
-                        )))
-                    }
-                }
-            }
-            Some(names.join(","))
-        }
-        Some(Value::String(s)) => Some(s.trim().to_string()),
-        Some(other) => {
-            return Err(FunctionError::BadEvent(format!(
-                "field `detectors` must be an array of strings, got {}",
-                kind(other)
-            )))
-        }
-    };
-    let window = string_field(obj, "window")?;
-    let dry_run = match obj.get("dry_run") {
-        None | Some(Value::Null) => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(other) => {
-            return Err(FunctionError::BadEvent(format!("field `dry_run` must be true or false, got {}", kind(other))))
-        }
-    };
-    Ok(InjectOverrides { target, detectors, window, dry_run })
 }
 
 impl InjectOverrides {
@@ -144,10 +210,7 @@ impl InjectOverrides {
 
 /// Reads the judge function's event: it takes no overrides.
 pub fn judge_event(event: &Value) -> Result<(), FunctionError> {
-    match object(event)? {
-        None => Ok(()),
-        Some(obj) => refuse_unknown(obj, &[]),
-    }
+    read::<JudgeInput>(event).map(|_| ())
 }
 
 #[cfg(test)]
@@ -161,10 +224,14 @@ mod tests {
             Value::Null,
             json!({}),
             json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}),
+            // An envelope carries no input: fields named like ours in it are not overrides.
+            json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}, "dry_run": true}),
         ] {
             assert_eq!(inject_overrides(&e).unwrap(), InjectOverrides::default(), "{e}");
             judge_event(&e).unwrap();
         }
+        let nulls = json!({"target": null, "detectors": null, "window": null, "dry_run": null});
+        assert_eq!(inject_overrides(&nulls).unwrap(), InjectOverrides::default());
     }
 
     #[test]
@@ -190,17 +257,23 @@ mod tests {
         let cases = [
             (json!([1, 2]), "JSON object"),
             (json!("go"), "JSON object"),
-            (json!({"targte": "sg-1"}), "unknown field(s) targte"),
-            (json!({"target": 7}), "`target` must be a string"),
+            (json!({"targte": "sg-1"}), "unknown field `targte`"),
+            (json!({"target": 7}), "field `target`: invalid type: integer `7`, expected a string"),
             (json!({"target": "i-0123"}), "not a security group id"),
             (json!({"target": ""}), "`target` is empty"),
-            (json!({"detectors": [1]}), "must hold strings"),
-            (json!({"detectors": {"a": 1}}), "array of strings"),
-            (json!({"dry_run": "yes"}), "true or false"),
+            (json!({"window": " "}), "`window` is empty"),
+            (json!({"detectors": [1]}), "field `detectors[0]`: invalid type: integer `1`, expected a string"),
+            (json!({"detectors": {"a": 1}}), "field `detectors`: invalid type: map, expected an array of strings"),
+            (json!({"dry_run": "yes"}), "field `dry_run`: invalid type: string \"yes\", expected a boolean"),
+            (
+                json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": "noon", "detail": {}}),
+                "envelope: field `time`",
+            ),
         ];
         for (event, expected) in cases {
             let e = inject_overrides(&event).unwrap_err();
             assert!(e.to_string().contains(expected), "{event}: {e}");
+            assert!(e.to_string().ends_with("nothing was changed"), "{event}: {e}");
             assert!(!e.retryable());
         }
         for (event, expected) in [
@@ -211,6 +284,6 @@ mod tests {
             assert!(e.to_string().contains(expected), "{event}: {e}");
         }
         let e = judge_event(&json!({"window": "1m"})).unwrap_err();
-        assert!(e.to_string().contains("accepted fields: none"), "{e}");
+        assert!(e.to_string().contains("unknown field `window`, there are no fields"), "{e}");
     }
 }

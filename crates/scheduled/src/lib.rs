@@ -7,13 +7,14 @@
 //! - **judge** (every minute): observe every active experiment, conclude and revert what is
 //!   decided or overdue, finish whatever a crashed tick left. It is the durable timer and
 //!   the safety net.
-//! - **notify** (subscribed to the SNS topic): posts each outcome to Slack.
+//!
+//! The third function, **notify** (subscribed to the SNS topic, posts each start and
+//! outcome to Slack), lives in `chaoslingr-slack`, so that its binary links none of the
+//! AWS clients these two use.
 
 pub mod error;
 pub mod event;
 pub mod handlers;
-pub mod notify;
 
 pub use error::FunctionError;
 pub use handlers::Scheduled;
-pub use notify::Notify;

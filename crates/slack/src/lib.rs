@@ -3,7 +3,8 @@
 //! The product publishes one JSON message on SNS when an unattended experiment starts
 //! (`chaoslingr.started/v1`) and one when any experiment concludes
 //! (`chaoslingr.outcome/v1`). This crate turns such a message into a Slack
-//! incoming-webhook payload ([`message`]) and posts it ([`Notifier`]).
+//! incoming-webhook payload ([`message`]) and posts it ([`Notifier`]); [`function`] is
+//! the Lambda handler around both ([`Notify`]), with the errors it reports to Lambda.
 //!
 //! The webhook URL is a credential, so it is never configured in clear:
 //! `CHAOSLINGR_SLACK_WEBHOOK` names where it is stored ([`WebhookSource`]: an SSM
@@ -25,11 +26,13 @@
 //! ```
 
 mod error;
+pub mod function;
 pub mod message;
 mod notifier;
 mod webhook;
 
 pub use error::NotifyError;
+pub use function::Notify;
 pub use message::{parse_notice, slack_payload, Notice};
 pub use notifier::{Notifier, DEFAULT_CACHE_TTL, DEFAULT_TIMEOUT};
 pub use webhook::{Webhook, WebhookSource, WEBHOOK_ENV};

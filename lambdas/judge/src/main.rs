@@ -16,6 +16,9 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let functions = Scheduled::from_env().await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let functions = &functions;
+    // The payload stays a `Value` for the runtime: the handler reads it into the typed event
+    // (`chaoslingr_scheduled::event`), so that a malformed one is failed as
+    // `ChaoSlingr.NotRetryable.BadEvent` naming the field, not with the runtime's own errorType.
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Value>| async move { functions.judge(event.payload).await },
     ))

@@ -4,7 +4,8 @@
 //! cached across invocations and never logged. Delivery failures of the moment are
 //! reported as retryable errors, so Lambda's asynchronous retries apply.
 
-use chaoslingr_scheduled::Notify;
+use chaoslingr_slack::function::sns_event;
+use chaoslingr_slack::Notify;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -15,6 +16,11 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let notify = Notify::from_env().await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let notify = &notify;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { notify.handle(event.payload).await }))
-        .await
+    // The payload is read as an `SnsEvent` by `sns_event`, not by the runtime: a payload the
+    // runtime cannot deserialize is failed with the runtime's own errorType, where ours
+    // says `ChaoSlingr.NotRetryable.BadEvent` and names the field.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        notify.handle(sns_event(event.payload)?).await
+    }))
+    .await
 }
