@@ -359,7 +359,7 @@ async fn crash_case(who: Who, step: Step, phase: &str) -> String {
     // One more tick: nothing left to do, nothing published again.
     let idle = judge.invoke(json!({}), Duration::from_secs(60)).await;
     assert!(idle.result.is_ok(), "{case}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let_time_pass("a message published again would reach the inbox meanwhile", Duration::from_millis(300)).await;
     inbox.drain(&w).await;
 
     // THEN no experiment rule and no marker anywhere

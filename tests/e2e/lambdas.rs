@@ -110,6 +110,50 @@ fn start_lab(emu: &Emulator, args: &[&str]) -> Lab {
     Lab::start_enforced(emu, &args)
 }
 
+/// `Ok` once all three of the lab's controls have noticed the scene's experiment: Config
+/// recorded the group NON_COMPLIANT (asked of the lab, which answers Config), the
+/// firewall alarm is in ALARM and the firewall's finding is in Security Hub; otherwise
+/// what each says so far.
+async fn noticed_by_every_control(s: &Scene) -> Result<(), String> {
+    use aws_sdk_config::error::DisplayErrorContext;
+    let at_lab = aws_sdk_config::config::Builder::from(&s.emu.config).endpoint_url(&s.lab.endpoint).build();
+    let config = aws_sdk_config::Client::from_conf(at_lab)
+        .get_compliance_details_by_resource()
+        .resource_type("AWS::EC2::SecurityGroup")
+        .resource_id(&s.group)
+        .compliance_types(aws_sdk_config::types::ComplianceType::NonCompliant)
+        .send()
+        .await
+        .map(|o| !o.evaluation_results().is_empty())
+        .map_err(|e| DisplayErrorContext(e).to_string());
+    let alarm = s
+        .emu
+        .cloudwatch()
+        .describe_alarms()
+        .alarm_names("chaoslingr-lab-firewall")
+        .send()
+        .await
+        .map(|o| {
+            o.metric_alarms().iter().any(|a| a.state_value() == Some(&aws_sdk_cloudwatch::types::StateValue::Alarm))
+        })
+        .map_err(|e| DisplayErrorContext(e).to_string());
+    let finding = aws_sdk_securityhub::Client::new(&s.emu.config)
+        .get_findings()
+        .send()
+        .await
+        .map(|o| {
+            o.findings().iter().any(|f| {
+                f.generator_id() == Some("chaoslingr-lab/firewall")
+                    && f.resources().iter().any(|r| r.id().is_some_and(|id| id.ends_with(&s.group)))
+            })
+        })
+        .map_err(|e| DisplayErrorContext(e).to_string());
+    match (&config, &alarm, &finding) {
+        (Ok(true), Ok(true), Ok(true)) => Ok(()),
+        _ => Err(format!("Config NON_COMPLIANT: {config:?}; alarm in ALARM: {alarm:?}; finding: {finding:?}")),
+    }
+}
+
 fn bodies(messages: &[(String, Vec<(String, String)>)]) -> Vec<Value> {
     messages.iter().map(|(b, _)| serde_json::from_str(b).expect("JSON message")).collect()
 }
@@ -148,8 +192,11 @@ async fn a_scheduled_inject_then_judge_ticks_end_detected() {
     assert_eq!(first["watching"], json!([id]), "{first}");
     assert_eq!(experiment_rules(&s.emu).await.len(), 1);
 
-    // WHEN the judge ticks after the controls had time to notice
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // WHEN the judge ticks after the controls noticed
+    poll_until("Config, the firewall alarm and its finding to notice the port", Duration::from_secs(30), || {
+        noticed_by_every_control(&s)
+    })
+    .await;
     let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
 
     // THEN it concluded `detected` with both times, reverted, recorded once, and removed
@@ -215,7 +262,7 @@ async fn experiments_nobody_judged_in_time_are_reverted_by_the_next_tick() {
     assert_eq!(experiment_rules(&s.emu).await.len(), 2);
 
     // WHEN the judge first runs after the deadline
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    let_time_pass("the inject's 10-second window must be over", Duration::from_secs(11)).await;
     let judge = start_fn("judge", &env).await;
     let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
 
@@ -321,8 +368,10 @@ async fn a_rule_removed_by_a_remediator_is_judged_remediated() {
     ok(&inject.invoke(json!({}), INVOKE).await, &inject);
 
     // WHEN the judge ticks after the remediator acted
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(experiment_rules(&s.emu).await.is_empty(), "the remediator removed the rule");
+    poll_until("the remediator to remove the rule", Duration::from_secs(30), || async {
+        experiment_rules(&s.emu).await.is_empty()
+    })
+    .await;
     let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
 
     // THEN the marker told it an experiment was running: `remediated`, not forgotten
@@ -451,6 +500,7 @@ struct Webhook {
     port: u16,
     posts: Arc<Mutex<Vec<(String, String)>>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Webhook {
@@ -461,7 +511,7 @@ impl Webhook {
         let posts = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (p, st) = (posts.clone(), stop.clone());
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             while !st.load(std::sync::atomic::Ordering::SeqCst) {
                 let Ok((mut conn, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(20));
@@ -490,7 +540,14 @@ impl Webhook {
             }
             // Dropping the listener closes the port: later posts are refused.
         });
-        Webhook { port, posts, stop }
+        Webhook { port, posts, stop, thread }
+    }
+
+    /// Takes the webhook down: returns once its port is closed, so later posts are refused.
+    async fn close(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        poll_until("the webhook to close its port", Duration::from_secs(10), || async { self.thread.is_finished() })
+            .await;
     }
 }
 
@@ -558,8 +615,7 @@ async fn the_notifier_posts_to_slack_and_fails_retryable_when_the_webhook_is_dow
     assert_eq!(hook.posts.lock().unwrap().len(), 1);
 
     // WHEN the webhook is down
-    hook.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    hook.close().await;
     let inv = notify.invoke(sns_event(&outcome), INVOKE).await;
 
     // THEN the invocation fails as retryable, so Lambda's retries apply
@@ -672,7 +728,7 @@ async fn a_rule_whose_tags_were_stripped_is_closed_at_its_deadline_under_the_mod
 
     // WHEN the deadline passes THEN it is closed and judged on its detectors, not
     // `remediated`
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    let_time_pass("the 10-second window must be over", Duration::from_secs(11)).await;
     assert_closed_once_as(&s, &judge, &id, "undetected").await;
 }
 

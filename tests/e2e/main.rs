@@ -235,7 +235,11 @@ async fn a_rule_revoked_mid_watch_is_remediated() {
 
     // WHEN an auto-remediation revokes the injected rule mid-watch
     let rule = wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let_time_pass(
+        "the rule stays open a while before it is revoked: time-to-detect must be at least 1s",
+        Duration::from_secs(2),
+    )
+    .await;
     emu.ec2()
         .revoke_security_group_ingress()
         .group_id(&g)
@@ -290,7 +294,7 @@ async fn an_alarm_that_fires_mid_watch_is_detected_with_its_own_timestamp() {
 
     // WHEN the firewall notices the port three seconds after it opened
     wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let_time_pass("the firewall notices the port three seconds after it opened", Duration::from_secs(3)).await;
     let fired_at = SystemTime::now();
     cw.set_alarm_state()
         .alarm_name("firewall-new-port")
@@ -338,8 +342,16 @@ async fn interrupted_mid_watch_leaves_no_rule(sig: &str) {
     let mut c = emu.cli();
     c.args(["run", "--window", "10m", "--poll-interval", "1s", "--json"]);
     let child = c.spawn().unwrap();
-    wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // (It injects, marks its group, then watches.)
+    poll_until("the run to mark its group", Duration::from_secs(30), || async {
+        let tags = group_tags(&emu, &g).await;
+        if tags.iter().any(|(k, _)| k == EXPERIMENT_TAG) {
+            Ok(())
+        } else {
+            Err(tags)
+        }
+    })
+    .await;
 
     // WHEN the user presses Ctrl-C (or the platform sends SIGTERM)
     signal(&child, sig);
@@ -628,7 +640,11 @@ async fn a_security_hub_finding_on_the_group_is_detected_and_others_are_not() {
     let child = c.spawn().unwrap();
     wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
     import_finding(&emu, "other-group", &other, SystemTime::now()).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let_time_pass(
+        "the finding about this group comes three seconds after injection, the run watching the other one meanwhile",
+        Duration::from_secs(3),
+    )
+    .await;
 
     // WHEN the finding about this group arrives
     let created = SystemTime::now();
@@ -765,6 +781,15 @@ impl Pty {
     }
 }
 
+/// Whether output waits on a pseudo-terminal's master side, unread (nothing is consumed).
+fn unread_output(master: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut fd = libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll on one open descriptor, without waiting.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready > 0 && fd.revents & libc::POLLIN != 0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_terminal_session_reverts_and_exits_130() {
     // GIVEN a run in its own session whose controlling terminal is a pseudo-terminal
@@ -789,8 +814,10 @@ async fn a_dropped_terminal_session_reverts_and_exits_130() {
     let mut child = c.spawn().expect("spawn chaoslingr on a terminal");
     drop(pty.slave);
     wait_for_experiment_rule(&emu, Duration::from_secs(30)).await;
-    // (A few seconds of progress lines fit in the terminal's buffer unread.)
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Once it watches it writes to its terminal (a few lines fit in the terminal's buffer
+    // unread).
+    poll_until("the run to write to its terminal", Duration::from_secs(30), || async { unread_output(&pty.master) })
+        .await;
 
     // WHEN the terminal goes away (the session drops)
     drop(pty.master);

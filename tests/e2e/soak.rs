@@ -15,6 +15,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use chaoslingr_e2e::runtime_api::FunctionProcess;
 use serde_json::json;
@@ -186,12 +188,17 @@ async fn soak(plan: SoakPlan) -> SoakReport {
     // instance after a timeout (as Lambda replaces a timed-out environment).
     let judge_env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let judge_done = done.clone();
+    // Ticks begun and ended, to wait for one whole tick.
+    let (begun, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (judge_begun, judge_ended) = (begun.clone(), ended.clone());
     let judge = tokio::spawn(async move {
         let env: Vec<(&str, &str)> = judge_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mut f = start("judge", &env).await;
         let (mut ticks, mut errors, mut restarts) = (0, 0, 0);
         while !judge_done.load(std::sync::atomic::Ordering::SeqCst) {
+            judge_begun.fetch_add(1, Ordering::SeqCst);
             let inv = f.invoke(json!({}), Duration::from_secs(60)).await;
+            judge_ended.fetch_add(1, Ordering::SeqCst);
             ticks += 1;
             if inv.result.is_err() {
                 errors += 1;
@@ -262,8 +269,13 @@ async fn soak(plan: SoakPlan) -> SoakReport {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    // One more full tick after the world looks clean, for the last recordings.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // One more whole tick after the world looks clean, for the last recordings (a tick can
+    // take the SDK's attempt timeout and more when an answer is slow).
+    let after = begun.load(Ordering::SeqCst) + 1;
+    poll_until("a judge tick begun after the world looked clean", Duration::from_secs(180), || async {
+        ended.load(Ordering::SeqCst) >= after
+    })
+    .await;
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let (ticks, tick_errors, judge_restarts) = judge.await.expect("judge task");
     report.ticks = ticks;

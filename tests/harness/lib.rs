@@ -5,6 +5,7 @@
 //! The emulator is installed by `cargo xtask test` (or `infra/emulator.sh install`). A
 //! missing emulator or binary is a test failure with instructions, never a skip.
 
+use std::future::Future;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -18,6 +19,104 @@ pub mod runtime_api;
 pub const REGION: &str = "us-east-1";
 pub const OPT_IN: &str = "chaoslingr:opt-in";
 pub const EXPERIMENT_TAG: &str = "chaoslingr:experiment-id";
+
+// ---- waiting: for a condition, or for time itself ----
+
+/// How often [`poll_until`] probes.
+pub const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// What one probe of [`poll_until`] saw: ready, with a value, or not yet, with what it saw
+/// instead (for the message when the wait times out).
+pub trait Observation {
+    type Ready;
+    fn ready(self) -> Result<Self::Ready, String>;
+}
+
+/// `true` is ready.
+impl Observation for bool {
+    type Ready = ();
+    fn ready(self) -> Result<(), String> {
+        if self {
+            Ok(())
+        } else {
+            Err("false".into())
+        }
+    }
+}
+
+/// `Some` is ready.
+impl<T> Observation for Option<T> {
+    type Ready = T;
+    fn ready(self) -> Result<T, String> {
+        self.ok_or_else(|| "None".into())
+    }
+}
+
+/// `Ok` is ready; `Err` is what was seen instead (a state, or a call that failed).
+impl<T, E: std::fmt::Debug> Observation for Result<T, E> {
+    type Ready = T;
+    fn ready(self) -> Result<T, String> {
+        self.map_err(|seen| format!("{seen:?}"))
+    }
+}
+
+/// Waits for a condition rather than for a fixed time: awaits `probe()` at once, then
+/// every [`POLL_EVERY`], until it is ready (`true`, `Some(v)` or `Ok(v)`; see
+/// [`Observation`]), and returns its value.
+///
+/// Panics once `timeout` has passed, naming `what` was awaited and the last observation,
+/// so a failure says what never happened and what was seen instead. The probe is asked
+/// one last time at the deadline. Keep `timeout` generous: it only bounds a failing test;
+/// a passing one waits only as long as the condition takes.
+///
+/// ```ignore
+/// poll_until("the remediator to revoke the rule", Duration::from_secs(30), || async {
+///     experiment_rules(&emu).await.is_empty()
+/// })
+/// .await;
+/// ```
+pub async fn poll_until<O, F>(what: &str, timeout: Duration, probe: impl FnMut() -> F) -> O::Ready
+where
+    O: Observation,
+    F: Future<Output = O>,
+{
+    match poll_within(timeout, probe).await {
+        Ok(ready) => ready,
+        Err(last) => panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}"),
+    }
+}
+
+/// [`poll_until`] without the panic: `Err` holds the last observation once `timeout` has
+/// passed, for a caller that tries something else then.
+pub async fn poll_within<O, F>(timeout: Duration, mut probe: impl FnMut() -> F) -> Result<O::Ready, String>
+where
+    O: Observation,
+    F: Future<Output = O>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        // On the heap: a probe of a few SDK calls is a large future in a debug build, and
+        // the test awaiting this one may be large already.
+        let seen = match Box::pin(probe()).await.ready() {
+            Ok(ready) => return Ok(ready),
+            Err(seen) => seen,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(seen);
+        }
+        tokio::time::sleep(POLL_EVERY.min(deadline - now)).await;
+    }
+}
+
+/// Lets real time pass: for a test that needs the wall clock itself to move on (a window
+/// or deadline that must elapse, a time-to-detect that must be measurable), never for
+/// waiting on something to happen (use [`poll_until`]). `why` says which, at the call
+/// site and in the test's output.
+pub async fn let_time_pass(why: &str, duration: Duration) {
+    eprintln!("letting {duration:?} pass: {why}");
+    tokio::time::sleep(duration).await;
+}
 
 /// The checkout these tests run in. `cargo test` says so at run time; the path compiled in
 /// is only a fallback, because a test binary reused from a shared target directory may
@@ -90,24 +189,23 @@ impl Emulator {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start moto_server");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if ready(port) {
+            // Until it answers, or exits (another process took the port first).
+            let up = poll_within(Duration::from_secs(30), || {
+                let seen = if ready(port) { Some(Ok(())) } else { child.try_wait().ok().flatten().map(Err) };
+                std::future::ready(seen)
+            })
+            .await;
+            match up {
+                Ok(Ok(())) => {
                     let endpoint = format!("http://127.0.0.1:{port}");
                     let config = sdk_config(&endpoint).await;
                     return Emulator { child, endpoint, config };
                 }
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_err = format!("moto_server exited with {status}");
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(Err(status)) => last_err = format!("moto_server exited with {status}"),
+                Err(_) => last_err = "moto_server did not become ready in 30s".into(),
             }
             let _ = child.kill();
             let _ = child.wait();
-            if last_err.is_empty() {
-                last_err = "moto_server did not become ready in 30s".into();
-            }
         }
         panic!("could not start the emulator: {last_err}");
     }
@@ -552,14 +650,7 @@ pub async fn experiment_rules(emu: &Emulator) -> Vec<SecurityGroupRule> {
 
 /// Polls until an experiment rule exists (the CLI injected), at most `limit`.
 pub async fn wait_for_experiment_rule(emu: &Emulator, limit: Duration) -> SecurityGroupRule {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(r) = experiment_rules(emu).await.into_iter().next() {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "no experiment rule appeared within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    poll_until("an experiment rule to appear", limit, || async { experiment_rules(emu).await.into_iter().next() }).await
 }
 
 /// An SNS topic with an SQS queue subscribed (raw delivery): returns (topic ARN, queue URL).
@@ -623,4 +714,31 @@ pub fn signal(child: &tokio::process::Child, sig: &str) {
     let pid = child.id().expect("child still running");
     let ok = std::process::Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().expect("kill");
     assert!(ok.success(), "kill -{sig} {pid} failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn poll_until_returns_what_the_probe_saw_once_ready() {
+        let mut probes = 0;
+        let got = poll_until("the third probe", Duration::from_secs(10), || {
+            probes += 1;
+            std::future::ready(if probes == 3 { Ok(probes) } else { Err(format!("probe {probes}")) })
+        })
+        .await;
+        assert_eq!(got, 3);
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "waiting for a condition that never holds; last seen: \"probe")]
+    async fn poll_until_names_what_it_awaited_and_the_last_observation() {
+        let mut probes = 0;
+        poll_until("a condition that never holds", Duration::from_millis(300), || {
+            probes += 1;
+            std::future::ready(Err::<(), _>(format!("probe {probes}")))
+        })
+        .await;
+    }
 }

@@ -917,7 +917,10 @@ mod tests {
         let (_exit, exited) = no_exit();
         let doc = r#"{"errorType": "Runtime.Config", "errorMessage": "CHAOSLINGR_TOPIC_ARN is not set"}"#;
         let (inv, posted) = tokio::join!(api.invoke(json!({}), Duration::from_secs(30), exited.clone()), async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            crate::poll_until("the invocation to be pending", Duration::from_secs(10), || async {
+                !api.state.in_flight.lock().unwrap().is_empty()
+            })
+            .await;
             runtime.call(Method::POST, "/2018-06-01/runtime/init/error", doc, &[(ERROR_TYPE, "Runtime.Config")]).await
         });
         assert_eq!(posted.status, StatusCode::ACCEPTED);
