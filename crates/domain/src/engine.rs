@@ -771,12 +771,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         }
     }
 
-    /// One observation of the rule and every detector, folded into `state`, judged.
-    pub async fn tick(&self, record: &ExperimentRecord, state: &mut WatchState) -> Verdict {
-        let (rule, readings) = self.read(record).await;
-        self.fold(record, state, rule, readings)
-    }
-
     /// One reading of the rule (by its id) and of every detector, together.
     async fn read(
         &self,
