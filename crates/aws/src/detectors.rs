@@ -17,13 +17,11 @@ use chaoslingr_domain::experiment::ExperimentRecord;
 use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::ports::{AlarmState, AlarmValue, CallError, Detectors};
 use chaoslingr_domain::time::{parse_rfc3339, rfc3339, rfc3339_millis};
+use chaoslingr_domain::technique::TechniqueRef;
 use chaoslingr_domain::Detector;
 use tracing::instrument;
 
 use crate::errors::call_error;
-
-/// The resource type AWS Config uses for security groups.
-pub const SECURITY_GROUP_RESOURCE: &str = "AWS::EC2::SecurityGroup";
 
 /// [`Detectors`] on AWS Config, CloudWatch and Security Hub.
 #[derive(Debug, Clone)]
@@ -58,12 +56,16 @@ impl AwsDetectors {
 
     /// `GetComplianceDetailsByResource` for NON_COMPLIANT results, every page.
     #[instrument(skip(self), err)]
-    async fn noncompliant_evaluations(&self, group_id: &str) -> Result<Vec<Evaluation>, CallError> {
+    async fn noncompliant_evaluations(
+        &self,
+        resource_type: &str,
+        group_id: &str,
+    ) -> Result<Vec<Evaluation>, CallError> {
         let mut out = Vec::new();
         let mut pages = self
             .config
             .get_compliance_details_by_resource()
-            .resource_type(SECURITY_GROUP_RESOURCE)
+            .resource_type(resource_type)
             .resource_id(group_id)
             .compliance_types(ComplianceType::NonCompliant)
             .into_paginator()
@@ -90,9 +92,14 @@ impl AwsDetectors {
         Ok(out)
     }
 
-    async fn observe_config(&self, record: &ExperimentRecord, rules: &[String]) -> Vec<(Detector, Reading)> {
+    async fn observe_config(
+        &self,
+        technique: TechniqueRef,
+        record: &ExperimentRecord,
+        rules: &[String],
+    ) -> Vec<(Detector, Reading)> {
         let detector = |rule: &String| Detector::Config { rule: rule.clone() };
-        match self.noncompliant_evaluations(&record.security_group_id).await {
+        match self.noncompliant_evaluations(technique.config_resource_type, &record.security_group_id).await {
             Err(e) => rules.iter().map(|r| (detector(r), Reading::Error { message: e.to_string() })).collect(),
             Ok(evals) => rules
                 .iter()
@@ -146,26 +153,23 @@ impl AwsDetectors {
         }
     }
 
-    fn group_arn(&self, record: &ExperimentRecord) -> Option<String> {
+    fn target_arn(&self, technique: TechniqueRef, record: &ExperimentRecord) -> Option<String> {
         let region = self.region.as_deref()?;
         let account = record.account.as_deref()?;
-        Some(format!(
-            "arn:{}:ec2:{region}:{account}:security-group/{}",
-            crate::partition(region),
-            record.security_group_id
-        ))
+        Some(technique.target_arn(crate::partition(region), region, account, &record.security_group_id))
     }
 
     /// `GetFindings` for the group's ARN created since the injection. The filters are
     /// re-checked here on every finding: some implementations ignore them, and a wrong
     /// match would report a detection that never happened.
-    #[instrument(skip(self, record), fields(experiment_id = %record.id), err)]
+    #[instrument(skip(self, technique, record), fields(experiment_id = %record.id), err)]
     async fn securityhub_first_finding(
         &self,
+        technique: TechniqueRef,
         record: &ExperimentRecord,
         generator_id: Option<&str>,
     ) -> Result<Option<(SystemTime, String)>, CallError> {
-        let suffix = format!("security-group/{}", record.security_group_id);
+        let suffix = format!("{}/{}", technique.arn_resource, record.security_group_id);
         let mut filters = AwsSecurityFindingFilters::builder()
             .created_at(
                 DateFilter::builder()
@@ -174,7 +178,7 @@ impl AwsDetectors {
                     .build(),
             )
             .record_state(StringFilter::builder().value("ACTIVE").comparison(StringFilterComparison::Equals).build());
-        filters = match self.group_arn(record) {
+        filters = match self.target_arn(technique, record) {
             Some(arn) => filters
                 .resource_id(StringFilter::builder().value(arn).comparison(StringFilterComparison::Equals).build()),
             None => filters.resource_id(
@@ -273,15 +277,20 @@ impl Detectors for AwsDetectors {
         Ok(out)
     }
 
-    async fn noncompliant_rules(&self, group_id: &str, rules: &[String]) -> Result<Vec<String>, CallError> {
-        let evals = self.noncompliant_evaluations(group_id).await?;
+    async fn noncompliant_rules(
+        &self,
+        technique: TechniqueRef,
+        group_id: &str,
+        rules: &[String],
+    ) -> Result<Vec<String>, CallError> {
+        let evals = self.noncompliant_evaluations(technique.config_resource_type, group_id).await?;
         Ok(rules.iter().filter(|r| evals.iter().any(|e| &e.rule == *r)).cloned().collect())
     }
 
     /// One reading of every detector: one Config call for all Config rules, one
     /// `DescribeAlarms` for all alarms, one `GetFindings` per Security Hub detector.
-    #[instrument(skip(self, record), fields(experiment_id = %record.id))]
-    async fn observe(&self, record: &ExperimentRecord) -> Vec<(Detector, Reading)> {
+    #[instrument(skip(self, technique, record), fields(experiment_id = %record.id, experiment = %technique))]
+    async fn observe(&self, technique: TechniqueRef, record: &ExperimentRecord) -> Vec<(Detector, Reading)> {
         let mut config_rules = Vec::new();
         let mut alarms = Vec::new();
         let mut hubs = Vec::new();
@@ -296,7 +305,7 @@ impl Detectors for AwsDetectors {
             if config_rules.is_empty() {
                 Vec::new()
             } else {
-                self.observe_config(record, &config_rules).await
+                self.observe_config(technique, record, &config_rules).await
             }
         };
         let alarm = async {
@@ -310,7 +319,7 @@ impl Detectors for AwsDetectors {
             let mut out = Vec::new();
             for g in &hubs {
                 let d = Detector::SecurityHub { generator_id: g.clone() };
-                let reading = match self.securityhub_first_finding(record, g.as_deref()).await {
+                let reading = match self.securityhub_first_finding(technique, record, g.as_deref()).await {
                     Ok(Some((at, evidence))) => Reading::Fired { at, evidence },
                     Ok(None) => Reading::Quiet { note: "no finding on the group since injection".into() },
                     Err(e) => Reading::Error { message: e.to_string() },

@@ -11,6 +11,8 @@ const NOT_FOUND: &[&str] = &[
     "InvalidPermission.NotFound",
     "InvalidSecurityGroupRuleId.NotFound",
     "InvalidSecurityGroupRuleId.Malformed",
+    "InvalidNetworkAclID.NotFound",
+    "InvalidNetworkAclEntry.NotFound",
     "ResourceNotFoundException",
     "NoSuchConfigRuleException",
     "NotFound",

@@ -1,18 +1,19 @@
 //! ChaoSlingr's adapters onto the official AWS SDK.
 //!
-//! Each adapter implements one capability trait of `chaoslingr_domain::ports`:
-//! [`Ec2Ingress`] (security groups and rules), [`AwsDetectors`] (AWS Config, CloudWatch
-//! alarms, Security Hub) and [`AwsRecorder`] (CloudWatch metrics, SNS). Endpoints,
+//! [`AwsDetectors`] (AWS Config, CloudWatch alarms, Security Hub) and [`AwsRecorder`]
+//! (CloudWatch metrics, SNS) implement capability traits of `chaoslingr_domain::ports`;
+//! [`ec2`] is the EC2 plumbing the techniques' own adapters share (each technique's
+//! adapter lives in its folder of `chaoslingr-techniques`). Endpoints,
 //! region and credentials come from the standard AWS environment (`AWS_PROFILE`,
 //! `AWS_REGION`, `AWS_ENDPOINT_URL`, ...), never from code.
 
 mod detectors;
-mod ec2;
+pub mod ec2;
 mod errors;
 mod recorder;
 
 pub use detectors::AwsDetectors;
-pub use ec2::{denial_source_of, AwsClock, Ec2Ingress};
+pub use ec2::{denial_source_of, AwsClock, Ec2};
 pub use errors::call_error;
 pub use recorder::{metric_data, AwsRecorder};
 
@@ -36,10 +37,11 @@ pub async fn load_config() -> SdkConfig {
         .await
 }
 
-/// The three adapters, built once from one SDK configuration.
+/// The shared adapters, built once from one SDK configuration: the EC2 plumbing the
+/// techniques build on, the detectors and the recorder.
 #[derive(Debug, Clone)]
 pub struct AwsAdapters {
-    pub ingress: Ec2Ingress,
+    pub ec2: Ec2,
     pub detectors: AwsDetectors,
     pub recorder: AwsRecorder,
     pub region: Option<String>,
@@ -50,7 +52,7 @@ impl AwsAdapters {
         let region = conf.region().map(|r| r.to_string());
         let cloudwatch = aws_sdk_cloudwatch::Client::new(conf);
         AwsAdapters {
-            ingress: Ec2Ingress::from_conf(conf),
+            ec2: Ec2::from_conf(conf),
             detectors: AwsDetectors::new(
                 cloudwatch.clone(),
                 aws_sdk_config::Client::new(conf),

@@ -11,8 +11,8 @@ use aws_sdk_ec2::config::http::HttpResponse;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::DateTime;
-use chaoslingr_aws::{AwsDetectors, AwsRecorder, Ec2Ingress};
-use chaoslingr_domain::experiment::{ExperimentRecord, PortRange, Protocol, PORT_CHANGE};
+use chaoslingr_aws::{AwsDetectors, AwsRecorder};
+use chaoslingr_domain::experiment::{ExperimentRecord, PortRange, Protocol};
 use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use chaoslingr_domain::port_choice::ExistingRule;
@@ -22,84 +22,26 @@ use chaoslingr_domain::ports::{
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
 use chaoslingr_domain::time::rfc3339_millis;
+use chaoslingr_domain::technique::Technique;
 use chaoslingr_domain::Detector;
 
 // ---------------------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------------------
 
-/// The injection time of every experiment here: 2026-11-23T18:47:00Z.
-fn t() -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(1_795_459_620)
-}
-
-fn after(secs: f64) -> SystemTime {
-    t() + Duration::from_secs_f64(secs)
-}
-
-fn before(secs: f64) -> SystemTime {
-    t() - Duration::from_secs_f64(secs)
-}
-
-fn sdk_time(at: SystemTime) -> DateTime {
-    DateTime::from(at)
-}
-
-/// Requests a mocked operation received, in order.
-type Log<I> = Arc<Mutex<Vec<I>>>;
-
-fn log<I>() -> Log<I> {
-    Arc::new(Mutex::new(Vec::new()))
-}
-
-/// A request matcher that accepts everything and keeps a copy of each request. It is
-/// called once per operation (retries reuse the first match), so the log has one entry
-/// per `send()`.
-fn capture<I: Clone + Send + 'static>(log: &Log<I>) -> impl Fn(&I) -> bool + Send + Sync + 'static {
-    let log = Arc::clone(log);
-    move |input: &I| {
-        log.lock().unwrap().push(input.clone());
-        true
-    }
-}
-
-fn seen<I: Clone>(log: &Log<I>) -> Vec<I> {
-    log.lock().unwrap().clone()
-}
-
-/// An EC2 (query protocol) error body, as EC2 sends it.
-fn ec2_error_body(code: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code><Message>{}</Message></Error></Errors><RequestID>req-1</RequestID></Response>"#,
-        match code {
-            "UnauthorizedOperation" => "You are not authorized to perform this operation.",
-            "DryRunOperation" => "Request would have succeeded, but DryRun flag is set.",
-            _ => "The service said no.",
-        }
-    )
-}
-
-fn http_response(status: u16, body: &str) -> HttpResponse {
-    HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body.to_string()))
-}
-
-fn ec2_error(status: u16, code: &str) -> HttpResponse {
-    http_response(status, &ec2_error_body(code))
-}
-
-/// An EC2 client on `rules` that does not retry, so an error rule is hit exactly once.
-fn ec2_without_retries(rules: &[&Rule]) -> Ec2Ingress {
-    Ec2Ingress::new(mock_client!(aws_sdk_ec2, RuleMode::MatchAny, rules, |c| c
-        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())))
-}
-
-fn tag(key: &str, value: &str) -> aws_sdk_ec2::types::Tag {
-    aws_sdk_ec2::types::Tag::builder().key(key).value(value).build()
-}
-
-fn pairs(tags: &[(&str, &str)]) -> Vec<(String, String)> {
-    tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-}
+/// The technique of the experiments here, as `port-change` describes itself (the adapters
+/// read only its Config resource type and ARN resource).
+static PORT_CHANGE: Technique = Technique {
+    name: "port-change",
+    summary: "",
+    target: "security group",
+    targets: "security groups",
+    target_prefix: "sg-",
+    change: "ingress rule",
+    change_prefix: "sgr-",
+    config_resource_type: "AWS::EC2::SecurityGroup",
+    arn_resource: "security-group",
+};
 
 fn record(detectors: &[&str]) -> ExperimentRecord {
     ExperimentRecord {
@@ -131,502 +73,6 @@ fn assert_fired_at(reading: &Reading, expected: SystemTime) {
 #[track_caller]
 fn assert_quiet(reading: &Reading) {
     assert!(matches!(reading, Reading::Quiet { .. }), "expected Quiet, got {reading:?}");
-}
-
-// ---------------------------------------------------------------------------------------
-// EC2
-// ---------------------------------------------------------------------------------------
-
-mod ec2 {
-    use super::*;
-    use aws_sdk_ec2::operation::authorize_security_group_ingress::{
-        AuthorizeSecurityGroupIngressInput, AuthorizeSecurityGroupIngressOutput,
-    };
-    use aws_sdk_ec2::operation::describe_security_group_rules::{
-        DescribeSecurityGroupRulesInput, DescribeSecurityGroupRulesOutput,
-    };
-    use aws_sdk_ec2::operation::describe_security_groups::{DescribeSecurityGroupsInput, DescribeSecurityGroupsOutput};
-    use aws_sdk_ec2::operation::revoke_security_group_ingress::{
-        RevokeSecurityGroupIngressInput, RevokeSecurityGroupIngressOutput,
-    };
-    use aws_sdk_ec2::types::{IpPermission, ResourceType, SecurityGroup, SecurityGroupRule};
-    use aws_sdk_ec2::Client;
-
-    const OPT_IN: &str = "chaoslingr:opt-in";
-
-    fn group(id: &str, permissions: Vec<IpPermission>) -> SecurityGroup {
-        SecurityGroup::builder()
-            .group_id(id)
-            .group_name(format!("name-of-{id}"))
-            .vpc_id("vpc-1")
-            .owner_id("111122223333")
-            .tags(tag(OPT_IN, "true"))
-            .tags(tag("Name", id))
-            .set_ip_permissions(Some(permissions))
-            .build()
-    }
-
-    fn permission(protocol: &str, ports: Option<(i32, i32)>) -> IpPermission {
-        let p = IpPermission::builder().ip_protocol(protocol);
-        match ports {
-            Some((from, to)) => p.from_port(from).to_port(to).build(),
-            None => p.build(),
-        }
-    }
-
-    fn groups_page(groups: Vec<SecurityGroup>, next: Option<&str>) -> DescribeSecurityGroupsOutput {
-        DescribeSecurityGroupsOutput::builder()
-            .set_security_groups(Some(groups))
-            .set_next_token(next.map(str::to_string))
-            .build()
-    }
-
-    /// An ingress rule as DescribeSecurityGroupRules returns it.
-    fn sg_rule(id: &str, egress: bool, tags: &[(&str, &str)]) -> SecurityGroupRule {
-        SecurityGroupRule::builder()
-            .security_group_rule_id(id)
-            .group_id("sg-0abc")
-            .group_owner_id("111122223333")
-            .is_egress(egress)
-            .ip_protocol("tcp")
-            .from_port(20_000)
-            .to_port(20_002)
-            .cidr_ipv4("0.0.0.0/0")
-            .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
-            .build()
-    }
-
-    fn rules_page(rules: Vec<SecurityGroupRule>, next: Option<&str>) -> DescribeSecurityGroupRulesOutput {
-        DescribeSecurityGroupRulesOutput::builder()
-            .set_security_group_rules(Some(rules))
-            .set_next_token(next.map(str::to_string))
-            .build()
-    }
-
-    #[track_caller]
-    fn assert_single_tag_key_filter(filters: &[aws_sdk_ec2::types::Filter], key: &str) {
-        assert_eq!(filters.len(), 1, "{filters:?}");
-        assert_eq!(filters[0].name(), Some("tag-key"));
-        assert_eq!(filters[0].values(), [key.to_string()]);
-    }
-
-    fn request(cidr: &str) -> IngressRequest {
-        IngressRequest {
-            security_group_id: "sg-0abc".into(),
-            protocol: Protocol::Udp,
-            ports: PortRange::new(40_000, 40_004).unwrap(),
-            cidr: cidr.into(),
-            description: "ChaoSlingr experiment cs-20261123T120000Z-abcdef".into(),
-            tags: pairs(&[
-                (tags::EXPERIMENT_ID, "cs-20261123T120000Z-abcdef"),
-                (tags::INJECTED_AT, "2026-11-23T18:47:00.000Z"),
-                (tags::DEADLINE, "2026-11-23T19:02:00Z"),
-                (tags::DETECTORS, "alarm:fw"),
-            ]),
-            dry_run: false,
-        }
-    }
-
-    fn created(rule_id: &'static str) -> impl Fn() -> AuthorizeSecurityGroupIngressOutput + Send + Sync {
-        move || {
-            AuthorizeSecurityGroupIngressOutput::builder()
-                .r#return(true)
-                .security_group_rules(SecurityGroupRule::builder().security_group_rule_id(rule_id).build())
-                .build()
-        }
-    }
-
-    #[tokio::test]
-    async fn opted_in_groups_follows_every_page_with_the_tag_filter_and_maps_the_groups() {
-        // GIVEN EC2 serving three pages of opted-in groups, chosen by the NextToken sent
-        let requests = log::<DescribeSecurityGroupsInput>();
-        let rule =
-            mock!(Client::describe_security_groups).match_requests(capture(&requests)).then_compute_output(|req| {
-                match req.next_token() {
-                    None => groups_page(vec![group("sg-1", vec![])], Some("tok/2+=")),
-                    Some("tok/2+=") => groups_page(
-                        vec![
-                            group("sg-2", vec![permission("tcp", Some((443, 443))), permission("-1", None)]),
-                            group("sg-3", vec![]),
-                        ],
-                        Some("tok-3"),
-                    ),
-                    Some("tok-3") => groups_page(vec![group("sg-4", vec![])], None),
-                    Some(other) => panic!("EC2 never issued NextToken {other:?}"),
-                }
-            });
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]));
-
-        // WHEN listing the opted-in groups
-        let groups = ingress.groups_with_tag_key(OPT_IN).await.unwrap();
-
-        // THEN every page was read, passing each token back exactly
-        assert_eq!(rule.num_calls(), 3);
-        let requests = seen(&requests);
-        let tokens: Vec<Option<&str>> = requests.iter().map(|r| r.next_token()).collect();
-        assert_eq!(tokens, [None, Some("tok/2+="), Some("tok-3")]);
-        // AND every page was filtered server-side on the configured tag key
-        for r in &requests {
-            assert_single_tag_key_filter(r.filters(), OPT_IN);
-            assert!(r.group_ids().is_empty());
-        }
-        // AND every group came back, with its tags, owner and ingress rules
-        let ids: Vec<&str> = groups.iter().map(|g| g.id.as_str()).collect();
-        assert_eq!(ids, ["sg-1", "sg-2", "sg-3", "sg-4"]);
-        assert_eq!(
-            groups[1],
-            GroupInfo {
-                id: "sg-2".into(),
-                name: "name-of-sg-2".into(),
-                vpc_id: Some("vpc-1".into()),
-                owner_id: Some("111122223333".into()),
-                tags: pairs(&[(OPT_IN, "true"), ("Name", "sg-2")]),
-                ingress: vec![
-                    ExistingRule { ip_protocol: "tcp".into(), from_port: Some(443), to_port: Some(443) },
-                    ExistingRule { ip_protocol: "-1".into(), from_port: None, to_port: None },
-                ],
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn experiment_rules_pages_on_the_experiment_tag_and_keeps_only_tagged_ingress_rules() {
-        // GIVEN two pages of rules carrying (or, from a filter-ignoring emulator, not
-        // carrying) the experiment tag; the last page ends with an empty NextToken
-        let ours = [(tags::EXPERIMENT_ID, "cs-20261123T120000Z-abcdef"), ("team", "sec")];
-        let requests = log::<DescribeSecurityGroupRulesInput>();
-        let rule = mock!(Client::describe_security_group_rules).match_requests(capture(&requests)).then_compute_output(
-            move |req| match req.next_token() {
-                None => rules_page(
-                    vec![
-                        sg_rule("sgr-a", false, &ours),
-                        sg_rule("sgr-egress", true, &ours),
-                        sg_rule("sgr-untagged", false, &[("team", "sec")]),
-                    ],
-                    Some("rules-2"),
-                ),
-                Some("rules-2") => rules_page(vec![sg_rule("sgr-b", false, &ours)], Some("")),
-                Some(other) => panic!("EC2 never issued NextToken {other:?}"),
-            },
-        );
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&rule]));
-
-        // WHEN listing the experiment rules
-        let rules = ingress.experiment_rules().await.unwrap();
-
-        // THEN both pages were read with the experiment-id tag-key filter
-        assert_eq!(rule.num_calls(), 2);
-        let requests = seen(&requests);
-        assert_eq!(requests.iter().map(|r| r.next_token()).collect::<Vec<_>>(), [None, Some("rules-2")]);
-        for r in &requests {
-            assert_single_tag_key_filter(r.filters(), "chaoslingr:experiment-id");
-        }
-        // AND egress and untagged rules were dropped
-        let ids: Vec<&str> = rules.iter().map(|r| r.security_group_rule_id.as_str()).collect();
-        assert_eq!(ids, ["sgr-a", "sgr-b"]);
-        assert_eq!(
-            rules[0],
-            TaggedRule {
-                security_group_id: "sg-0abc".into(),
-                security_group_rule_id: "sgr-a".into(),
-                account: Some("111122223333".into()),
-                ip_protocol: "tcp".into(),
-                from_port: Some(20_000),
-                to_port: Some(20_002),
-                cidr: Some("0.0.0.0/0".into()),
-                description: None,
-                is_egress: false,
-                tags: pairs(&ours),
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn authorize_creates_one_tagged_rule_in_one_call_and_returns_its_id() {
-        // GIVEN EC2 that creates the rule
-        let requests = log::<AuthorizeSecurityGroupIngressInput>();
-        let rule = mock!(Client::authorize_security_group_ingress)
-            .match_requests(capture(&requests))
-            .then_output(created("sgr-0new"));
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, [&rule]));
-        let req = request("0.0.0.0/0");
-
-        // WHEN authorizing an IPv4 source
-        let outcome = ingress.authorize(&req).await.unwrap();
-
-        // THEN the created rule's id comes back
-        assert_eq!(outcome, AuthorizeOutcome::Created { rule_id: "sgr-0new".into() });
-        // AND exactly one call carried the group, one permission and exactly our tags
-        let requests = seen(&requests);
-        assert_eq!(requests.len(), 1);
-        let sent = &requests[0];
-        assert_eq!(sent.group_id(), Some("sg-0abc"));
-        assert_eq!(sent.dry_run(), Some(false));
-        assert_eq!(sent.ip_permissions().len(), 1);
-        let p = &sent.ip_permissions()[0];
-        assert_eq!(p.ip_protocol(), Some("udp"));
-        assert_eq!((p.from_port(), p.to_port()), (Some(40_000), Some(40_004)));
-        assert_eq!(p.ip_ranges().len(), 1);
-        assert_eq!(p.ip_ranges()[0].cidr_ip(), Some("0.0.0.0/0"));
-        assert_eq!(p.ip_ranges()[0].description(), Some(req.description.as_str()));
-        assert!(p.ipv6_ranges().is_empty());
-        assert!(p.user_id_group_pairs().is_empty() && p.prefix_list_ids().is_empty());
-        assert_eq!(sent.tag_specifications().len(), 1);
-        let spec = &sent.tag_specifications()[0];
-        assert_eq!(spec.resource_type(), Some(&ResourceType::SecurityGroupRule));
-        let sent_tags: Vec<(String, String)> =
-            spec.tags().iter().map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string())).collect();
-        assert_eq!(sent_tags, req.tags);
-        assert_eq!(rule.num_calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn authorize_sends_an_ipv6_source_as_an_ipv6_range() {
-        // GIVEN EC2 that creates the rule
-        let requests = log::<AuthorizeSecurityGroupIngressInput>();
-        let rule = mock!(Client::authorize_security_group_ingress)
-            .match_requests(capture(&requests))
-            .then_output(created("sgr-0v6"));
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, [&rule]));
-
-        // WHEN authorizing `::/0`
-        let outcome = ingress.authorize(&request("::/0")).await.unwrap();
-
-        // THEN it went into Ipv6Ranges, not IpRanges
-        assert_eq!(outcome, AuthorizeOutcome::Created { rule_id: "sgr-0v6".into() });
-        let requests = seen(&requests);
-        let p = &requests[0].ip_permissions()[0];
-        assert!(p.ip_ranges().is_empty(), "{p:?}");
-        assert_eq!(p.ipv6_ranges().len(), 1);
-        assert_eq!(p.ipv6_ranges()[0].cidr_ipv6(), Some("::/0"));
-        assert_eq!(p.ipv6_ranges()[0].description(), Some("ChaoSlingr experiment cs-20261123T120000Z-abcdef"));
-    }
-
-    #[tokio::test]
-    async fn authorize_without_a_rule_id_in_the_answer_is_an_error_not_a_success() {
-        // GIVEN EC2 that answers `true` but returns no rule
-        let rule = mock!(Client::authorize_security_group_ingress)
-            .then_output(|| AuthorizeSecurityGroupIngressOutput::builder().r#return(true).build());
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, [&rule]));
-
-        // WHEN authorizing
-        let err = ingress.authorize(&request("0.0.0.0/0")).await.unwrap_err();
-
-        // THEN the run cannot proceed without an id to revert
-        assert_eq!(err.kind, FailureKind::Other);
-        assert!(err.message.contains("did not return the id"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn authorize_maps_denials_to_denied_keeping_the_code_and_attributes_them_only_with_evidence() {
-        for code in ["UnauthorizedOperation", "AccessDenied"] {
-            // GIVEN EC2 refusing with a 403 and this code
-            let rule = mock!(Client::authorize_security_group_ingress).then_http_response(move || ec2_error(403, code));
-            let ingress = ec2_without_retries(&[&rule]);
-
-            // WHEN authorizing
-            let outcome = ingress.authorize(&request("0.0.0.0/0")).await;
-
-            // THEN it is a denial, not an error
-            match outcome {
-                Ok(AuthorizeOutcome::Denied { code: got, message, source }) => {
-                    assert_eq!(got, code);
-                    // No encoded message to decode: never credited to a preventive control.
-                    assert!(matches!(source, DenialSource::Unknown(_)), "{source:?}");
-                    assert!(!message.is_empty());
-                    if code == "UnauthorizedOperation" {
-                        assert_eq!(message, "You are not authorized to perform this operation.");
-                    }
-                }
-                other => panic!("{code}: expected Denied, got {other:?}"),
-            }
-            assert_eq!(rule.num_calls(), 1);
-        }
-    }
-
-    #[tokio::test]
-    async fn authorize_maps_dry_run_operation_to_would_succeed() {
-        // GIVEN EC2 answering a dry run with 412 DryRunOperation
-        let requests = log::<AuthorizeSecurityGroupIngressInput>();
-        let rule = mock!(Client::authorize_security_group_ingress)
-            .match_requests(capture(&requests))
-            .then_http_response(|| ec2_error(412, "DryRunOperation"));
-        let ingress = ec2_without_retries(&[&rule]);
-        let req = IngressRequest { dry_run: true, ..request("0.0.0.0/0") };
-
-        // WHEN authorizing as a dry run
-        let outcome = ingress.authorize(&req).await;
-
-        // THEN it would have succeeded, and the request said DryRun
-        assert_eq!(outcome, Ok(AuthorizeOutcome::WouldSucceed));
-        assert_eq!(seen(&requests)[0].dry_run(), Some(true));
-    }
-
-    #[tokio::test]
-    async fn authorize_maps_throttling_to_transient_and_bad_parameters_to_other() {
-        for (status, code, kind) in
-            [(503, "RequestLimitExceeded", FailureKind::Transient), (400, "InvalidParameterValue", FailureKind::Other)]
-        {
-            // GIVEN EC2 failing with this status and code, on a client without retries
-            let rule =
-                mock!(Client::authorize_security_group_ingress).then_http_response(move || ec2_error(status, code));
-            let ingress = ec2_without_retries(&[&rule]);
-
-            // WHEN authorizing
-            let err = ingress.authorize(&request("0.0.0.0/0")).await.unwrap_err();
-
-            // THEN it is an error of the right kind, naming the operation and the code
-            assert_eq!(err.kind, kind, "{code}: {err}");
-            assert_eq!(err.code.as_deref(), Some(code));
-            assert_eq!(err.operation, "AuthorizeSecurityGroupIngress");
-            assert_eq!(rule.num_calls(), 1);
-        }
-    }
-
-    #[tokio::test]
-    async fn revoke_sends_the_rule_id_and_group_and_treats_not_found_as_already_gone() {
-        // GIVEN EC2 that revokes
-        let requests = log::<RevokeSecurityGroupIngressInput>();
-        let ok = mock!(Client::revoke_security_group_ingress)
-            .match_requests(capture(&requests))
-            .then_output(|| RevokeSecurityGroupIngressOutput::builder().r#return(true).build());
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, [&ok]));
-
-        // WHEN revoking
-        let outcome = ingress.revoke("sg-0abc", "sgr-0new").await;
-
-        // THEN it is revoked, by rule id, on the group
-        assert_eq!(outcome, Ok(RevokeOutcome::Revoked));
-        let requests = seen(&requests);
-        assert_eq!(requests.len(), 1);
-        assert_eq!(requests[0].group_id(), Some("sg-0abc"));
-        assert_eq!(requests[0].security_group_rule_ids(), ["sgr-0new".to_string()]);
-        assert!(requests[0].ip_permissions().is_empty(), "revoking by rule id only");
-
-        for code in ["InvalidPermission.NotFound", "InvalidSecurityGroupRuleId.NotFound"] {
-            // GIVEN EC2 saying the rule no longer exists
-            let gone = mock!(Client::revoke_security_group_ingress).then_http_response(move || ec2_error(400, code));
-            let ingress = ec2_without_retries(&[&gone]);
-            // WHEN revoking
-            // THEN that is success
-            assert_eq!(ingress.revoke("sg-0abc", "sgr-0new").await, Ok(RevokeOutcome::AlreadyGone), "{code}");
-        }
-
-        // GIVEN EC2 refusing the revoke
-        let denied =
-            mock!(Client::revoke_security_group_ingress).then_http_response(|| ec2_error(403, "UnauthorizedOperation"));
-        let ingress = ec2_without_retries(&[&denied]);
-        // WHEN revoking
-        // THEN the failure surfaces: the rule is still there
-        let err = ingress.revoke("sg-0abc", "sgr-0new").await.unwrap_err();
-        assert_eq!(err.kind, FailureKind::Denied);
-    }
-
-    #[tokio::test]
-    async fn rule_reads_one_rule_with_its_tags_and_none_when_it_is_gone() {
-        // GIVEN EC2 knowing the rule
-        let requests = log::<DescribeSecurityGroupRulesInput>();
-        let ours = [(tags::EXPERIMENT_ID, "cs-20261123T120000Z-abcdef")];
-        let found = mock!(Client::describe_security_group_rules)
-            .match_requests(capture(&requests))
-            .then_output(move || rules_page(vec![sg_rule("sgr-0new", false, &ours)], None));
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, [&found]));
-
-        // WHEN reading it
-        let got = ingress.rule("sgr-0new").await.unwrap().expect("the rule exists");
-
-        // THEN it asked for that rule id and returned it with its tags
-        assert_eq!(seen(&requests)[0].security_group_rule_ids(), ["sgr-0new".to_string()]);
-        assert_eq!(got.security_group_rule_id, "sgr-0new");
-        assert_eq!(got.experiment_id(), Some("cs-20261123T120000Z-abcdef"));
-        assert_eq!(got.tags, pairs(&ours));
-
-        // GIVEN EC2 saying the rule id does not exist
-        let gone = mock!(Client::describe_security_group_rules)
-            .then_http_response(|| ec2_error(400, "InvalidSecurityGroupRuleId.NotFound"));
-        let ingress = ec2_without_retries(&[&gone]);
-        // WHEN reading it / THEN None
-        assert_eq!(ingress.rule("sgr-0new").await, Ok(None));
-
-        // GIVEN EC2 refusing to describe
-        let denied =
-            mock!(Client::describe_security_group_rules).then_http_response(|| ec2_error(403, "UnauthorizedOperation"));
-        let ingress = ec2_without_retries(&[&denied]);
-        // WHEN reading it / THEN an error, never "gone" (which would read as remediated)
-        let err = ingress.rule("sgr-0new").await.unwrap_err();
-        assert_eq!(err.kind, FailureKind::Denied);
-    }
-
-    #[tokio::test]
-    async fn group_reads_one_group_and_none_when_it_is_gone() {
-        // GIVEN EC2 knowing the group
-        let requests = log::<DescribeSecurityGroupsInput>();
-        let found = mock!(Client::describe_security_groups)
-            .match_requests(capture(&requests))
-            .then_output(|| groups_page(vec![group("sg-0abc", vec![permission("tcp", Some((22, 22)))])], None));
-        let ingress = Ec2Ingress::new(mock_client!(aws_sdk_ec2, [&found]));
-
-        // WHEN reading it
-        let got = ingress.group("sg-0abc").await.unwrap().expect("the group exists");
-
-        // THEN it asked for that group and mapped it
-        assert_eq!(seen(&requests)[0].group_ids(), ["sg-0abc".to_string()]);
-        assert_eq!(got.id, "sg-0abc");
-        assert_eq!(got.tags, pairs(&[(OPT_IN, "true"), ("Name", "sg-0abc")]));
-        assert_eq!(got.ingress, [ExistingRule { ip_protocol: "tcp".into(), from_port: Some(22), to_port: Some(22) }]);
-
-        // GIVEN EC2 saying the group does not exist
-        let gone =
-            mock!(Client::describe_security_groups).then_http_response(|| ec2_error(400, "InvalidGroup.NotFound"));
-        let ingress = ec2_without_retries(&[&gone]);
-        // WHEN reading it / THEN None
-        assert_eq!(ingress.group("sg-0abc").await, Ok(None));
-    }
-
-    #[tokio::test]
-    async fn a_throttled_describe_is_retried_by_the_sdk_standard_retry() {
-        // GIVEN EC2 throttling once (503 RequestLimitExceeded) and then answering, on a
-        // client with the standard retry strategy (backoff shortened to keep the test fast)
-        let rule = mock!(Client::describe_security_groups)
-            .sequence()
-            .http_response(|| ec2_error(503, "RequestLimitExceeded"))
-            .output(|| groups_page(vec![group("sg-1", vec![])], None))
-            .build();
-        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule], |c| c.retry_config(
-            aws_sdk_ec2::config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(1))
-        ));
-        let ingress = Ec2Ingress::new(client);
-        let started = Instant::now();
-
-        // WHEN listing the opted-in groups
-        let groups = ingress.groups_with_tag_key(OPT_IN).await.unwrap();
-
-        // THEN the SDK retried and the listing succeeded
-        assert_eq!(rule.num_calls(), 2);
-        assert_eq!(groups.len(), 1);
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    }
-
-    #[tokio::test]
-    async fn persistent_throttling_gives_up_after_the_standard_attempts_as_transient() {
-        // GIVEN EC2 that keeps throttling, on a client with the standard retry strategy
-        let rule = mock!(Client::describe_security_groups)
-            .sequence()
-            .http_response(|| ec2_error(503, "RequestLimitExceeded"))
-            .times(3)
-            .build();
-        let client = mock_client!(aws_sdk_ec2, RuleMode::Sequential, [&rule], |c| c.retry_config(
-            aws_sdk_ec2::config::retry::RetryConfig::standard().with_initial_backoff(Duration::from_millis(1))
-        ));
-
-        // WHEN listing the opted-in groups
-        let err = Ec2Ingress::new(client).groups_with_tag_key(OPT_IN).await.unwrap_err();
-
-        // THEN three attempts were made and the error says "worth retrying later"
-        assert_eq!(rule.num_calls(), 3);
-        assert_eq!(err.kind, FailureKind::Transient);
-        assert_eq!(err.code.as_deref(), Some("RequestLimitExceeded"));
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -717,7 +163,7 @@ mod detectors {
         let d = detectors(&[], &[&rule], &[]);
 
         // WHEN observing
-        let readings = d.observe(&record(&[CONFIG_DETECTOR])).await;
+        let readings = d.observe(&PORT_CHANGE, &record(&[CONFIG_DETECTOR])).await;
 
         // THEN the rule fired at its own ResultRecordedTime, T+37.5s
         assert_eq!(readings.len(), 1);
@@ -738,14 +184,14 @@ mod detectors {
         // GIVEN Config with only a result recorded before the injection
         let stale = config_answering(vec![evaluation(RULE, ComplianceType::NonCompliant, before(0.001))]);
         // WHEN observing / THEN quiet
-        let readings = detectors(&[], &[&stale], &[]).observe(&record(&[CONFIG_DETECTOR])).await;
+        let readings = detectors(&[], &[&stale], &[]).observe(&PORT_CHANGE, &record(&[CONFIG_DETECTOR])).await;
         assert_quiet(&readings[0].1);
         assert_eq!(stale.num_calls(), 1);
 
         // GIVEN Config with a fresh result, but from another rule
         let other = config_answering(vec![evaluation("some-other-rule", ComplianceType::NonCompliant, after(10.0))]);
         // WHEN observing / THEN quiet
-        let readings = detectors(&[], &[&other], &[]).observe(&record(&[CONFIG_DETECTOR])).await;
+        let readings = detectors(&[], &[&other], &[]).observe(&PORT_CHANGE, &record(&[CONFIG_DETECTOR])).await;
         assert_quiet(&readings[0].1);
     }
 
@@ -760,7 +206,7 @@ mod detectors {
         });
 
         // WHEN observing
-        let readings = detectors(&[], &[&denied], &[]).observe(&record(&[CONFIG_DETECTOR])).await;
+        let readings = detectors(&[], &[&denied], &[]).observe(&PORT_CHANGE, &record(&[CONFIG_DETECTOR])).await;
 
         // THEN the detector could not be read (neither quiet nor fired)
         match &readings[0].1 {
@@ -785,7 +231,7 @@ mod detectors {
 
         // WHEN asking which of a, b, c are already NON_COMPLIANT
         let rules = ["a".to_string(), "b".to_string(), "c".to_string()];
-        let got = d.noncompliant_rules("sg-0abc", &rules).await.unwrap();
+        let got = d.noncompliant_rules(&PORT_CHANGE, "sg-0abc", &rules).await.unwrap();
 
         // THEN a and c, in the order asked
         assert_eq!(got, ["a", "c"]);
@@ -814,7 +260,7 @@ mod detectors {
         let requests = log();
         let rule = alarms_answering(vec![metric_alarm("fw", StateValue::Alarm, after(12.0))], vec![], &requests);
         // WHEN observing
-        let readings = detectors(&[&rule], &[], &[]).observe(&record(&["alarm:fw"])).await;
+        let readings = detectors(&[&rule], &[], &[]).observe(&PORT_CHANGE, &record(&["alarm:fw"])).await;
         // THEN fired at T+12s, after asking for that alarm among metric and composite alarms
         assert_eq!(readings[0].0, detector("alarm:fw"));
         assert_fired_at(&readings[0].1, after(12.0));
@@ -826,12 +272,12 @@ mod detectors {
 
         // GIVEN the alarm is in ALARM since before the injection / THEN quiet
         let rule = alarms_answering(vec![metric_alarm("fw", StateValue::Alarm, before(1.0))], vec![], &log());
-        let readings = detectors(&[&rule], &[], &[]).observe(&record(&["alarm:fw"])).await;
+        let readings = detectors(&[&rule], &[], &[]).observe(&PORT_CHANGE, &record(&["alarm:fw"])).await;
         assert_quiet(&readings[0].1);
 
         // GIVEN the alarm went back to OK after the injection / THEN quiet
         let rule = alarms_answering(vec![metric_alarm("fw", StateValue::Ok, after(30.0))], vec![], &log());
-        let readings = detectors(&[&rule], &[], &[]).observe(&record(&["alarm:fw"])).await;
+        let readings = detectors(&[&rule], &[], &[]).observe(&PORT_CHANGE, &record(&["alarm:fw"])).await;
         assert_quiet(&readings[0].1);
     }
 
@@ -840,7 +286,7 @@ mod detectors {
         // GIVEN CloudWatch knows no alarm of that name
         let rule = alarms_answering(vec![metric_alarm("other", StateValue::Alarm, after(5.0))], vec![], &log());
         // WHEN observing
-        let readings = detectors(&[&rule], &[], &[]).observe(&record(&["alarm:fw"])).await;
+        let readings = detectors(&[&rule], &[], &[]).observe(&PORT_CHANGE, &record(&["alarm:fw"])).await;
         // THEN the reading says it does not exist
         match &readings[0].1 {
             Reading::Error { message } => assert!(message.contains("does not exist"), "{message}"),
@@ -910,7 +356,7 @@ mod detectors {
         let d = detectors(&[], &[], &[&rule]);
 
         // WHEN observing with detector securityhub:G
-        let readings = d.observe(&record(&["securityhub:G"])).await;
+        let readings = d.observe(&PORT_CHANGE, &record(&["securityhub:G"])).await;
 
         // THEN it fired at T+20s, from the matching finding
         assert_eq!(readings[0].0, detector("securityhub:G"));
@@ -940,7 +386,7 @@ mod detectors {
         // GIVEN the same findings, all from generator G
         let rule = hub_ignoring_filters(&log());
         // WHEN observing with another generator
-        let readings = detectors(&[], &[], &[&rule]).observe(&record(&["securityhub:OTHER-GENERATOR"])).await;
+        let readings = detectors(&[], &[], &[&rule]).observe(&PORT_CHANGE, &record(&["securityhub:OTHER-GENERATOR"])).await;
         // THEN quiet
         assert_eq!(readings[0].0, detector("securityhub:OTHER-GENERATOR"));
         assert_quiet(&readings[0].1);
@@ -968,7 +414,7 @@ mod recorder {
         OutcomeReport {
             schema: SCHEMA,
             experiment_id: "cs-20261123T120000Z-abcdef".into(),
-            experiment: PORT_CHANGE,
+            experiment: "port-change",
             account: Some("111122223333".into()),
             region: Some("us-east-1".into()),
             security_group_id: Some("sg-0abc".into()),

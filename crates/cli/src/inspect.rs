@@ -18,6 +18,8 @@ pub async fn targets(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
             .iter()
             .map(|t| {
                 json!({
+                    "experiment": engine.technique_for(&t.group.id).name,
+                    "target_id": t.group.id,
                     "security_group_id": t.group.id,
                     "name": t.group.name,
                     "vpc_id": t.group.vpc_id,
@@ -38,6 +40,7 @@ pub async fn targets(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
         .iter()
         .map(|t| {
             vec![
+                engine.technique_for(&t.group.id).name.to_string(),
                 t.group.id.clone(),
                 t.group.name.clone(),
                 t.group.vpc_id.clone().unwrap_or_else(|| "-".into()),
@@ -46,9 +49,9 @@ pub async fn targets(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
             ]
         })
         .collect();
-    print!("{}", table(&["GROUP", "NAME", "VPC", "ELIGIBLE", "WHY NOT"], &rows));
+    print!("{}", table(&["EXPERIMENT", "TARGET", "NAME", "VPC", "ELIGIBLE", "WHY NOT"], &rows));
     println!(
-        "\n{opted} opted in ({}={}), {eligible} eligible. Groups without the tag key are never listed or touched.",
+        "\n{opted} opted in ({}={}), {eligible} eligible. Security groups and network ACLs without the tag key are never listed or touched.",
         s.opt_in_tag, s.opt_in_value
     );
     Ok(exit::OK)
@@ -64,6 +67,9 @@ pub async fn status(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
             .map(|f| {
                 let mut item = json!({
                     "experiment_id": f.experiment_id,
+                    "experiment": engine.technique_for(&f.security_group_id).name,
+                    "target_id": f.security_group_id,
+                    "change_id": f.security_group_rule_id,
                     "security_group_id": f.security_group_id,
                     "security_group_rule_id": f.security_group_rule_id,
                     "marked": f.marker.is_some(),
@@ -133,6 +139,7 @@ pub async fn status(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
             match &f.record {
                 Ok(r) => vec![
                     id,
+                    engine.technique_for(&f.security_group_id).name.to_string(),
                     f.security_group_id.clone(),
                     f.security_group_rule_id.clone(),
                     format!("{} {}", r.protocol, r.ports),
@@ -142,6 +149,7 @@ pub async fn status(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
                 ],
                 Err(_) => vec![
                     id,
+                    engine.technique_for(&f.security_group_id).name.to_string(),
                     f.security_group_id.clone(),
                     f.security_group_rule_id.clone(),
                     "-".into(),
@@ -155,6 +163,7 @@ pub async fn status(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
     for d in &found.damaged_markers {
         rows.push(vec![
             d.experiment_id.clone().unwrap_or_else(|| "?".into()),
+            engine.technique_for(&d.security_group_id).name.to_string(),
             d.security_group_id.clone(),
             "-".into(),
             "-".into(),
@@ -163,7 +172,7 @@ pub async fn status(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
             format!("DAMAGED MARKER ({}); the judge removes it", d.error),
         ]);
     }
-    print!("{}", table(&["EXPERIMENT", "GROUP", "RULE", "PORTS", "AGE", "DEADLINE", "STATE"], &rows));
+    print!("{}", table(&["EXPERIMENT ID", "EXPERIMENT", "TARGET", "CHANGE", "PORTS", "AGE", "DEADLINE", "STATE"], &rows));
     Ok(exit::OK)
 }
 

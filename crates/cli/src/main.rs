@@ -7,10 +7,8 @@ mod run;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chaoslingr_aws::AwsAdapters;
 use chaoslingr_domain::config::{self, ConfigError, ENV_VARS};
-use chaoslingr_domain::engine::{Engine, EngineError};
-use chaoslingr_domain::ports::SystemClock;
+use chaoslingr_domain::engine::EngineError;
 use chaoslingr_domain::Settings;
 use clap::{Args, Parser, Subcommand};
 
@@ -91,9 +89,22 @@ struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Target this security group instead of a random eligible one; it must be opted in.
-    #[arg(long, value_name = "SG_ID")]
+    /// The technique to run [default: port-change, or the target's]:
+    /// port-change (an ingress rule on a security group) or nacl-entry (an inbound entry
+    /// on a network ACL).
+    #[arg(long, value_name = "TECHNIQUE")]
+    experiment: Option<String>,
+
+    /// Target this security group (sg-…) or network ACL (acl-…) instead of a random
+    /// eligible one; it must be opted in.
+    #[arg(long, value_name = "ID")]
     target: Option<String>,
+
+    /// How the ports are chosen: `random` (a range inside CHAOSLINGR_PORT_RANGE) or
+    /// `risky` (one of 22, 3389 and other well-known risky tcp ports, for controls that
+    /// watch only those). Replaces CHAOSLINGR_PORTS [default: random].
+    #[arg(long, value_name = "CHOICE")]
+    ports: Option<String>,
 
     /// A detector to watch; repeat for several. Replaces CHAOSLINGR_DETECTORS.
     /// Forms: config:<rule-name>, alarm:<alarm-name>, securityhub, securityhub:<generator-id>.
@@ -171,8 +182,7 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-pub type AwsEngine =
-    Engine<chaoslingr_aws::Ec2Ingress, chaoslingr_aws::AwsDetectors, chaoslingr_aws::AwsRecorder, SystemClock>;
+pub use chaoslingr_techniques::AwsEngine;
 
 /// Builds the engine once: settings validated, AWS configuration loaded, clients built.
 async fn engine(settings: Settings) -> Result<AwsEngine, Failure> {
@@ -183,15 +193,7 @@ async fn engine(settings: Settings) -> Result<AwsEngine, Failure> {
             error: anyhow::anyhow!("no AWS region configured: set AWS_REGION or a region in your AWS profile"),
         });
     }
-    let adapters = AwsAdapters::new(&conf, settings.namespace.clone(), settings.topic_arn.clone());
-    Ok(Engine {
-        ingress: adapters.ingress,
-        detectors: adapters.detectors,
-        recorder: adapters.recorder,
-        clock: SystemClock,
-        settings,
-        region: adapters.region,
-    })
+    Ok(chaoslingr_techniques::aws_engine(&conf, settings))
 }
 
 /// Settings from the environment, then the run flags on top, all validated before any
@@ -212,17 +214,22 @@ fn run_settings(args: &RunArgs) -> Result<Settings, ConfigError> {
     if let Some(p) = &args.poll_interval {
         s.poll_interval = config::poll_interval(p, "--poll-interval")?;
     }
+    if let Some(p) = &args.ports {
+        s.port_choice = config::port_choice(p, "--ports")?;
+    }
     if let Some(t) = &args.topic_arn {
         s.topic_arn = Some(config::topic_arn(t, "--topic-arn")?);
     }
     if let Some(t) = &args.target {
-        let ok = t.starts_with("sg-") && t.len() > 3 && t[3..].chars().all(|c| c.is_ascii_hexdigit());
-        if !ok {
-            return Err(ConfigError {
-                source_name: "--target".into(),
-                value: t.clone(),
-                expected: "a security group id such as `sg-0123456789abcdef0`".into(),
-            });
+        if let Err(why) = chaoslingr_domain::technique::check_target_id(chaoslingr_techniques::all(), t) {
+            let expected = why.split_once("expected ").map(|(_, e)| e.to_string()).unwrap_or(why);
+            return Err(ConfigError { source_name: "--target".into(), value: t.clone(), expected });
+        }
+    }
+    if let Some(e) = &args.experiment {
+        if let Err(why) = chaoslingr_techniques::by_name(e) {
+            let expected = why.split_once("expected ").map(|(_, e)| e.to_string()).unwrap_or(why);
+            return Err(ConfigError { source_name: "--experiment".into(), value: e.clone(), expected });
         }
     }
     s.dry_run |= args.dry_run;
@@ -272,12 +279,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 None => None,
             };
             if let Some(rule) = &args.force {
-                let ok = rule.starts_with("sgr-") && rule.len() > 4 && rule[4..].chars().all(|c| c.is_ascii_hexdigit());
-                if !ok {
+                let sgr = rule.strip_prefix("sgr-").is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_hexdigit()));
+                let entry = rule.split_once('/').is_some_and(|(acl, n)| {
+                    chaoslingr_domain::technique::check_target_id(chaoslingr_techniques::all(), acl).is_ok()
+                        && acl.starts_with("acl-")
+                        && n.parse::<u16>().is_ok_and(|n| (1..=32766).contains(&n))
+                });
+                if !(sgr || entry) {
                     return Err(Failure {
                         status: exit::BAD_INPUT,
                         error: anyhow::anyhow!(
-                            "--force takes a security group rule id such as `sgr-0123456789abcdef0`, got `{rule}`"
+                            "--force takes a security group rule id such as `sgr-0123456789abcdef0` or a network ACL entry such as `acl-0123456789abcdef0/32766`, got `{rule}`"
                         ),
                     });
                 }

@@ -71,10 +71,12 @@ pub fn print_summary(
         report.experiment_id,
         report.outcome.as_str().to_uppercase()
     ));
-    if let Some(g) = &report.security_group_id {
+    out.push_str(&format!("  experiment  {}\n", report.experiment));
+    if let Some(g) = &report.target_id {
         let place: Vec<&str> = [report.account.as_deref(), report.region.as_deref()].into_iter().flatten().collect();
         out.push_str(&format!(
-            "  target      {g}{}\n",
+            "  target      {} {g}{}\n",
+            report.target_type,
             if place.is_empty() { String::new() } else { format!(" ({})", place.join(", ")) }
         ));
     }
@@ -82,7 +84,7 @@ pub fn print_summary(
         (&report.protocol, report.from_port, report.to_port, &report.cidr)
     {
         let ports = if from == to { from.to_string() } else { format!("{from}-{to}") };
-        let rule = report.security_group_rule_id.as_deref().map(|r| format!(" as rule {r}")).unwrap_or_default();
+        let rule = report.change_id.as_deref().map(|r| format!(" as {r}")).unwrap_or_default();
         let at = report.injected_at.as_deref().map(|t| format!(" at {t}")).unwrap_or_default();
         let verb = if report.injected_at.is_some() { "opened" } else { "planned" };
         out.push_str(&format!("  change      {verb} {p} {ports} from {cidr}{rule}{at}\n"));

@@ -88,7 +88,7 @@ impl Signals {
 }
 
 pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result<u8, Failure> {
-    let request = RunRequest { target: args.target.clone(), scheduled: false };
+    let request = RunRequest { experiment: args.experiment.clone(), target: args.target.clone(), scheduled: false };
     let mut rng = StdRng::from_os_rng();
     let tty = std::io::stderr().is_terminal() && !args.json;
     let mut announced = false;
@@ -97,7 +97,7 @@ pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result
             announced = true;
             let r = p.record;
             eprintln!(
-                "chaoslingr: experiment {} opened {} {} from {} on {} (rule {}); watching until {} ({})",
+                "chaoslingr: experiment {} opened {} {} from {} on {} ({}); watching until {} ({})",
                 r.id,
                 r.protocol,
                 r.ports,

@@ -118,6 +118,8 @@ pub struct Settings {
     pub window: Duration,
     /// How often to observe the detectors while watching (`CHAOSLINGR_POLL_INTERVAL`).
     pub poll_interval: Duration,
+    /// Random ranges or one well-known risky port (`CHAOSLINGR_PORTS`).
+    pub port_choice: crate::port_choice::PortChoice,
     /// Bounds of the injected port range (`CHAOSLINGR_PORT_RANGE`).
     pub port_bounds: PortRange,
     /// Widest injected range, in ports (`CHAOSLINGR_MAX_PORTS`).
@@ -157,6 +159,7 @@ impl Default for Settings {
             detectors: Vec::new(),
             window: Duration::from_secs(15 * 60),
             poll_interval: Duration::from_secs(15),
+            port_choice: crate::port_choice::PortChoice::Random,
             port_bounds: PortRange { from: 10_000, to: 65_000 },
             max_ports: 6,
             protocols: vec![Protocol::Tcp, Protocol::Udp],
@@ -182,6 +185,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CHAOSLINGR_DETECTORS", "config:<rule>, alarm:<name>, securityhub[:<id>], comma-separated"),
     ("CHAOSLINGR_WINDOW", "detection window, 10s..24h [default: 15m]"),
     ("CHAOSLINGR_POLL_INTERVAL", "observation cadence while watching, 1s..5m [default: 15s]"),
+    (
+        "CHAOSLINGR_PORTS",
+        "random (a range inside CHAOSLINGR_PORT_RANGE) or risky (one of 22, 3389 and other well-known risky tcp ports) [default: random]",
+    ),
     ("CHAOSLINGR_PORT_RANGE", "bounds of injected ports [default: 10000-65000]"),
     ("CHAOSLINGR_MAX_PORTS", "widest injected range, 1..1000 ports [default: 6]"),
     ("CHAOSLINGR_PROTOCOLS", "tcp, udp or tcp,udp [default: tcp,udp]"),
@@ -220,6 +227,9 @@ impl Settings {
         }
         if let Some(v) = get("CHAOSLINGR_POLL_INTERVAL") {
             s.poll_interval = poll_interval(&v, "CHAOSLINGR_POLL_INTERVAL")?;
+        }
+        if let Some(v) = get("CHAOSLINGR_PORTS") {
+            s.port_choice = port_choice(&v, "CHAOSLINGR_PORTS")?;
         }
         if let Some(v) = get("CHAOSLINGR_PORT_RANGE") {
             s.port_bounds = port_bounds(&v, "CHAOSLINGR_PORT_RANGE")?;
@@ -284,6 +294,13 @@ impl Settings {
                 ),
             ));
         }
+        if self.port_choice == crate::port_choice::PortChoice::Risky && !self.protocols.contains(&Protocol::Tcp) {
+            return Err(ConfigError::new(
+                "CHAOSLINGR_PROTOCOLS",
+                &self.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(","),
+                "to include tcp when CHAOSLINGR_PORTS=risky (the risky ports are tcp services)",
+            ));
+        }
         if self.poll_interval > self.window {
             return Err(ConfigError::new(
                 "CHAOSLINGR_POLL_INTERVAL",
@@ -331,6 +348,10 @@ pub fn orphan_grace(v: &str, source: &str) -> Result<Duration, ConfigError> {
 
 pub fn detectors(v: &str, source: &str) -> Result<Vec<Detector>, ConfigError> {
     detector::parse_list(v).map_err(|e| ConfigError::new(source, v, e.to_string()))
+}
+
+pub fn port_choice(v: &str, source: &str) -> Result<crate::port_choice::PortChoice, ConfigError> {
+    v.parse().map_err(|_| ConfigError::new(source, v, "`random` or `risky`"))
 }
 
 pub fn port_bounds(v: &str, source: &str) -> Result<PortRange, ConfigError> {

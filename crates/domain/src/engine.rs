@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::detector::Detector;
-use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, ExperimentRecord, Plan, PORT_CHANGE};
+use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, ExperimentRecord, Plan};
 use crate::judge::{self, Verdict, WatchState};
 use crate::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use crate::ports::{
@@ -31,6 +31,7 @@ use crate::ports::{
 };
 use crate::selection::{self, GroupInfo, Ineligible};
 use crate::tags::{self, TagError, TaggedRule};
+use crate::technique::{self, TechniqueRef};
 use crate::time::rfc3339;
 use crate::{marker, ownership};
 
@@ -60,7 +61,10 @@ pub const DETECTOR_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// What `run` was asked to do beyond the settings.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
-    /// Target this group instead of choosing one; it must be opted in.
+    /// The technique (`port-change`, `nacl-entry`); `None` for the target's technique,
+    /// or the default one (the first registered) when no target is named either.
+    pub experiment: Option<String>,
+    /// Target this group (or ACL) instead of choosing one; it must be opted in.
     pub target: Option<String>,
     /// Started by a schedule, not a person: pre-flight aborts (kill switch, outside the
     /// allowed hours, maximum active) are counted in the metrics but not published, so
@@ -219,7 +223,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         if rules.is_empty() {
             return Ok(Ok(()));
         }
-        let already = self.detectors.noncompliant_rules(&group.id, &rules).await?;
+        let already = self.detectors.noncompliant_rules(self.technique_for(&group.id), &group.id, &rules).await?;
         Ok(match already.into_iter().next() {
             Some(rule) => Err(Ineligible::AlreadyNonCompliant { rule }),
             None => Ok(()),
@@ -252,6 +256,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         request: &RunRequest,
         rng: &mut (impl Rng + Send),
     ) -> Result<Result<(Plan, Recheck), RunEnd>, EngineError> {
+        let technique = self.requested_technique(request)?;
         // The three pre-flight reads are independent and go out together: the opted-in
         // groups, the active experiments and the alarm states. Nothing is written before
         // all three are back and checked.
@@ -267,10 +272,11 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 }
             },
         );
-        let groups = match groups {
-            Ok(g) => g,
+        let groups: Vec<GroupInfo> = match groups {
+            Ok(g) => g.into_iter().filter(|g| technique.owns_target(&g.id)).collect(),
             Err(e) => {
-                return Ok(Err(self.aborted(None, format!("could not list opted-in security groups: {e}")).await))
+                let reason = format!("could not list opted-in {}: {e}", technique.targets);
+                return Ok(Err(self.aborted_before_plan(technique, reason).await));
             }
         };
         // Validate the request before anything else: a target that is not opted in is
@@ -279,28 +285,31 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             let found = groups.iter().find(|g| &g.id == target);
             if !found.is_some_and(|g| self.settings.is_opted_in(g.tag_pairs())) {
                 return Err(EngineError::BadInput(format!(
-                    "security group {target} is not opted in (it needs tag {}={}) or does not exist; nothing was changed",
-                    self.settings.opt_in_tag, self.settings.opt_in_value
+                    "{} {target} is not opted in (it needs tag {}={}) or does not exist; nothing was changed",
+                    technique.target, self.settings.opt_in_tag, self.settings.opt_in_value
                 )));
             }
         }
 
         let active = match active {
             Ok(rules) => rules,
-            Err(e) => return Ok(Err(self.aborted(None, format!("could not list active experiments: {e}")).await)),
+            Err(e) => {
+                let reason = format!("could not list active experiments: {e}");
+                return Ok(Err(self.aborted_before_plan(technique, reason).await));
+            }
         };
         if let Err(reason) = self.preflight(&active, alarms) {
             if request.scheduled {
-                return Ok(Err(self.aborted_quietly(reason).await));
+                return Ok(Err(self.aborted_quietly(technique, reason).await));
             }
-            return Ok(Err(self.aborted(None, reason).await));
+            return Ok(Err(self.aborted_before_plan(technique, reason).await));
         }
 
-        let plan = match self.plan(&groups, request, &active, rng).await {
+        let plan = match self.plan(technique, &groups, request, &active, rng).await {
             Ok(plan) => plan,
-            Err(reason) => return Ok(Err(self.aborted(None, reason).await)),
+            Err(reason) => return Ok(Err(self.aborted_before_plan(technique, reason).await)),
         };
-        info!(experiment_id = %plan.0.id, group = %plan.0.security_group_id, protocol = %plan.0.protocol, ports = %plan.0.ports, "planned");
+        info!(experiment_id = %plan.0.id, experiment = %technique, target = %plan.0.security_group_id, protocol = %plan.0.protocol, ports = %plan.0.ports, "planned");
         Ok(Ok(plan))
     }
 
@@ -387,6 +396,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// together; the re-check is still the last read before the write.
     async fn plan(
         &self,
+        technique: TechniqueRef,
         groups: &[GroupInfo],
         request: &RunRequest,
         active_rules: &[TaggedRule],
@@ -410,10 +420,12 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             match verdict {
                 Ok(()) => {
                     let req = selection::port_request(group, &self.settings);
-                    let (protocol, ports) = crate::port_choice::choose(&req, rng).map_err(|e| e.to_string())?;
+                    let (protocol, ports) =
+                        crate::port_choice::choose_by(self.settings.port_choice, &req, rng).map_err(|e| e.to_string())?;
                     let recheck = recheck.expect("an eligible group was read again");
                     let plan = Plan {
                         id: ExperimentId::generate(self.clock.now(), rng),
+                        technique,
                         security_group_id: group.id.clone(),
                         account: group.owner_id.clone(),
                         protocol,
@@ -435,13 +447,22 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         let mut summary: Vec<String> = reasons.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
         summary.sort();
         Err(if opted_in == 0 {
-            format!("no security group is opted in (tag {}={})", self.settings.opt_in_tag, self.settings.opt_in_value)
+            format!(
+                "no {} is opted in (tag {}={})",
+                technique.target, self.settings.opt_in_tag, self.settings.opt_in_value
+            )
         } else {
-            format!("none of the {opted_in} opted-in security groups is eligible: {}", summary.join("; "))
+            format!("none of the {opted_in} opted-in {} is eligible: {}", technique.targets, summary.join("; "))
         })
     }
 
-    fn ingress_request(&self, plan: &Plan, injected_at: SystemTime, dry_run: bool) -> Result<IngressRequest, TagError> {
+    fn ingress_request(
+        &self,
+        plan: &Plan,
+        injected_at: SystemTime,
+        dry_run: bool,
+        cli: bool,
+    ) -> Result<IngressRequest, TagError> {
         let deadline = deadline_for(injected_at, plan.window);
         Ok(IngressRequest {
             security_group_id: plan.security_group_id.clone(),
@@ -451,11 +472,12 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             description: plan.description(deadline),
             tags: tags::encode(&plan.id, whole_millis(injected_at), deadline, &plan.detectors)?,
             dry_run,
+            watched_by_cli: cli,
         })
     }
 
     pub(crate) async fn dry_run(&self, plan: Plan) -> DryRunReport {
-        let permission_check = match self.ingress_request(&plan, self.clock.now(), true) {
+        let permission_check = match self.ingress_request(&plan, self.clock.now(), true, true) {
             Err(e) => format!("invalid: {e}"),
             Ok(req) => match self.ingress.authorize(&req).await {
                 Ok(AuthorizeOutcome::WouldSucceed) | Ok(AuthorizeOutcome::Created { .. }) => "would-succeed".into(),
@@ -502,15 +524,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                     record.security_group_id
                 );
                 info!(experiment_id = %record.id, "opted out; already concluded by the judge");
-                let report = self.report_for(
-                    &plan.id,
-                    Some(&plan),
-                    Some(&record),
-                    Outcome::Aborted,
-                    reason,
-                    detections,
-                    revert.reverted,
-                );
+                let ending = Ending { outcome: Outcome::Aborted, reason, detections, reverted: revert.reverted };
+                let report = self.report_for(plan.technique, &plan.id, Some(&plan), Some(&record), ending);
                 return Ok(RunEnd::Concluded { report, revert: Some(revert), record_failures: vec![] });
             }
             Ok(WatchEnd::OptedOut { judge_has_it: false, detections }) => (
@@ -559,22 +574,20 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         match recheck {
             Ok(Some(g)) if self.settings.is_opted_in(g.tag_pairs()) => {}
             Ok(_) => {
-                return Err(self
-                    .aborted(Some(plan), format!("{} was opted out before injection", plan.security_group_id))
-                    .await)
+                return Err(self.aborted(plan, format!("{} was opted out before injection", plan.security_group_id)).await)
             }
-            Err(e) => return Err(self.aborted(Some(plan), format!("could not re-check the opt-in tag: {e}")).await),
+            Err(e) => return Err(self.aborted(plan, format!("could not re-check the opt-in tag: {e}")).await),
         }
 
         // A stop requested during pre-flight or planning means no write at all.
         if let Some(reason) = stop() {
-            return Err(self.aborted(Some(plan), format!("{reason} before injection; nothing was changed")).await);
+            return Err(self.aborted(plan, format!("{reason} before injection; nothing was changed")).await);
         }
 
         let injected_at = self.clock.now();
-        let request = match self.ingress_request(plan, injected_at, false) {
+        let request = match self.ingress_request(plan, injected_at, false, cli) {
             Ok(r) => r,
-            Err(e) => return Err(self.aborted(Some(plan), e.to_string()).await),
+            Err(e) => return Err(self.aborted(plan, e.to_string()).await),
         };
         let rule_id = match self.ingress.authorize(&request).await {
             Ok(AuthorizeOutcome::Created { rule_id }) => rule_id,
@@ -603,7 +616,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 return Err(self.conclude(plan, None, outcome, reason, vec![], None).await);
             }
             Ok(AuthorizeOutcome::WouldSucceed) => {
-                return Err(self.aborted(Some(plan), "EC2 answered a real call as a dry run".into()).await)
+                return Err(self.aborted(plan, "EC2 answered a real call as a dry run".into()).await)
             }
             Err(e) => {
                 // The call may have created the rule before failing (a timeout after the
@@ -805,7 +818,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
     /// One reading of every detector of `record`, within [`DETECTOR_READ_TIMEOUT`].
     pub async fn observe_bounded(&self, record: &ExperimentRecord) -> Vec<(Detector, crate::judge::Reading)> {
-        match tokio::time::timeout(DETECTOR_READ_TIMEOUT, self.detectors.observe(record)).await {
+        let technique = self.technique_for(&record.security_group_id);
+        match tokio::time::timeout(DETECTOR_READ_TIMEOUT, self.detectors.observe(technique, record)).await {
             Ok(readings) => readings,
             Err(_) => {
                 let message = format!("no answer within {}", crate::time::human(DETECTOR_READ_TIMEOUT));
@@ -987,26 +1001,29 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     /// A scheduled pre-flight abort: counted in the metrics, not published.
-    pub(crate) async fn aborted_quietly(&self, reason: String) -> RunEnd {
+    pub(crate) async fn aborted_quietly(&self, technique: TechniqueRef, reason: String) -> RunEnd {
         info!(reason = %reason, "aborted in pre-flight (counted, not published)");
-        self.aborted_unplanned(reason, false).await
+        self.aborted_unplanned(technique, reason, false).await
     }
 
     /// An abort before anything was planned: counted, and published when `publish`.
-    async fn aborted_unplanned(&self, reason: String, publish: bool) -> RunEnd {
+    async fn aborted_unplanned(&self, technique: TechniqueRef, reason: String, publish: bool) -> RunEnd {
         let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
-        let report = self.report_for(&id, None, None, Outcome::Aborted, reason, vec![], true);
+        let report = self.report_for(technique, &id, None, None, Ending::nothing_injected(Outcome::Aborted, reason));
         let failures = if publish { self.recorder.record(&report).await } else { self.recorder.count(&report).await };
         RunEnd::Concluded { report, revert: None, record_failures: failures.iter().map(ToString::to_string).collect() }
     }
 
-    pub(crate) async fn aborted(&self, plan: Option<&Plan>, reason: String) -> RunEnd {
+    /// An abort in pre-flight or planning: nothing was written.
+    pub(crate) async fn aborted_before_plan(&self, technique: TechniqueRef, reason: String) -> RunEnd {
         info!(reason = %reason, "aborted before injection");
-        let plan = plan.cloned();
-        match plan {
-            Some(p) => self.conclude(&p, None, Outcome::Aborted, reason, vec![], None).await,
-            None => self.aborted_unplanned(reason, true).await,
-        }
+        self.aborted_unplanned(technique, reason, true).await
+    }
+
+    /// An abort after planning, before anything was written.
+    pub(crate) async fn aborted(&self, plan: &Plan, reason: String) -> RunEnd {
+        info!(reason = %reason, "aborted before injection");
+        self.conclude(plan, None, Outcome::Aborted, reason, vec![], None).await
     }
 
     pub(crate) async fn conclude(
@@ -1019,43 +1036,91 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         revert: Option<RevertReport>,
     ) -> RunEnd {
         let reverted = revert.as_ref().is_none_or(|r| r.reverted);
-        let report = self.report_for(&plan.id, Some(plan), record, outcome, reason, detections, reverted);
+        let ending = Ending { outcome, reason, detections, reverted };
+        let report = self.report_for(plan.technique, &plan.id, Some(plan), record, ending);
         let failures = self.recorder.record(&report).await;
         info!(experiment_id = %plan.id, outcome = %outcome, reverted, "concluded");
         RunEnd::Concluded { report, revert, record_failures: failures.iter().map(ToString::to_string).collect() }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The technique of a target (or record), known by its id's kind; the default
+    /// technique for an id no registered technique claims.
+    pub fn technique_for(&self, target_id: &str) -> TechniqueRef {
+        self.ingress.technique_of(target_id).unwrap_or(self.ingress.techniques()[0])
+    }
+
+    /// The technique a run asks for: named, or the named target's, or the default. A name
+    /// no technique has, or a target of another technique, is bad input.
+    pub fn requested_technique(&self, request: &RunRequest) -> Result<TechniqueRef, EngineError> {
+        let known = self.ingress.techniques();
+        let by_target = request.target.as_deref().map(|t| (t, technique::of_target(known, t)));
+        match (&request.experiment, by_target) {
+            (Some(name), target) => {
+                let named = technique::by_name(known, name).map_err(EngineError::BadInput)?;
+                match target {
+                    Some((t, Some(of_target))) if of_target != named => Err(EngineError::BadInput(format!(
+                        "{t} is a {}, which experiment {named} does not target ({named} targets {}); nothing was changed",
+                        of_target.target, named.targets
+                    ))),
+                    _ => Ok(named),
+                }
+            }
+            (None, Some((_, Some(of_target)))) => Ok(of_target),
+            (None, _) => Ok(known[0]),
+        }
+    }
+
+    /// The outcome object of one experiment, planned (`plan`) and injected (`record`) or not.
     pub(crate) fn report_for(
         &self,
+        technique: TechniqueRef,
         id: &ExperimentId,
         plan: Option<&Plan>,
         record: Option<&ExperimentRecord>,
-        outcome: Outcome,
-        reason: String,
-        detections: Vec<DetectionReport>,
-        reverted: bool,
+        ending: Ending,
     ) -> OutcomeReport {
+        let target_id = plan.map(|p| p.security_group_id.clone());
+        let change_id = record.map(|r| r.security_group_rule_id.clone());
+        let is_group = technique.arn_resource == crate::outcome::SECURITY_GROUP;
         OutcomeReport {
             schema: SCHEMA,
             experiment_id: id.to_string(),
-            experiment: PORT_CHANGE,
+            experiment: technique.name,
             account: plan.and_then(|p| p.account.clone()),
             region: self.region.clone(),
-            security_group_id: plan.map(|p| p.security_group_id.clone()),
-            security_group_rule_id: record.map(|r| r.security_group_rule_id.clone()),
+            target_type: technique.arn_resource,
+            security_group_id: target_id.clone().filter(|_| is_group),
+            security_group_rule_id: change_id.clone().filter(|_| is_group),
+            target_id,
+            change_id,
             protocol: plan.map(|p| p.protocol.to_string()),
             from_port: plan.map(|p| p.ports.from),
             to_port: plan.map(|p| p.ports.to),
             cidr: plan.map(|p| p.cidr.clone()),
             injected_at: record.map(|r| crate::time::rfc3339_millis(r.injected_at)),
             concluded_at: crate::time::rfc3339_millis(self.clock.now()),
-            outcome,
-            reason,
-            detections,
-            reverted,
+            outcome: ending.outcome,
+            reason: ending.reason,
+            detections: ending.detections,
+            reverted: ending.reverted,
             dry_run: false,
         }
+    }
+}
+
+/// How an experiment ended, for its outcome object.
+#[derive(Debug, Clone)]
+pub(crate) struct Ending {
+    pub outcome: Outcome,
+    pub reason: String,
+    pub detections: Vec<DetectionReport>,
+    /// The change is gone (true when nothing was injected).
+    pub reverted: bool,
+}
+
+impl Ending {
+    pub(crate) fn nothing_injected(outcome: Outcome, reason: String) -> Self {
+        Ending { outcome, reason, detections: Vec::new(), reverted: true }
     }
 }
 

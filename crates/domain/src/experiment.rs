@@ -10,10 +10,6 @@ use serde::Serialize;
 use crate::detector::Detector;
 use crate::outcome::Outcome;
 
-/// The kind of experiment this crate runs. It is the `Experiment` metric dimension and
-/// the `experiment` field and message attribute of every outcome.
-pub const PORT_CHANGE: &str = "port-change";
-
 /// The transport protocol of an injected rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -142,6 +138,10 @@ pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub id: ExperimentId,
+    /// The technique, serialized by name as `experiment`.
+    #[serde(rename = "experiment", serialize_with = "crate::technique::serialize_name")]
+    pub technique: crate::technique::TechniqueRef,
+    /// The target (a security group, a network ACL, as the technique says).
     pub security_group_id: String,
     pub account: Option<String>,
     pub protocol: Protocol,
@@ -165,8 +165,9 @@ impl Plan {
     }
 }
 
-/// Everything known about an injected experiment; stored on the rule (see [`crate::tags`])
-/// so any process can resume or revert it.
+/// Everything known about an injected experiment; stored on the rule and the target (see
+/// [`crate::tags`], [`crate::marker`]) so any process can resume or revert it. Its
+/// technique is known from the kind of its target's id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExperimentRecord {
     pub id: ExperimentId,
@@ -300,9 +301,22 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    static TECHNIQUE: crate::technique::Technique = crate::technique::Technique {
+        name: "port-change",
+        summary: "",
+        target: "security group",
+        targets: "security groups",
+        target_prefix: "sg-",
+        change: "ingress rule",
+        change_prefix: "sgr-",
+        config_resource_type: "AWS::EC2::SecurityGroup",
+        arn_resource: "security-group",
+    };
+
     fn plan() -> Plan {
         Plan {
             id: "cs-20261123T120000Z-abcdef".parse().unwrap(),
+            technique: &TECHNIQUE,
             security_group_id: "sg-1".into(),
             account: Some("123456789012".into()),
             protocol: Protocol::Tcp,

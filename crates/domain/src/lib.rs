@@ -23,9 +23,11 @@ pub mod ports;
 pub mod scheduled;
 pub mod selection;
 pub mod tags;
+pub mod technique;
 pub mod time;
 
 pub use config::{ConfigError, Settings};
 pub use detector::Detector;
 pub use experiment::{Experiment, ExperimentId, ExperimentRecord, PortRange, Protocol};
 pub use outcome::{Outcome, OutcomeReport};
+pub use technique::{Technique, TechniqueRef};

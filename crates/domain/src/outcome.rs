@@ -102,7 +102,18 @@ pub struct OutcomeReport {
     pub experiment: &'static str,
     pub account: Option<String>,
     pub region: Option<String>,
+    /// The kind of resource the technique changes, as in its ARN: `security-group`,
+    /// `network-acl`.
+    pub target_type: &'static str,
+    /// The target's id (`sg-…`, `acl-…`); `null` when nothing was planned.
+    pub target_id: Option<String>,
+    /// The change's id (`sgr-…`; `acl-…/<rule number>` for a network ACL entry); `null`
+    /// when nothing was injected.
+    pub change_id: Option<String>,
+    /// `target_id` when the target is a security group, else `null` (kept from the first
+    /// version of the schema, when every experiment targeted a security group).
     pub security_group_id: Option<String>,
+    /// `change_id` when the target is a security group, else `null`.
     pub security_group_rule_id: Option<String>,
     pub protocol: Option<String>,
     pub from_port: Option<u16>,
@@ -120,6 +131,9 @@ pub struct OutcomeReport {
 }
 
 pub const SCHEMA: &str = "chaoslingr.outcome/v1";
+
+/// The `target_type` of security groups, whose outcomes also fill `security_group_id`.
+pub const SECURITY_GROUP: &str = "security-group";
 
 impl OutcomeReport {
     /// The detectors that were configured but did not notice: the gaps to fix.
@@ -145,8 +159,12 @@ pub struct StartReport {
     pub experiment: &'static str,
     pub account: Option<String>,
     pub region: Option<String>,
-    pub security_group_id: String,
-    pub security_group_rule_id: String,
+    pub target_type: &'static str,
+    pub target_id: String,
+    pub change_id: String,
+    /// The target and change ids again when the target is a security group, else `null`.
+    pub security_group_id: Option<String>,
+    pub security_group_rule_id: Option<String>,
     pub protocol: String,
     pub from_port: u16,
     pub to_port: u16,
@@ -159,15 +177,23 @@ pub struct StartReport {
 pub const START_SCHEMA: &str = "chaoslingr.started/v1";
 
 impl StartReport {
-    pub fn new(record: &crate::experiment::ExperimentRecord, region: Option<String>) -> Self {
+    pub fn new(
+        technique: crate::technique::TechniqueRef,
+        record: &crate::experiment::ExperimentRecord,
+        region: Option<String>,
+    ) -> Self {
+        let is_group = technique.arn_resource == SECURITY_GROUP;
         StartReport {
             schema: START_SCHEMA,
             experiment_id: record.id.to_string(),
-            experiment: crate::experiment::PORT_CHANGE,
+            experiment: technique.name,
             account: record.account.clone(),
             region,
-            security_group_id: record.security_group_id.clone(),
-            security_group_rule_id: record.security_group_rule_id.clone(),
+            target_type: technique.arn_resource,
+            target_id: record.security_group_id.clone(),
+            change_id: record.security_group_rule_id.clone(),
+            security_group_id: is_group.then(|| record.security_group_id.clone()),
+            security_group_rule_id: is_group.then(|| record.security_group_rule_id.clone()),
             protocol: record.protocol.to_string(),
             from_port: record.ports.from,
             to_port: record.ports.to,

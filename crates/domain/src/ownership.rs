@@ -55,7 +55,10 @@ pub fn check(
         return no("it has no valid port range".into());
     };
     let bounds = settings.port_bounds;
-    if ports.from < bounds.from || ports.to > bounds.to {
+    // A risky port lies outside the bounds by design: it is ours only when the record
+    // says this experiment opened exactly it (checked below).
+    let risky_on_record = crate::port_choice::is_risky(ports) && record.is_some_and(|r| r.ports == ports);
+    if (ports.from < bounds.from || ports.to > bounds.to) && !risky_on_record {
         return no(format!("ports {ports} are outside the configured bounds {bounds} (CHAOSLINGR_PORT_RANGE)"));
     }
     if ports.width() > u32::from(settings.max_ports) {
@@ -181,6 +184,17 @@ mod tests {
         assert!(verdict(|x| x.ip_protocol = "udp".into(), Some(&r)).unwrap_err().contains("opened tcp"));
         let mut other = record();
         other.id = "cs-20261124T172700Z-ffffff".parse().unwrap();
+        // A risky port outside the bounds is ours only with a record that opened it.
+        let mut ssh = record();
+        ssh.ports = PortRange::single(22);
+        let on_22 = |x: &mut TaggedRule| (x.from_port, x.to_port) = (Some(22), Some(22));
+        assert_eq!(verdict(on_22, Some(&ssh)), Ok(()));
+        assert!(verdict(on_22, None).unwrap_err().contains("outside the configured bounds"));
+        assert!(verdict(on_22, Some(&r)).unwrap_err().contains("outside the configured bounds"));
+        let on_23 = |x: &mut TaggedRule| (x.from_port, x.to_port) = (Some(2222), Some(2222));
+        let mut not_risky = record();
+        not_risky.ports = PortRange::single(2222);
+        assert!(verdict(on_23, Some(&not_risky)).unwrap_err().contains("outside the configured bounds"));
         assert!(verdict(|_| {}, Some(&other)).unwrap_err().contains("record is of experiment"));
     }
 }

@@ -41,12 +41,127 @@ impl ExistingRule {
     }
 }
 
+/// How the ports of an experiment are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PortChoice {
+    /// A random range inside the configured bounds (the default): a port nobody expects.
+    #[default]
+    Random,
+    /// One well-known risky tcp port ([`RISKY_PORTS`]): the ports managed controls such
+    /// as Config `restricted-ssh`, `restricted-common-ports`, `nacl-no-unrestricted-ssh-rdp`
+    /// and Security Hub EC2.19/EC2.21 look at.
+    Risky,
+}
+
+impl PortChoice {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortChoice::Random => "random",
+            PortChoice::Risky => "risky",
+        }
+    }
+}
+
+impl std::str::FromStr for PortChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "random" => Ok(PortChoice::Random),
+            "risky" => Ok(PortChoice::Risky),
+            other => Err(format!("unknown port choice `{other}`; expected `random` or `risky`")),
+        }
+    }
+}
+
+/// The well-known risky ports (tcp) of [`PortChoice::Risky`], with what usually listens
+/// there: SSH and RDP first (Config `restricted-ssh`, `nacl-no-unrestricted-ssh-rdp`,
+/// Security Hub EC2.21), then the high-risk ports of Security Hub EC2.19, which include
+/// the defaults of Config `restricted-common-ports` (20, 21, 3389, 3306, 4333).
+pub const RISKY_PORTS: [(u16, &str); 24] = [
+    (22, "SSH"),
+    (3389, "RDP"),
+    (20, "FTP data"),
+    (21, "FTP"),
+    (23, "Telnet"),
+    (25, "SMTP"),
+    (110, "POP3"),
+    (135, "Microsoft RPC"),
+    (143, "IMAP"),
+    (445, "SMB"),
+    (1433, "SQL Server"),
+    (1434, "SQL Server browser"),
+    (3000, "web development servers"),
+    (3306, "MySQL"),
+    (4333, "mSQL"),
+    (5000, "web development servers"),
+    (5432, "PostgreSQL"),
+    (5500, "VNC"),
+    (5601, "Kibana"),
+    (8080, "HTTP proxies"),
+    (8088, "Hadoop"),
+    (8888, "web development servers"),
+    (9200, "Elasticsearch"),
+    (9300, "Elasticsearch"),
+];
+
+/// Whether `ports` is one risky port.
+pub fn is_risky(ports: PortRange) -> bool {
+    ports.from == ports.to && RISKY_PORTS.iter().any(|(p, _)| *p == ports.from)
+}
+
+/// The risky ports still free on the target: not open already (to any source) and not
+/// declared authorized.
+pub fn free_risky(req: &PortRequest<'_>) -> Vec<u16> {
+    if !req.protocols.contains(&Protocol::Tcp) {
+        return Vec::new();
+    }
+    RISKY_PORTS
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            let port = PortRange::single(*p);
+            !req.existing.iter().filter_map(|r| r.covers(Protocol::Tcp)).any(|r| r.overlaps(port))
+                && !req.authorized.iter().any(|a| a.covers(Protocol::Tcp) && a.ports.overlaps(port))
+        })
+        .collect()
+}
+
+/// Chooses under `choice`: a random range ([`choose`]), or one free risky port, uniformly.
+pub fn choose_by(
+    choice: PortChoice,
+    req: &PortRequest<'_>,
+    rng: &mut impl Rng,
+) -> Result<(Protocol, PortRange), NoFreeRange> {
+    match choice {
+        PortChoice::Random => choose(req, rng),
+        PortChoice::Risky => free_risky(req)
+            .choose(rng)
+            .map(|p| (Protocol::Tcp, PortRange::single(*p)))
+            .ok_or(NoFreeRange { protocols: "tcp".into(), bounds: PortRange { from: 0, to: 0 }, risky: true }),
+    }
+}
+
 /// Why no range could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no free {protocols} port range inside {bounds}: every port is already allowed by an existing ingress rule or declared authorized")]
+#[error("{}", self.describe())]
 pub struct NoFreeRange {
     pub protocols: String,
     pub bounds: PortRange,
+    /// The risky ports were asked for, not a range.
+    pub risky: bool,
+}
+
+impl NoFreeRange {
+    fn describe(&self) -> String {
+        if self.risky {
+            "no free risky port: every one of them is already allowed or declared authorized (or tcp is not among the protocols)".into()
+        } else {
+            format!(
+                "no free {} port range inside {}: every port is already allowed by an existing ingress rule or declared authorized",
+                self.protocols, self.bounds
+            )
+        }
+    }
 }
 
 impl NoFreeRange {
@@ -54,6 +169,7 @@ impl NoFreeRange {
         NoFreeRange {
             protocols: req.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("/"),
             bounds: req.bounds,
+            risky: false,
         }
     }
 }
@@ -219,6 +335,32 @@ mod tests {
             let got = choose(&req(&existing, &[], (10_000, 11_000), &[Protocol::Tcp]), &mut rng).unwrap();
             assert_eq!(got, (Protocol::Tcp, PortRange::single(10_500)));
         }
+    }
+
+    #[test]
+    fn risky_ports_are_single_well_known_tcp_ports_never_already_open() {
+        let mut rng = StdRng::seed_from_u64(7);
+        // SSH is open already (to any source), RDP declared authorized.
+        let existing = [rule("tcp", 22, 22), rule("udp", 3306, 3306)];
+        let authorized = [AuthorizedPort { protocol: Some(Protocol::Tcp), ports: PortRange::single(3389) }];
+        let r = req(&existing, &authorized, (10_000, 65_000), &[Protocol::Tcp, Protocol::Udp]);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..2_000 {
+            let (p, range) = choose_by(PortChoice::Risky, &r, &mut rng).unwrap();
+            assert_eq!(p, Protocol::Tcp);
+            assert!(is_risky(range), "{range}");
+            assert!(range.from != 22 && range.from != 3389, "{range} is already open or authorized");
+            seen.insert(range.from);
+        }
+        assert!(seen.contains(&3306), "a udp rule does not make tcp 3306 reachable");
+        assert_eq!(seen.len(), RISKY_PORTS.len() - 2, "every free risky port is chosen: {seen:?}");
+        // Without tcp, or with every risky port open, there is nothing to choose.
+        let udp_only = req(&[], &[], (10_000, 65_000), &[Protocol::Udp]);
+        assert!(choose_by(PortChoice::Risky, &udp_only, &mut rng).unwrap_err().to_string().contains("no free risky port"));
+        let all = [ExistingRule { ip_protocol: "-1".into(), from_port: None, to_port: None }];
+        assert!(choose_by(PortChoice::Risky, &req(&all, &[], (1, 2), &[Protocol::Tcp]), &mut rng).is_err());
+        assert_eq!("RISKY".parse::<PortChoice>(), Ok(PortChoice::Risky));
+        assert!("ssh".parse::<PortChoice>().unwrap_err().contains("`random` or `risky`"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::judge::Reading;
 use crate::outcome::{OutcomeReport, StartReport};
 use crate::selection::GroupInfo;
 use crate::tags::TaggedRule;
+use crate::technique::{self, TechniqueRef};
 
 /// How a call to the world failed, as far as the lifecycle cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,18 +41,27 @@ impl CallError {
     }
 }
 
-/// The rule to create: everything `AuthorizeSecurityGroupIngress` needs.
+/// The change to make: a port range opened to a source on one target (a security group
+/// for `port-change`, a network ACL for `nacl-entry`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressRequest {
+    /// The target's id (`sg-…`, `acl-…`).
     pub security_group_id: String,
     pub protocol: Protocol,
     pub ports: PortRange,
     pub cidr: String,
     pub description: String,
-    /// Written onto the rule in the same call, so no untagged rule ever exists.
+    /// The experiment record: written onto the rule in the same call (`port-change`), or
+    /// onto the target before the change exists (`nacl-entry`), so no change ever exists
+    /// without its record.
     pub tags: Vec<(String, String)>,
     /// Ask EC2 whether the call would succeed, without making it.
     pub dry_run: bool,
+    /// A person's `chaoslingr run` watches the experiment (the marker's
+    /// [`crate::marker::WATCHER`]): for a technique that writes its record onto the
+    /// target before the change, so the judge leaves the experiment to its watcher from
+    /// the first moment.
+    pub watched_by_cli: bool,
 }
 
 /// What `AuthorizeSecurityGroupIngress` did.
@@ -93,8 +103,18 @@ pub enum RevokeOutcome {
     AlreadyGone,
 }
 
-/// Security groups and their ingress rules.
+/// The targets of a technique and the changes it makes on them: security groups and
+/// their ingress rules (`port-change`), network ACLs and their entries (`nacl-entry`), or
+/// every registered technique at once (the registry of `chaoslingr-techniques`, which
+/// routes each call by the kind of id it names). "Group" and "rule" below stand for any
+/// technique's target and change.
 pub trait Ingress: Send + Sync {
+    /// The techniques this adapter carries out, the default (`port-change`) first.
+    fn techniques(&self) -> &'static [TechniqueRef];
+    /// The technique whose targets have ids like `target_id`.
+    fn technique_of(&self, target_id: &str) -> Option<TechniqueRef> {
+        technique::of_target(self.techniques(), target_id)
+    }
     /// Every group carrying `tag_key` (the opt-in key, or the marker's experiment-id
     /// key), across every page. Values are checked by the caller.
     fn groups_with_tag_key(&self, tag_key: &str) -> impl Future<Output = Result<Vec<GroupInfo>, CallError>> + Send;
@@ -163,14 +183,20 @@ impl std::fmt::Display for AlarmValue {
 pub trait Detectors: Send + Sync {
     /// Current state of the named alarms; alarms that do not exist are absent.
     fn alarm_states(&self, names: &[String]) -> impl Future<Output = Result<Vec<AlarmState>, CallError>> + Send;
-    /// Which of the given Config rules already report the group NON_COMPLIANT.
+    /// Which of the given Config rules already report the target NON_COMPLIANT (as a
+    /// resource of the technique's Config resource type).
     fn noncompliant_rules(
         &self,
+        technique: TechniqueRef,
         group_id: &str,
         rules: &[String],
     ) -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
-    /// One reading of every detector of the experiment.
-    fn observe(&self, record: &ExperimentRecord) -> impl Future<Output = Vec<(Detector, Reading)>> + Send;
+    /// One reading of every detector of the experiment, a change of `technique`.
+    fn observe(
+        &self,
+        technique: TechniqueRef,
+        record: &ExperimentRecord,
+    ) -> impl Future<Output = Vec<(Detector, Reading)>> + Send;
 }
 
 /// Where outcomes go: CloudWatch metrics and the SNS topic.

@@ -27,7 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::detector::Detector;
 use crate::discovery::{Found, RuleState};
-use crate::engine::{Engine, EngineError, RevertReport, RunEnd, RunRequest, CLOCK_TOLERANCE};
+use crate::engine::{Ending, Engine, EngineError, RevertReport, RunEnd, RunRequest, CLOCK_TOLERANCE};
 use crate::experiment::{Experiment, ExperimentRecord, Plan};
 use crate::judge::{self, Reading, Verdict, WatchState};
 use crate::marker::{self, Conclusion};
@@ -89,9 +89,15 @@ impl TickReport {
     }
 }
 
-fn plan_of(record: &ExperimentRecord) -> Plan {
+/// How long after its injection time a marked experiment's change may still be missing
+/// without being judged gone: techniques that write the record before the change (see
+/// `IngressRequest::tags`) create it within this time.
+pub const SETTLING: Duration = Duration::from_secs(30);
+
+fn plan_of(technique: crate::technique::TechniqueRef, record: &ExperimentRecord) -> Plan {
     Plan {
         id: record.id.clone(),
+        technique,
         security_group_id: record.security_group_id.clone(),
         account: record.account.clone(),
         protocol: record.protocol,
@@ -132,7 +138,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             Ok(record) => record,
             Err(end) => return Ok(InjectEnd::Ended(end)),
         };
-        let start = StartReport::new(&record, self.region.clone());
+        let start = StartReport::new(plan.technique, &record, self.region.clone());
         let failures = self.recorder.record_start(&start).await;
         info!(experiment_id = %record.id, deadline = %rfc3339(record.deadline), "started; the judge concludes it");
         Ok(InjectEnd::Started { record, start, record_failures: failures.iter().map(ToString::to_string).collect() })
@@ -301,6 +307,13 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             self.finish(&record, c, detections, f, early, marked, &mut report).await;
             return report;
         }
+        if !rule_present && marked && now < record.injected_at + SETTLING {
+            // A technique that writes its record onto the target before the change (a
+            // network ACL entry) may still be creating it: not gone yet, only not there.
+            info!(experiment_id = %record.id, "the change is not there yet; settling");
+            report.watching.push(record.id.to_string());
+            return report;
+        }
         let overdue = self.must_close(f, now);
         let watched_by_person = f.marker.as_ref().is_none_or(|m| m.watched_by_cli);
         if watched_by_person && !overdue {
@@ -416,16 +429,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         }
         let mut fully_recorded = c.recorded;
         if !c.recorded {
-            let plan = plan_of(record);
-            let mut outcome = self.report_for(
-                &record.id,
-                Some(&plan),
-                Some(record),
-                c.outcome,
-                c.reason.clone(),
-                detections,
-                reverted,
-            );
+            let plan = plan_of(self.technique_for(&record.security_group_id), record);
+            let ending = Ending { outcome: c.outcome, reason: c.reason.clone(), detections, reverted };
+            let mut outcome = self.report_for(plan.technique, &record.id, Some(&plan), Some(record), ending);
             outcome.concluded_at = rfc3339_millis(c.concluded_at);
             let mut counted = c.counted;
             if !counted {

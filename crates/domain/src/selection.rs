@@ -68,9 +68,19 @@ pub fn basic_eligibility(
         return Err(Ineligible::ActiveExperiment(id.clone()));
     }
     let req = port_request(group, settings);
-    let any_free = settings.protocols.iter().any(|p| !port_choice::free_ranges(&req, *p).is_empty());
-    if !any_free {
-        return Err(Ineligible::NoFreePorts(port_choice::NoFreeRange::for_request(&req).to_string()));
+    match settings.port_choice {
+        port_choice::PortChoice::Random => {
+            let any_free = settings.protocols.iter().any(|p| !port_choice::free_ranges(&req, *p).is_empty());
+            if !any_free {
+                return Err(Ineligible::NoFreePorts(port_choice::NoFreeRange::for_request(&req).to_string()));
+            }
+        }
+        port_choice::PortChoice::Risky => {
+            if port_choice::free_risky(&req).is_empty() {
+                let none = port_choice::NoFreeRange { risky: true, ..port_choice::NoFreeRange::for_request(&req) };
+                return Err(Ineligible::NoFreePorts(none.to_string()));
+            }
+        }
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ use chaoslingr_domain::ports::{
 use chaoslingr_domain::scheduled::{InjectEnd, ORPHAN_GRACE};
 use chaoslingr_domain::selection::{GroupInfo, Ineligible};
 use chaoslingr_domain::tags::{self, TaggedRule};
+use chaoslingr_domain::technique::{Technique, TechniqueRef};
 use chaoslingr_domain::time::parse_rfc3339;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -32,6 +33,20 @@ const T0: &str = "2026-11-23T12:00:00Z";
 const OPT_IN_TAG: &str = "chaoslingr:opt-in";
 const ACCOUNT: &str = "123456789012";
 const CONFIG_RULE: &str = "vpc-sg-open-only-to-authorized-ports";
+
+/// The technique the fakes carry out: security groups and their rules, as `port-change`.
+static PORT_CHANGE: Technique = Technique {
+    name: "port-change",
+    summary: "an ingress rule on a security group",
+    target: "security group",
+    targets: "security groups",
+    target_prefix: "sg-",
+    change: "ingress rule",
+    change_prefix: "sgr-",
+    config_resource_type: "AWS::EC2::SecurityGroup",
+    arn_resource: "security-group",
+};
+static TECHNIQUES: [TechniqueRef; 1] = [&PORT_CHANGE];
 
 /// A poisoned lock (a test that panicked on purpose) still holds valid fake state.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,6 +256,10 @@ impl FakeWorld {
 }
 
 impl Ingress for FakeWorld {
+    fn techniques(&self) -> &'static [TechniqueRef] {
+        &TECHNIQUES
+    }
+
     async fn groups_with_tag_key(&self, tag_key: &str) -> Result<Vec<GroupInfo>, CallError> {
         let _call = self.trace.enter("groups").await;
         Ok(self.with(|w| w.groups.iter().filter(|g| g.tags.iter().any(|(k, _)| k == tag_key)).cloned().collect()))
@@ -483,7 +502,12 @@ impl Detectors for FakeDetectors {
         }))
     }
 
-    async fn noncompliant_rules(&self, group_id: &str, rules: &[String]) -> Result<Vec<String>, CallError> {
+    async fn noncompliant_rules(
+        &self,
+        _technique: TechniqueRef,
+        group_id: &str,
+        rules: &[String],
+    ) -> Result<Vec<String>, CallError> {
         let _call = self.trace.enter("compliance").await;
         Ok(self.with(|c| {
             c.compliance_queries.push(group_id.to_string());
@@ -492,7 +516,7 @@ impl Detectors for FakeDetectors {
         }))
     }
 
-    async fn observe(&self, record: &ExperimentRecord) -> Vec<(Detector, Reading)> {
+    async fn observe(&self, _technique: TechniqueRef, record: &ExperimentRecord) -> Vec<(Detector, Reading)> {
         let _call = self.trace.enter("observe").await;
         lock(&self.world).calls.push(format!("observe {}", record.id));
         if self.with(|c| c.hang_for.contains(&record.id.to_string())) {
@@ -963,7 +987,7 @@ async fn a_target_that_is_not_opted_in_or_does_not_exist_is_bad_input() {
 
     for target in ["sg-off", "sg-ghost"] {
         // WHEN it is targeted
-        let request = RunRequest { target: Some(target.into()), scheduled: false };
+        let request = RunRequest { experiment: None, target: Some(target.into()), scheduled: false };
         let err = run(&engine, &request, 10).await.expect_err("refused");
 
         // THEN it is refused as bad input, naming the target
@@ -984,7 +1008,7 @@ async fn an_opted_in_target_is_the_one_injected() {
     let engine = h.engine(settings(&[], secs(60)));
 
     // WHEN sg-2 is targeted
-    let request = RunRequest { target: Some("sg-2".into()), scheduled: false };
+    let request = RunRequest { experiment: None, target: Some("sg-2".into()), scheduled: false };
     let (report, _) = concluded(run(&engine, &request, 11).await.unwrap());
 
     // THEN it is the one that got the rule
@@ -1258,7 +1282,7 @@ async fn a_run_that_raced_another_starter_past_the_maximum_steps_back() {
 
     // WHEN our run injects
     let (report, revert) =
-        concluded(run(&engine, &RunRequest { target: Some("sg-1".into()), scheduled: false }, 3).await.unwrap());
+        concluded(run(&engine, &RunRequest { experiment: None, target: Some("sg-1".into()), scheduled: false }, 3).await.unwrap());
 
     // THEN it counted again, saw the other one, and stepped back: aborted, reverted,
     // and only the other starter's rule is left
@@ -1668,12 +1692,12 @@ async fn a_tick_reverts_what_is_overdue_before_reading_any_detector() {
     h.detectors.alarm("fw", "OK");
     let short = h.engine(Settings { max_active: 2, ..settings(&["alarm:fw"], secs(60)) });
     let long = h.engine(Settings { max_active: 2, ..settings(&["alarm:fw"], secs(600)) });
-    let first = RunRequest { target: Some("sg-1".into()), scheduled: true };
+    let first = RunRequest { experiment: None, target: Some("sg-1".into()), scheduled: true };
     let InjectEnd::Started { record: a, .. } = short.inject(&first, &mut StdRng::seed_from_u64(1)).await.unwrap()
     else {
         panic!("expected a start")
     };
-    let second = RunRequest { target: Some("sg-2".into()), scheduled: true };
+    let second = RunRequest { experiment: None, target: Some("sg-2".into()), scheduled: true };
     let InjectEnd::Started { record: b, .. } = long.inject(&second, &mut StdRng::seed_from_u64(2)).await.unwrap()
     else {
         panic!("expected a start")
@@ -1798,7 +1822,7 @@ async fn scheduled_preflight_aborts_are_counted_but_not_published() {
     let h = Harness::one_group();
     let engine = h.engine(Settings { enabled: false, ..Settings::default() });
     // WHEN the schedule fires, and a person runs
-    let scheduled = RunRequest { target: None, scheduled: true };
+    let scheduled = RunRequest { experiment: None, target: None, scheduled: true };
     let InjectEnd::Ended(end) = engine.inject(&scheduled, &mut StdRng::seed_from_u64(1)).await.unwrap() else {
         panic!("started with the kill switch on")
     };
@@ -1859,6 +1883,9 @@ async fn a_judge_that_died_between_counting_and_its_mark_is_not_counted_twice() 
         experiment: "port-change",
         account: None,
         region: None,
+        target_type: "security-group",
+        target_id: Some("sg-1".into()),
+        change_id: Some(record.security_group_rule_id.clone()),
         security_group_id: Some("sg-1".into()),
         security_group_rule_id: Some(record.security_group_rule_id.clone()),
         protocol: None,

@@ -4,7 +4,9 @@
 //! "Scheduled Event" envelope (an EventBridge rule instead of EventBridge Scheduler), read
 //! as an [`EventBridgeEvent`]. The inject function also takes overrides from a schedule's
 //! input ([`InjectInput`]):
-//! `{"target": "sg-…", "detectors": ["config:…", "alarm:…"], "window": "30m", "dry_run": true}`.
+//! `{"experiment": ["port-change", "nacl-entry"], "target": "sg-…", "detectors": ["config:…", "alarm:…"],
+//! "window": "30m", "dry_run": true}`. `experiment` names one technique, or several (an
+//! array, or a comma-separated string) of which each run picks one at random.
 //! Any other field, or a field of the wrong type, is refused with the field named.
 
 use std::fmt;
@@ -31,55 +33,65 @@ pub enum ScheduledEvent<T> {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InjectInput {
-    /// The group to experiment on (`sg-…`) instead of one chosen at random.
+    /// The technique, or the techniques one is picked from at random for each run;
+    /// otherwise the default technique (or the target's).
+    pub experiment: Option<NameList>,
+    /// The target to experiment on (`sg-…`, `acl-…`) instead of one chosen at random.
     pub target: Option<String>,
     /// The detectors to watch instead of `CHAOSLINGR_DETECTORS`.
-    pub detectors: Option<DetectorList>,
+    pub detectors: Option<NameList>,
     /// How long to wait for a detection (`30m`, `1h`), instead of `CHAOSLINGR_WINDOW`.
     pub window: Option<String>,
+    /// `random` or `risky`, instead of `CHAOSLINGR_PORTS`.
+    pub ports: Option<String>,
     /// Plan only, change nothing.
     pub dry_run: Option<bool>,
 }
 
-/// Detector names, as an array of strings or as one comma-separated string.
+/// Names (detectors, techniques), as an array of strings or as one comma-separated string.
 #[derive(Debug, Clone, PartialEq)]
-pub enum DetectorList {
+pub enum NameList {
     Names(Vec<String>),
     Text(String),
 }
 
-impl<'de> Deserialize<'de> for DetectorList {
+impl<'de> Deserialize<'de> for NameList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct List;
         impl<'de> Visitor<'de> for List {
-            type Value = DetectorList;
+            type Value = NameList;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an array of strings or a comma-separated string")
             }
 
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<DetectorList, E> {
-                Ok(DetectorList::Text(s.to_string()))
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<NameList, E> {
+                Ok(NameList::Text(s.to_string()))
             }
 
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<DetectorList, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NameList, A::Error> {
                 let mut names = Vec::with_capacity(seq.size_hint().unwrap_or(0));
                 while let Some(name) = seq.next_element::<String>()? {
                     names.push(name);
                 }
-                Ok(DetectorList::Names(names))
+                Ok(NameList::Names(names))
             }
         }
         deserializer.deserialize_any(List)
     }
 }
 
-impl DetectorList {
+impl NameList {
+    /// The names, trimmed, without blanks.
+    pub fn names(&self) -> Vec<String> {
+        self.joined().split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect()
+    }
+
     /// The names, trimmed, as one comma-separated list.
     fn joined(&self) -> String {
         match self {
-            DetectorList::Names(names) => names.iter().map(|n| n.trim()).collect::<Vec<_>>().join(","),
-            DetectorList::Text(text) => text.trim().to_string(),
+            NameList::Names(names) => names.iter().map(|n| n.trim()).collect::<Vec<_>>().join(","),
+            NameList::Text(text) => text.trim().to_string(),
         }
     }
 }
@@ -92,9 +104,12 @@ pub struct JudgeInput {}
 /// What a scheduled inject may override for one invocation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InjectOverrides {
+    /// The techniques one run picks from; empty for the default (or the target's).
+    pub experiments: Vec<String>,
     pub target: Option<String>,
     pub detectors: Option<String>,
     pub window: Option<String>,
+    pub ports: Option<String>,
     pub dry_run: Option<bool>,
 }
 
@@ -160,17 +175,23 @@ impl InjectInput {
     pub fn overrides(self) -> Result<InjectOverrides, FunctionError> {
         let target = non_blank(self.target, "target")?;
         if let Some(t) = &target {
-            let valid = t
-                .strip_prefix("sg-")
-                .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit()));
-            if !valid {
-                return Err(FunctionError::BadEvent(format!("field `target` `{t}` is not a security group id (sg-…)")));
+            if let Err(why) = chaoslingr_domain::technique::check_target_id(chaoslingr_techniques::all(), t) {
+                return Err(FunctionError::BadEvent(format!("field `target`: {why}")));
             }
         }
+        let experiments = self.experiment.as_ref().map(NameList::names).unwrap_or_default();
+        if self.experiment.is_some() && experiments.is_empty() {
+            return Err(FunctionError::BadEvent("field `experiment` is empty".into()));
+        }
+        for name in &experiments {
+            chaoslingr_techniques::by_name(name).map_err(|e| FunctionError::BadEvent(format!("field `experiment`: {e}")))?;
+        }
         Ok(InjectOverrides {
+            experiments,
             target,
-            detectors: self.detectors.as_ref().map(DetectorList::joined),
+            detectors: self.detectors.as_ref().map(NameList::joined),
             window: non_blank(self.window, "window")?,
+            ports: non_blank(self.ports, "ports")?,
             dry_run: self.dry_run,
         })
     }
@@ -194,6 +215,9 @@ impl InjectOverrides {
         }
         if let Some(w) = &self.window {
             s.window = config::window(w, "event field `window`").map_err(bad)?;
+        }
+        if let Some(p) = &self.ports {
+            s.port_choice = config::port_choice(p, "event field `ports`").map_err(bad)?;
         }
         if let Some(d) = self.dry_run {
             s.dry_run = d;

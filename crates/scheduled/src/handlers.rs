@@ -1,10 +1,10 @@
 //! The inject and judge handlers, built once per cold start and called per event.
 
-use chaoslingr_aws::{AwsAdapters, AwsDetectors, AwsRecorder, Ec2Ingress};
-use chaoslingr_domain::engine::{Engine, RunEnd, RunRequest};
-use chaoslingr_domain::ports::SystemClock;
+use chaoslingr_aws::AwsAdapters;
+use chaoslingr_domain::engine::{RunEnd, RunRequest};
 use chaoslingr_domain::scheduled::InjectEnd;
 use chaoslingr_domain::Settings;
+use rand::seq::IndexedRandom;
 use rand::SeedableRng;
 use serde_json::{json, Value};
 use tracing::{error, info};
@@ -12,8 +12,7 @@ use tracing::{error, info};
 use crate::error::FunctionError;
 use crate::event;
 
-/// The engine on the AWS adapters.
-pub type AwsEngine = Engine<Ec2Ingress, AwsDetectors, AwsRecorder, SystemClock>;
+pub use chaoslingr_techniques::AwsEngine;
 
 /// Settings and clients, built once per cold start.
 pub struct Scheduled {
@@ -39,14 +38,7 @@ impl Scheduled {
     }
 
     fn engine(&self, settings: Settings) -> AwsEngine {
-        Engine {
-            ingress: self.adapters.ingress.clone(),
-            detectors: self.adapters.detectors.clone(),
-            recorder: self.adapters.recorder.clone(),
-            clock: SystemClock,
-            settings,
-            region: self.adapters.region.clone(),
-        }
+        chaoslingr_techniques::engine_on(self.adapters.clone(), settings)
     }
 
     /// The scheduled inject: validates the event, then starts one experiment without
@@ -56,8 +48,9 @@ impl Scheduled {
         let overrides = event::inject_overrides(&event)?;
         let settings = overrides.apply(&self.settings)?;
         let engine = self.engine(settings);
-        let request = RunRequest { target: overrides.target.clone(), scheduled: true };
         let mut rng = rand::rngs::StdRng::from_os_rng();
+        let experiment = overrides.experiments.choose(&mut rng).cloned();
+        let request = RunRequest { experiment, target: overrides.target.clone(), scheduled: true };
         match Box::pin(engine.inject(&request, &mut rng)).await? {
             InjectEnd::Started { record, start, record_failures } => {
                 info!(experiment_id = %record.id, group = %record.security_group_id, "experiment started");

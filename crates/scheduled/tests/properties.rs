@@ -142,9 +142,11 @@ proptest! {
         let read = inject_overrides(&event);
         // THEN it has exactly the overrides meant
         let expected = InjectOverrides {
+            experiments: Vec::new(),
             target: i.target.clone(),
             detectors: i.detectors.as_ref().map(|d| d.iter().map(|s| s.trim()).collect::<Vec<_>>().join(",")),
             window: i.window.as_ref().map(|w| w.trim().to_string()),
+            ports: None,
             dry_run: i.dry_run,
         };
         prop_assert_eq!(read.as_ref().ok(), Some(&expected), "{:?}", read);
@@ -166,12 +168,12 @@ proptest! {
     }
 
     /// Any JSON is read or refused, never a panic; what is read holds only the accepted
-    /// fields, and any target it names is a security group id.
+    /// fields, and any target it names is a security group or network ACL id.
     #[test]
     fn arbitrary_inject_events_never_panic_and_never_widen_the_configuration(event in json_value()) {
         let Ok(o) = inject_overrides(&event) else { return Ok(()) };
         if let Some(t) = &o.target {
-            let hex = t.strip_prefix("sg-");
+            let hex = t.strip_prefix("sg-").or_else(|| t.strip_prefix("acl-"));
             prop_assert!(hex.is_some_and(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_hexdigit())), "{}", t);
         }
         if let Value::Object(fields) = &event {
@@ -180,7 +182,7 @@ proptest! {
             if envelope {
                 prop_assert_eq!(&o, &InjectOverrides::default());
             } else {
-                let allowed = ["target", "detectors", "window", "dry_run"];
+                let allowed = ["experiment", "target", "detectors", "window", "ports", "dry_run"];
                 prop_assert!(fields.keys().all(|k| allowed.contains(&k.as_str())));
             }
         } else {

@@ -67,6 +67,11 @@ pub struct OutcomeNotice {
     pub experiment: Option<String>,
     pub account: Option<String>,
     pub region: Option<String>,
+    /// `security-group`, `network-acl`; absent from messages of producers before
+    /// techniques, which always targeted a security group.
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub change_id: Option<String>,
     pub security_group_id: Option<String>,
     pub security_group_rule_id: Option<String>,
     pub protocol: Option<String>,
@@ -101,6 +106,11 @@ pub struct StartNotice {
     pub experiment: Option<String>,
     pub account: Option<String>,
     pub region: Option<String>,
+    /// `security-group`, `network-acl`; absent from messages of producers before
+    /// techniques, which always targeted a security group.
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub change_id: Option<String>,
     pub security_group_id: Option<String>,
     pub security_group_rule_id: Option<String>,
     pub protocol: Option<String>,
@@ -111,6 +121,56 @@ pub struct StartNotice {
     pub deadline: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     pub detectors: Vec<String>,
+}
+
+/// What a message says about the target and the change, whichever version produced it.
+trait Target {
+    fn ids(&self) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>, Option<&str>);
+
+    /// The target's id: `target_id`, or `security_group_id` from older producers.
+    fn target(&self) -> Option<&str> {
+        let (_, target, _, group, _) = self.ids();
+        target.or(group)
+    }
+
+    /// The change's id: `change_id`, or `security_group_rule_id`.
+    fn change(&self) -> Option<&str> {
+        let (_, _, change, _, rule) = self.ids();
+        change.or(rule)
+    }
+
+    /// The label of the target field.
+    fn target_label(&self) -> &'static str {
+        match self.ids().0 {
+            None | Some("security-group") => "Security group",
+            Some("network-acl") => "Network ACL",
+            Some(_) => "Target",
+        }
+    }
+}
+
+impl Target for OutcomeNotice {
+    fn ids(&self) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
+        (
+            self.target_type.as_deref(),
+            self.target_id.as_deref(),
+            self.change_id.as_deref(),
+            self.security_group_id.as_deref(),
+            self.security_group_rule_id.as_deref(),
+        )
+    }
+}
+
+impl Target for StartNotice {
+    fn ids(&self) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
+        (
+            self.target_type.as_deref(),
+            self.target_id.as_deref(),
+            self.change_id.as_deref(),
+            self.security_group_id.as_deref(),
+            self.security_group_rule_id.as_deref(),
+        )
+    }
 }
 
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
@@ -232,12 +292,12 @@ fn outcome_payload(o: &OutcomeNotice) -> Value {
     if not_reverted {
         // The one case where a reader must act now: a port stays open to the world.
         let mut alert = String::from(":rotating_light: *NOT REVERTED*: ");
-        match (&o.security_group_rule_id, &o.security_group_id) {
+        match (o.change(), o.target()) {
             (Some(rule), Some(group)) => {
-                alert.push_str(&format!("rule {} on {}", code(rule, NAME_MAX), code(group, NAME_MAX)))
+                alert.push_str(&format!("{} on {}", code(rule, NAME_MAX), code(group, NAME_MAX)))
             }
-            (None, Some(group)) => alert.push_str(&format!("the injected rule on {}", code(group, NAME_MAX))),
-            _ => alert.push_str("the injected rule"),
+            (None, Some(group)) => alert.push_str(&format!("the injected change on {}", code(group, NAME_MAX))),
+            _ => alert.push_str("the injected change"),
         }
         alert.push_str(" may still allow ");
         alert.push_str(&ports.as_deref().map(|p| fit(p, NAME_MAX)).unwrap_or_else(|| "the opened ports".into()));
@@ -256,11 +316,11 @@ fn outcome_payload(o: &OutcomeNotice) -> Value {
         Some(false) => ":rotating_light: *NO*".to_string(),
         None => "unknown".to_string(),
     };
-    let group = group_value(o.security_group_id.as_deref(), o.security_group_rule_id.as_deref());
+    let group = group_value(o.target(), o.change());
     blocks.push(json!({
         "type": "section",
         "fields": [
-            mrkdwn(&field("Security group", &group)),
+            mrkdwn(&field(o.target_label(), &group)),
             mrkdwn(&field("Opened", &opened_value(ports.as_deref(), o.cidr.as_deref()))),
             mrkdwn(&field("Account / region", &account_region(o.account.as_deref(), o.region.as_deref()))),
             mrkdwn(&field("Reverted", &reverted_field)),
@@ -288,7 +348,7 @@ fn outcome_payload(o: &OutcomeNotice) -> Value {
     blocks.push(json!({ "type": "context", "elements": context }));
 
     let mut text = format!("ChaoSlingr: {label}");
-    match (&o.security_group_id, &ports) {
+    match (o.target(), &ports) {
         (Some(group), Some(ports)) => {
             text.push_str(&format!(" on {} ({})", fit(group, NAME_MAX), fit(ports, NAME_MAX)))
         }
@@ -313,10 +373,7 @@ fn started_payload(s: &StartNotice) -> Value {
     let ports = port_range(s.protocol.as_deref(), s.from_port, s.to_port);
     let mut blocks = vec![header_block("STARTED — port opened, watching the detectors")];
     let mut fields = vec![
-        mrkdwn(&field(
-            "Security group",
-            &group_value(s.security_group_id.as_deref(), s.security_group_rule_id.as_deref()),
-        )),
+        mrkdwn(&field(s.target_label(), &group_value(s.target(), s.change()))),
         mrkdwn(&field("Opened", &opened_value(ports.as_deref(), s.cidr.as_deref()))),
         mrkdwn(&field("Account / region", &account_region(s.account.as_deref(), s.region.as_deref()))),
     ];
@@ -342,7 +399,7 @@ fn started_payload(s: &StartNotice) -> Value {
     blocks.push(json!({ "type": "context", "elements": context }));
 
     let mut text = String::from("ChaoSlingr: STARTED");
-    if let Some(group) = &s.security_group_id {
+    if let Some(group) = s.target() {
         text.push_str(&format!(" on {}", fit(group, NAME_MAX)));
     }
     if let Some(ports) = &ports {
@@ -445,7 +502,7 @@ fn port_range(protocol: Option<&str>, from: Option<u16>, to: Option<u16>) -> Opt
 
 fn group_value(group: Option<&str>, rule: Option<&str>) -> String {
     match (group, rule) {
-        (Some(g), Some(r)) => format!("{}\nrule {}", code(g, NAME_MAX), code(r, NAME_MAX)),
+        (Some(g), Some(r)) => format!("{}\n{}", code(g, NAME_MAX), code(r, NAME_MAX)),
         (Some(g), None) => code(g, NAME_MAX),
         (None, _) => "_none chosen_".into(),
     }

@@ -9,17 +9,35 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, UNIX_EPOCH};
 
-use chaoslingr_domain::experiment::{deadline_for, ExperimentRecord, PortRange, Protocol, PORT_CHANGE};
+use chaoslingr_domain::experiment::{deadline_for, ExperimentRecord, PortRange, Protocol};
 use chaoslingr_domain::outcome::{DetectionReport, Outcome, OutcomeReport, StartReport, SCHEMA};
 use chaoslingr_slack::{parse_notice, Notice};
 use serde_json::Value;
 
-const OUTCOME_FIELDS: [&str; 18] = [
+/// `port-change` as the producer describes it (the techniques crate is not a dependency
+/// of the notifier).
+static PORT_CHANGE_TECHNIQUE: chaoslingr_domain::technique::Technique = chaoslingr_domain::technique::Technique {
+    name: "port-change",
+    summary: "",
+    target: "security group",
+    targets: "security groups",
+    target_prefix: "sg-",
+    change: "ingress rule",
+    change_prefix: "sgr-",
+    config_resource_type: "AWS::EC2::SecurityGroup",
+    arn_resource: "security-group",
+};
+const PORT_CHANGE: &str = "port-change";
+
+const OUTCOME_FIELDS: [&str; 21] = [
     "schema",
     "experiment_id",
     "experiment",
     "account",
     "region",
+    "target_type",
+    "target_id",
+    "change_id",
     "security_group_id",
     "security_group_rule_id",
     "protocol",
@@ -37,12 +55,15 @@ const OUTCOME_FIELDS: [&str; 18] = [
 
 const DETECTION_FIELDS: [&str; 4] = ["detector", "detected", "seconds_to_detect", "evidence"];
 
-const START_FIELDS: [&str; 14] = [
+const START_FIELDS: [&str; 17] = [
     "schema",
     "experiment_id",
     "experiment",
     "account",
     "region",
+    "target_type",
+    "target_id",
+    "change_id",
     "security_group_id",
     "security_group_rule_id",
     "protocol",
@@ -65,6 +86,9 @@ fn outcome(outcome: Outcome) -> OutcomeReport {
         experiment: PORT_CHANGE,
         account: Some("123456789012".into()),
         region: Some("eu-west-1".into()),
+        target_type: "security-group",
+        target_id: Some("sg-0123456789abcdef0".into()),
+        change_id: Some("sgr-0fedcba9876543210".into()),
         security_group_id: Some("sg-0123456789abcdef0".into()),
         security_group_rule_id: Some("sgr-0fedcba9876543210".into()),
         protocol: Some("udp".into()),
@@ -115,6 +139,9 @@ fn every_outcome_field_the_domain_publishes_reaches_the_notifier_unchanged() {
         assert_eq!(n.experiment.as_deref(), Some(report.experiment));
         assert_eq!(n.account, report.account);
         assert_eq!(n.region, report.region);
+        assert_eq!(n.target_type.as_deref(), Some(report.target_type));
+        assert_eq!(n.target_id, report.target_id);
+        assert_eq!(n.change_id, report.change_id);
         assert_eq!(n.security_group_id, report.security_group_id);
         assert_eq!(n.security_group_rule_id, report.security_group_rule_id);
         assert_eq!(n.protocol, report.protocol);
@@ -140,6 +167,8 @@ fn every_outcome_field_the_domain_publishes_reaches_the_notifier_unchanged() {
 fn an_outcome_of_a_run_that_chose_nothing_is_still_read() {
     // GIVEN an aborted run's message: no group, no rule, no ports
     let mut report = outcome(Outcome::Aborted);
+    report.target_id = None;
+    report.change_id = None;
     report.security_group_id = None;
     report.security_group_rule_id = None;
     report.protocol = None;
@@ -171,7 +200,7 @@ fn every_start_field_the_domain_publishes_reaches_the_notifier_unchanged() {
         deadline: deadline_for(at, Duration::from_secs(900)),
         detectors: vec!["config:restricted-common-ports".parse().unwrap(), "securityhub".parse().unwrap()],
     };
-    let start = StartReport::new(&record, Some("eu-west-1".into()));
+    let start = StartReport::new(&PORT_CHANGE_TECHNIQUE, &record, Some("eu-west-1".into()));
     let json = start.to_json();
     let value: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(keys(&value), START_FIELDS.iter().map(|f| f.to_string()).collect());
@@ -182,12 +211,37 @@ fn every_start_field_the_domain_publishes_reaches_the_notifier_unchanged() {
     assert_eq!(n.experiment.as_deref(), Some(start.experiment));
     assert_eq!(n.account, start.account);
     assert_eq!(n.region, start.region);
-    assert_eq!(n.security_group_id.as_deref(), Some(start.security_group_id.as_str()));
-    assert_eq!(n.security_group_rule_id.as_deref(), Some(start.security_group_rule_id.as_str()));
+    assert_eq!(n.target_type.as_deref(), Some(start.target_type));
+    assert_eq!(n.target_id.as_deref(), Some(start.target_id.as_str()));
+    assert_eq!(n.change_id.as_deref(), Some(start.change_id.as_str()));
+    assert_eq!(n.security_group_id, start.security_group_id);
+    assert_eq!(n.security_group_rule_id, start.security_group_rule_id);
     assert_eq!(n.protocol.as_deref(), Some(start.protocol.as_str()));
     assert_eq!((n.from_port, n.to_port), (Some(start.from_port), Some(start.to_port)));
     assert_eq!(n.cidr.as_deref(), Some(start.cidr.as_str()));
     assert_eq!(n.injected_at.as_deref(), Some(start.injected_at.as_str()));
     assert_eq!(n.deadline.as_deref(), Some(start.deadline.as_str()));
     assert_eq!(n.detectors, start.detectors);
+}
+
+#[test]
+fn a_network_acl_outcome_names_its_target_and_entry_and_leaves_the_group_fields_null() {
+    // GIVEN a nacl-entry outcome as the domain builds it: target and change, no group
+    let mut report = outcome(Outcome::Detected);
+    report.experiment = "nacl-entry";
+    report.target_type = "network-acl";
+    report.target_id = Some("acl-0123456789abcdef0".into());
+    report.change_id = Some("acl-0123456789abcdef0/32766".into());
+    report.security_group_id = None;
+    report.security_group_rule_id = None;
+
+    // WHEN the notifier reads it and renders it for Slack
+    let json = report.to_json();
+    let Notice::Outcome(n) = parse_notice(&json).unwrap() else { panic!("read as a start") };
+    let slack = chaoslingr_slack::slack_payload(&json).unwrap().to_string();
+
+    // THEN the ACL and its entry are shown as a network ACL, and the technique is named
+    assert_eq!(n.experiment.as_deref(), Some("nacl-entry"));
+    assert!(slack.contains("Network ACL") && slack.contains("acl-0123456789abcdef0/32766"), "{slack}");
+    assert!(!slack.contains("Security group"), "{slack}");
 }

@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_smithy_mocks::{mock, Rule};
-use chaoslingr_domain::experiment::{ExperimentRecord, PORT_CHANGE};
+use chaoslingr_domain::experiment::ExperimentRecord;
 use chaoslingr_domain::outcome::{DetectionReport, StartReport, SCHEMA};
 use chaoslingr_domain::{Outcome, OutcomeReport, PortRange, Protocol};
 use chaoslingr_slack::function::{sns_event, sns_messages, FunctionError};
@@ -21,6 +21,21 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{json, Map, Value};
 use support::*;
+
+/// `port-change` as the producer describes it (the techniques crate is not a dependency
+/// of the notifier).
+static PORT_CHANGE_TECHNIQUE: chaoslingr_domain::technique::Technique = chaoslingr_domain::technique::Technique {
+    name: "port-change",
+    summary: "",
+    target: "security group",
+    targets: "security groups",
+    target_prefix: "sg-",
+    change: "ingress rule",
+    change_prefix: "sgr-",
+    config_resource_type: "AWS::EC2::SecurityGroup",
+    arn_resource: "security-group",
+};
+const PORT_CHANGE: &str = "port-change";
 
 // ---------------------------------------------------------------------------------------
 // Strategies and helpers
@@ -150,6 +165,9 @@ fn outcome_report() -> impl Strategy<Value = OutcomeReport> {
             experiment: PORT_CHANGE,
             account,
             region,
+            target_type: "security-group",
+            target_id: security_group_id.clone(),
+            change_id: security_group_rule_id.clone(),
             security_group_id,
             security_group_rule_id,
             protocol,
@@ -257,7 +275,7 @@ proptest! {
             deadline: injected_at + Duration::from_secs(window_s),
             detectors: names.iter().map(|n| format!("alarm:{n}").parse().unwrap()).collect(),
         };
-        let report = StartReport::new(&record, region);
+        let report = StartReport::new(&PORT_CHANGE_TECHNIQUE, &record, region);
         let messages = read(&sns_delivery(&[report.to_json()])).expect("an SNS event is read");
 
         // WHEN the notifier reads it THEN it has the start as published

@@ -126,7 +126,7 @@ fn undetected_is_red_and_called_a_security_gap() {
 
     // AND the facts and the reason are there
     let fields = fields(&payload);
-    assert_eq!(fields[0], "*Security group*\n`sg-123`\nrule `sgr-0new`");
+    assert_eq!(fields[0], "*Security group*\n`sg-123`\n`sgr-0new`");
     assert_eq!(fields[1], "*Opened*\nudp 14603-14605 from `0.0.0.0/0`");
     assert_eq!(fields[2], "*Account / region*\n111122223333 / eu-west-1");
     assert_eq!(fields[3], "*Reverted*\nyes");
@@ -264,7 +264,7 @@ fn a_rule_left_open_is_loud_whatever_the_outcome() {
         let alert = blocks(&payload)[1]["text"]["text"].as_str().unwrap();
         assert_eq!(
             alert,
-            ":rotating_light: *NOT REVERTED*: rule `sgr-0new` on `sg-123` may still allow udp 14603-14605 from \
+            ":rotating_light: *NOT REVERTED*: `sgr-0new` on `sg-123` may still allow udp 14603-14605 from \
              `0.0.0.0/0`. Revert it now: `chaoslingr revert cs-20261123T184700Z-abcdef`"
         );
         assert_eq!(fields(&payload)[3], "*Reverted*\n:rotating_light: *NO*");
