@@ -96,7 +96,7 @@ locals {
   functions = merge(
     {
       inject = {
-        description          = "ChaoSlingr: starts one port-change experiment (pre-flight, plan, inject, mark, announce)."
+        description          = "ChaoSlingr: starts one experiment of a scheduled technique (pre-flight, plan, inject, mark, announce)."
         zip                  = coalesce(var.inject_zip_path, local.default_zip.inject)
         timeout              = var.inject_timeout
         reserved_concurrency = 1

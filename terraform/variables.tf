@@ -214,8 +214,30 @@ variable "judge_schedule" {
   }
 }
 
+variable "experiments" {
+  description = "Techniques the schedule runs: `port-change` (an ingress rule on an opted-in security group), `nacl-entry` (an inbound ALLOW entry on an opted-in network ACL). The scheduled event carries the list as `experiment`, and inject picks one at random per run. Only for these does the inject role get the grants to open a change; every technique's experiments are still concluded and reverted."
+  type        = list(string)
+  default     = ["port-change"]
+  nullable    = false
+
+  validation {
+    condition     = length(var.experiments) > 0
+    error_message = "experiments must name at least one technique; to stop experiments, set enabled = false."
+  }
+
+  validation {
+    condition     = alltrue([for e in var.experiments : contains(["port-change", "nacl-entry"], e)])
+    error_message = "Each of experiments must be \"port-change\" or \"nacl-entry\"."
+  }
+
+  validation {
+    condition     = length(distinct(var.experiments)) == length(var.experiments)
+    error_message = "experiments must not name a technique twice (the inject function picks uniformly among the list)."
+  }
+}
+
 variable "inject_input" {
-  description = "Overrides sent by the inject schedule in its event: `target` (a security group id), `detectors`, `window`, `dry_run`. Unset fields use the functions' environment."
+  description = "Overrides sent by the inject schedule in its event: `target` (a security group id `sg-...` for port-change, or a network ACL id `acl-...` for nacl-entry, whose technique must be in experiments), `detectors`, `window`, `dry_run`. Unset fields use the functions' environment."
   type = object({
     target    = optional(string)
     detectors = optional(list(string))
@@ -225,8 +247,8 @@ variable "inject_input" {
   default = {}
 
   validation {
-    condition     = var.inject_input.target == null || can(regex("^sg-[0-9a-f]+$", var.inject_input.target))
-    error_message = "inject_input.target must be a security group id such as sg-0123456789abcdef0."
+    condition     = var.inject_input.target == null || can(regex("^(sg|acl)-[0-9a-f]+$", var.inject_input.target))
+    error_message = "inject_input.target must be a security group id such as sg-0123456789abcdef0 or a network ACL id such as acl-0123456789abcdef0."
   }
 
   validation {
