@@ -36,6 +36,9 @@ locals {
     Null                           = { "aws:TagKeys" = ["false"] }
   }
 
+  # Both: the target carries the marker, and the tag write names only ChaoSlingr's keys.
+  marked_marker_keys_only = merge(local.marker_keys_only, { Null = merge(local.marker_keys_only.Null, local.marked.Null) })
+
   describe_groups = {
     Sid      = "DescribeSecurityGroups"
     Effect   = "Allow"
@@ -64,7 +67,7 @@ locals {
     Effect    = "Allow"
     Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
     Resource  = [local.security_group_arns]
-    Condition = merge(local.marker_keys_only, { Null = merge(local.marker_keys_only.Null, local.marked.Null) })
+    Condition = local.marked_marker_keys_only
   }
 
   describe_network_acls = {
@@ -89,7 +92,7 @@ locals {
     Effect    = "Allow"
     Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
     Resource  = [local.network_acl_arns]
-    Condition = merge(local.marker_keys_only, { Null = merge(local.marker_keys_only.Null, local.marked.Null) })
+    Condition = local.marked_marker_keys_only
   }
 
   read_alarms = {
@@ -241,8 +244,9 @@ locals {
         },
       ] : [],
       [
-        # Deleting the entry (when racing starters step back, or a failed start is undone)
-        # on an ACL that carries the marker, even after its owners opted out.
+        # Deleting an experiment's entry on an ACL that carries the marker, even after its
+        # owners opted out: opting out must never lock ChaoSlingr out of closing the port
+        # it opened.
         local.delete_entries_of_marked_network_acls,
         # The marker and conclusion tags on ACLs already carrying the marker.
         local.mark_marked_network_acls,
