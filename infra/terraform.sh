@@ -105,6 +105,7 @@ module "policies" {
   account_id            = "123456789012"
   opt_in_tag_key        = "chaoslingr:opt-in"
   opt_in_tag_value      = "true"
+  experiments           = ["port-change", "nacl-entry"]
   namespace             = "ChaoSlingr"
   topic_arn             = "arn:aws:sns:us-east-1:123456789012:outcomes"
   webhook_parameter_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/chaoslingr/slack-webhook"

@@ -1,4 +1,4 @@
-# Optional detector and alarms shipped with the module.
+# Optional detectors and alarms shipped with the module.
 
 locals {
   # CHAOSLINGR_AUTHORIZED_PORTS entries without a protocol prefix count for both.
@@ -8,6 +8,14 @@ locals {
     length(local.config_rule_tcp_ports) > 0 ? { authorizedTcpPorts = join(",", local.config_rule_tcp_ports) } : {},
     length(local.config_rule_udp_ports) > 0 ? { authorizedUdpPorts = join(",", local.config_rule_udp_ports) } : {},
   )
+
+  # The CIS alarm on network ACL changes exists only for a scheduled nacl-entry technique.
+  create_nacl_change_alarm = var.create_nacl_change_alarm && contains(var.experiments, "nacl-entry")
+  nacl_change_alarm_name   = "${var.name}-network-acl-changes"
+  nacl_change_metric = {
+    name      = "NetworkAclChanges"
+    namespace = "CloudTrailMetrics"
+  }
 }
 
 # The AWS Config managed rule that flags security groups open to 0.0.0.0/0 (or ::/0) on
@@ -34,21 +42,90 @@ resource "aws_config_config_rule" "open_ports" {
   tags = var.tags
 }
 
+# The CIS benchmark's control for network ACL changes: a metric filter on the CloudTrail
+# log group and an alarm on it. It is what notices a nacl-entry experiment (AWS Config's
+# managed rule for network ACLs, NACL_NO_UNRESTRICTED_SSH_RDP, looks only at ports 22 and
+# 3389, which experiments never open). Created only when nacl-entry is scheduled; it needs
+# a trail delivering this region's management events to a log group in this region.
+resource "aws_cloudwatch_log_metric_filter" "network_acl_changes" {
+  count = local.create_nacl_change_alarm ? 1 : 0
+
+  name           = "${var.name}-network-acl-changes"
+  log_group_name = var.cloudtrail_log_group_name
+  pattern        = "{ ($.eventName = CreateNetworkAcl) || ($.eventName = CreateNetworkAclEntry) || ($.eventName = DeleteNetworkAcl) || ($.eventName = DeleteNetworkAclEntry) || ($.eventName = ReplaceNetworkAclEntry) || ($.eventName = ReplaceNetworkAclAssociation) }"
+
+  metric_transformation {
+    name      = local.nacl_change_metric.name
+    namespace = local.nacl_change_metric.namespace
+    value     = "1"
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.cloudtrail_log_group_name != null
+      error_message = "With create_nacl_change_alarm = true, set cloudtrail_log_group_name to the CloudWatch Logs group a CloudTrail trail delivers this region's management events to."
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "network_acl_changes" {
+  count = local.create_nacl_change_alarm ? 1 : 0
+
+  alarm_name        = local.nacl_change_alarm_name
+  alarm_description = "A network ACL was created, deleted or changed (CloudTrail, log group ${coalesce(var.cloudtrail_log_group_name, "-")}). A ChaoSlingr detector for nacl-entry experiments."
+
+  namespace           = aws_cloudwatch_log_metric_filter.network_acl_changes[0].metric_transformation[0].namespace
+  metric_name         = aws_cloudwatch_log_metric_filter.network_acl_changes[0].metric_transformation[0].name
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+
+  # The judge reads its state; send it to your security team's alerting as well if you
+  # keep it as the account's control.
+  actions_enabled = true
+
+  tags = var.tags
+}
+
 # Tells people when an experiment ends undetected: a security gap. It watches the
-# results; it is not one of the detectors an experiment measures.
+# results of every scheduled technique; it is not one of the detectors an experiment
+# measures.
 resource "aws_cloudwatch_metric_alarm" "undetected" {
   count = var.create_undetected_alarm ? 1 : 0
 
   alarm_name        = "${var.name}-undetected"
-  alarm_description = "A ChaoSlingr experiment opened an unauthorized port and no configured control noticed it within the window. The outcome message on ${local.topic_arn} names the detectors that missed it."
+  alarm_description = "A ChaoSlingr experiment (${join(", ", var.experiments)}) opened an unauthorized port and no configured control noticed it within the window. The outcome message on ${local.topic_arn} names the detectors that missed it."
 
-  namespace   = var.namespace
-  metric_name = "Undetected"
-  dimensions = {
-    Experiment = "port-change"
+  # Undetected outcomes of all scheduled techniques together; a technique without
+  # experiments in the period counts 0.
+  metric_query {
+    id          = "undetected"
+    expression  = "SUM(FILL(METRICS(), 0))"
+    label       = "Undetected"
+    return_data = true
   }
-  statistic           = "Sum"
-  period              = 300
+
+  dynamic "metric_query" {
+    for_each = var.experiments
+
+    content {
+      id = "undetected_${replace(metric_query.value, "-", "_")}"
+
+      metric {
+        namespace   = var.namespace
+        metric_name = "Undetected"
+        dimensions = {
+          Experiment = metric_query.value
+        }
+        stat   = "Sum"
+        period = 300
+      }
+    }
+  }
+
   evaluation_periods  = 1
   threshold           = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"

@@ -43,6 +43,7 @@ module "function_policies" {
   account_id                    = local.account_id
   opt_in_tag_key                = var.opt_in_tag_key
   opt_in_tag_value              = var.opt_in_tag_value
+  experiments                   = var.experiments
   namespace                     = var.namespace
   topic_arn                     = local.topic_arn
   topic_kms_key_arn             = local.topic_has_kms_key ? local.topic_kms_key_arn : null

@@ -50,11 +50,13 @@ locals {
   alarm_arns              = "${local.alarm_arn_prefix}:alarm:*"
   security_hub_arn        = "arn:${local.partition}:securityhub:${local.region}:${local.account_id}:hub/default"
 
-  # The Config rule created here is a detector unless the caller says otherwise.
+  # The Config rule and the network ACL alarm created here are detectors unless the
+  # caller says otherwise.
   config_rule_detector = "config:${var.config_rule_name}"
   detectors = distinct(concat(
     var.detectors,
     var.create_config_rule && var.add_config_rule_to_detectors ? [local.config_rule_detector] : [],
+    local.create_nacl_change_alarm && var.add_nacl_change_alarm_to_detectors ? ["alarm:${local.nacl_change_alarm_name}"] : [],
   ))
 
   # CHAOSLINGR_* of inject and judge. Settings left null are not set, so the functions'
@@ -96,7 +98,7 @@ locals {
   functions = merge(
     {
       inject = {
-        description          = "ChaoSlingr: starts one port-change experiment (pre-flight, plan, inject, mark, announce)."
+        description          = "ChaoSlingr: starts one experiment of a scheduled technique (pre-flight, plan, inject, mark, announce)."
         zip                  = coalesce(var.inject_zip_path, local.default_zip.inject)
         timeout              = var.inject_timeout
         reserved_concurrency = 1

@@ -93,6 +93,11 @@ output "config_rule_name" {
   value       = try(aws_config_config_rule.open_ports[0].name, null)
 }
 
+output "nacl_change_alarm_name" {
+  description = "Name of the alarm on network ACL changes (the CIS control) created by the module, or null."
+  value       = try(aws_cloudwatch_metric_alarm.network_acl_changes[0].alarm_name, null)
+}
+
 output "undetected_alarm_name" {
   description = "Name of the alarm on undetected outcomes, or null."
   value       = try(aws_cloudwatch_metric_alarm.undetected[0].alarm_name, null)
@@ -104,8 +109,13 @@ output "dead_letter_alarm_name" {
 }
 
 output "detectors" {
-  description = "The detectors every experiment measures (CHAOSLINGR_DETECTORS), including the module's Config rule when added."
+  description = "The detectors every experiment measures (CHAOSLINGR_DETECTORS), including the module's Config rule and network ACL alarm when added."
   value       = local.detectors
+}
+
+output "experiments" {
+  description = "The techniques the inject schedule picks from (its event's `experiment`)."
+  value       = var.experiments
 }
 
 output "enabled" {

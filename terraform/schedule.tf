@@ -9,8 +9,15 @@ locals {
   inject_schedule_state = var.enabled ? "ENABLED" : "DISABLED"
   judge_schedule_state  = (var.enabled || var.keep_judge_running) ? "ENABLED" : "DISABLED"
 
-  # Only the overrides the caller set; the inject function refuses unknown fields.
+  # The technique a fixed target belongs to, by the prefix of its id.
+  inject_target_experiment = var.inject_input.target == null ? null : (
+    startswith(var.inject_input.target, "acl-") ? "nacl-entry" : "port-change"
+  )
+
+  # The techniques to pick from, then only the overrides the caller set; the inject
+  # function refuses unknown fields.
   inject_input = merge(
+    { experiment = var.experiments },
     var.inject_input.target != null ? { target = var.inject_input.target } : {},
     var.inject_input.detectors != null ? { detectors = var.inject_input.detectors } : {},
     var.inject_input.window != null ? { window = var.inject_input.window } : {},
@@ -19,9 +26,9 @@ locals {
 }
 
 resource "aws_scheduler_schedule" "inject" {
-  #checkov:skip=CKV_AWS_297:The schedule stores only a non-secret target input (empty or run overrides); EventBridge Scheduler's AWS owned key protects it, and a CMK would protect nothing more.
+  #checkov:skip=CKV_AWS_297:The schedule stores only a non-secret target input (the techniques to pick from and run overrides); EventBridge Scheduler's AWS owned key protects it, and a CMK would protect nothing more.
   name        = "${var.name}-inject"
-  description = "ChaoSlingr: start one port-change experiment"
+  description = "ChaoSlingr: start one experiment (${join(" or ", var.experiments)})"
   state       = local.inject_schedule_state
 
   schedule_expression          = var.inject_schedule
@@ -41,6 +48,14 @@ resource "aws_scheduler_schedule" "inject" {
     retry_policy {
       maximum_retry_attempts       = 0
       maximum_event_age_in_seconds = 300
+    }
+  }
+
+  lifecycle {
+    # A fixed target must belong to a scheduled technique: inject may not open the other.
+    precondition {
+      condition     = local.inject_target_experiment == null || contains(var.experiments, coalesce(local.inject_target_experiment, "-"))
+      error_message = "inject_input.target ${coalesce(var.inject_input.target, "-")} is a ${coalesce(local.inject_target_experiment, "-")} target; add \"${coalesce(local.inject_target_experiment, "-")}\" to experiments."
     }
   }
 }

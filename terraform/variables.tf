@@ -214,8 +214,30 @@ variable "judge_schedule" {
   }
 }
 
+variable "experiments" {
+  description = "Techniques the schedule runs: `port-change` (an ingress rule on an opted-in security group), `nacl-entry` (an inbound ALLOW entry on an opted-in network ACL); non-empty, no duplicates. The scheduled event carries the list as `experiment`, and inject picks one at random per run. Only for these does the inject role get the grants to open a change; every technique's experiments are still concluded and reverted."
+  type        = list(string)
+  default     = ["port-change"]
+  nullable    = false
+
+  validation {
+    condition     = length(var.experiments) > 0
+    error_message = "experiments must name at least one technique; to stop experiments, set enabled = false."
+  }
+
+  validation {
+    condition     = alltrue([for e in var.experiments : contains(["port-change", "nacl-entry"], e)])
+    error_message = "Each of experiments must be \"port-change\" or \"nacl-entry\"."
+  }
+
+  validation {
+    condition     = length(distinct(var.experiments)) == length(var.experiments)
+    error_message = "experiments must not name a technique twice (the inject function picks uniformly among the list)."
+  }
+}
+
 variable "inject_input" {
-  description = "Overrides sent by the inject schedule in its event: `target` (a security group id), `detectors`, `window`, `dry_run`. Unset fields use the functions' environment."
+  description = "Overrides sent by the inject schedule in its event: `target` (a security group id `sg-...` for port-change, or a network ACL id `acl-...` for nacl-entry, whose technique must be in experiments), `detectors`, `window`, `dry_run`. Unset fields use the functions' environment."
   type = object({
     target    = optional(string)
     detectors = optional(list(string))
@@ -225,8 +247,8 @@ variable "inject_input" {
   default = {}
 
   validation {
-    condition     = var.inject_input.target == null || can(regex("^sg-[0-9a-f]+$", var.inject_input.target))
-    error_message = "inject_input.target must be a security group id such as sg-0123456789abcdef0."
+    condition     = var.inject_input.target == null || can(regex("^(sg|acl)-[0-9a-f]+$", var.inject_input.target))
+    error_message = "inject_input.target must be a security group id such as sg-0123456789abcdef0 or a network ACL id such as acl-0123456789abcdef0."
   }
 
   validation {
@@ -245,7 +267,7 @@ variable "inject_input" {
 ################################################################################
 
 variable "opt_in_tag_key" {
-  description = "CHAOSLINGR_OPT_IN_TAG: tag key that opts a security group in. The roles may change only groups carrying it."
+  description = "CHAOSLINGR_OPT_IN_TAG: tag key that opts a security group or network ACL in. The roles may open changes only on targets carrying it."
   type        = string
   default     = "chaoslingr:opt-in"
 
@@ -256,7 +278,7 @@ variable "opt_in_tag_key" {
 }
 
 variable "opt_in_tag_value" {
-  description = "CHAOSLINGR_OPT_IN_VALUE: tag value that opts a group in, compared case-insensitively."
+  description = "CHAOSLINGR_OPT_IN_VALUE: tag value that opts a target in, compared case-insensitively."
   type        = string
   default     = "true"
 
@@ -499,8 +521,33 @@ variable "add_config_rule_to_detectors" {
   default     = true
 }
 
+variable "create_nacl_change_alarm" {
+  description = "When nacl-entry is in experiments, create the CIS control for network ACL changes as a detector: a metric filter on cloudtrail_log_group_name (CreateNetworkAcl, CreateNetworkAclEntry, DeleteNetworkAcl, DeleteNetworkAclEntry, ReplaceNetworkAclEntry, ReplaceNetworkAclAssociation) and the alarm `<name>-network-acl-changes` on it. Requires a CloudTrail trail delivering this region's management events to that log group."
+  type        = bool
+  default     = false
+  nullable    = false
+}
+
+variable "cloudtrail_log_group_name" {
+  description = "Name of the CloudWatch Logs group (in this region) a CloudTrail trail delivers management events to; required when create_nacl_change_alarm is true."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cloudtrail_log_group_name == null || can(regex("^[A-Za-z0-9_./#-]{1,512}$", var.cloudtrail_log_group_name))
+    error_message = "The CloudTrail log group name must be 1-512 letters, digits, '_', '-', '/', '.' or '#' (a name, not an ARN)."
+  }
+}
+
+variable "add_nacl_change_alarm_to_detectors" {
+  description = "When the network ACL alarm is created, add `alarm:<name>-network-acl-changes` to the detectors (unless already listed)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
 variable "create_undetected_alarm" {
-  description = "Create a CloudWatch alarm that notifies the topic when an experiment ends undetected (metric Undetected, Sum >= 1 over 5 minutes). It is an alert on results, not a detector."
+  description = "Create a CloudWatch alarm that notifies the topic when an experiment of a scheduled technique ends undetected (metric Undetected, summed over the experiments' Experiment dimensions, >= 1 over 5 minutes). It is an alert on results, not a detector."
   type        = bool
   default     = true
 }
@@ -512,7 +559,7 @@ variable "create_dlq_alarm" {
 }
 
 variable "create_dashboard" {
-  description = "Create the CloudWatch dashboard (outcomes over time, time-to-detect per detector, revert failures, function health)."
+  description = "Create the CloudWatch dashboard (per scheduled technique: outcomes over time and time-to-detect per detector; revert failures, function health)."
   type        = bool
   default     = true
 }

@@ -1,9 +1,12 @@
-# Every feature of the module: the AWS Config rule as a detector next to a firewall alarm
-# and Security Hub, authorized ports shared by the experiments and the rule, allowed hours,
-# a stop alarm, the Slack notifier reading its webhook from SSM, and the dashboard.
+# Every feature of the module: both techniques (security-group rules and network ACL
+# entries), the AWS Config rule and the CIS network ACL alarm as detectors next to a
+# firewall alarm and Security Hub, authorized ports shared by the experiments and the
+# rule, allowed hours, a stop alarm, the Slack notifier reading its webhook from SSM, and
+# the dashboard.
 #
 # Prerequisites: the zips (infra/lambda.sh build), an AWS Config configuration recorder
-# recording AWS::EC2::SecurityGroup in the region, and the Slack webhook URL stored as an
+# recording AWS::EC2::SecurityGroup in the region, a CloudTrail trail delivering the
+# region's management events to CloudWatch Logs, and the Slack webhook URL stored as an
 # SSM SecureString (see README.md beside this file).
 
 terraform {
@@ -39,6 +42,12 @@ variable "slack_webhook_ssm_parameter" {
   default     = "/chaoslingr/slack-webhook"
 }
 
+variable "cloudtrail_log_group_name" {
+  description = "Name of the CloudWatch Logs group a CloudTrail trail delivers this region's management events to."
+  type        = string
+  default     = "aws-cloudtrail-logs-management"
+}
+
 variable "firewall_alarm_name" {
   description = "Name of an existing CloudWatch alarm raised by the network firewall or IDS when a new port is reachable."
   type        = string
@@ -64,14 +73,21 @@ module "chaoslingr" {
   allowed_hours     = "mon-fri 08:00-16:00"
   stop_alarms       = [var.incident_alarm_name]
 
-  # What is measured. The module's Config rule is added to these detectors.
+  # What is changed: each run picks one technique at random, an ingress rule on an
+  # opted-in security group or an inbound entry on an opted-in network ACL.
+  experiments = ["port-change", "nacl-entry"]
+
+  # What is measured. The module's Config rule (security groups) and its CIS alarm on
+  # network ACL changes are added to these detectors.
   detectors = [
     "alarm:${var.firewall_alarm_name}",
     "securityhub",
   ]
-  create_config_rule = true
-  config_rule_name   = "vpc-sg-open-only-to-authorized-ports"
-  window             = "15m"
+  create_config_rule        = true
+  config_rule_name          = "vpc-sg-open-only-to-authorized-ports"
+  create_nacl_change_alarm  = true
+  cloudtrail_log_group_name = var.cloudtrail_log_group_name
+  window                    = "15m"
 
   # What is injected: one to six tcp or udp ports above 10000, open to the world, never
   # a port the owners declared authorized (the Config rule allows the same ports).
@@ -119,6 +135,11 @@ output "topic_arn" {
 output "detectors" {
   description = "The detectors every experiment measures."
   value       = module.chaoslingr.detectors
+}
+
+output "experiments" {
+  description = "The techniques the schedule picks from."
+  value       = module.chaoslingr.experiments
 }
 
 output "dashboard_name" {

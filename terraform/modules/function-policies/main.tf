@@ -6,16 +6,24 @@ locals {
   ec2_arn_prefix          = "arn:${var.partition}:ec2:${var.region}:${var.account_id}"
   security_group_arns     = "${local.ec2_arn_prefix}:security-group/*"
   security_group_rule_arn = "${local.ec2_arn_prefix}:security-group-rule/*"
+  network_acl_arns        = "${local.ec2_arn_prefix}:network-acl/*"
   alarm_arns              = "arn:${var.partition}:cloudwatch:${var.region}:${var.account_id}:alarm:*"
   security_hub_arn        = "arn:${var.partition}:securityhub:${var.region}:${var.account_id}:hub/default"
 
-  # The group's owners opted in. IAM compares the whole value ignoring case only: "TRUE"
+  # inject may open only the changes of the techniques this deployment runs; reading,
+  # marking what is already marked and reverting are granted for every technique, so an
+  # experiment started by the CLI or before a technique was dropped is still closed.
+  opens_port_change = contains(var.experiments, "port-change")
+  opens_nacl_entry  = contains(var.experiments, "nacl-entry")
+
+  # The target's owners opted in. IAM compares the whole value ignoring case only: "TRUE"
   # matches "true", "true " and "yes" do not.
   opted_in = {
     StringEqualsIgnoreCase = { "aws:ResourceTag/${var.opt_in_tag_key}" = [var.opt_in_tag_value] }
   }
 
-  # The group carries ChaoSlingr's marker: an experiment was started on it.
+  # The target (security group or network ACL) carries ChaoSlingr's marker: an experiment
+  # was started on it.
   marked = {
     Null = { "aws:ResourceTag/${var.experiment_tag_key}" = ["false"] }
   }
@@ -27,6 +35,9 @@ locals {
     "ForAllValues:StringNotEquals" = { "aws:TagKeys" = [var.opt_in_tag_key] }
     Null                           = { "aws:TagKeys" = ["false"] }
   }
+
+  # Both: the target carries the marker, and the tag write names only ChaoSlingr's keys.
+  marked_marker_keys_only = merge(local.marker_keys_only, { Null = merge(local.marker_keys_only.Null, local.marked.Null) })
 
   describe_groups = {
     Sid      = "DescribeSecurityGroups"
@@ -56,7 +67,32 @@ locals {
     Effect    = "Allow"
     Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
     Resource  = [local.security_group_arns]
-    Condition = merge(local.marker_keys_only, { Null = merge(local.marker_keys_only.Null, local.marked.Null) })
+    Condition = local.marked_marker_keys_only
+  }
+
+  describe_network_acls = {
+    Sid      = "DescribeNetworkAcls"
+    Effect   = "Allow"
+    Action   = ["ec2:DescribeNetworkAcls"]
+    Resource = ["*"]
+  }
+
+  # A network ACL entry is no resource of its own and carries no tags: the experiment
+  # record lives on the ACL, so the ACL's marker is what grants the revert.
+  delete_entries_of_marked_network_acls = {
+    Sid       = "DeleteEntriesOfMarkedNetworkAcls"
+    Effect    = "Allow"
+    Action    = ["ec2:DeleteNetworkAclEntry"]
+    Resource  = [local.network_acl_arns]
+    Condition = local.marked
+  }
+
+  mark_marked_network_acls = {
+    Sid       = "MarkMarkedNetworkAcls"
+    Effect    = "Allow"
+    Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
+    Resource  = [local.network_acl_arns]
+    Condition = local.marked_marker_keys_only
   }
 
   read_alarms = {
@@ -134,7 +170,8 @@ locals {
   ) }
 
   ##############################################################################
-  # inject: pre-flight, plan, inject the tagged rule, mark the group, announce
+  # inject: pre-flight, plan, inject the tagged rule or the recorded ACL entry, mark the
+  # target, announce
   ##############################################################################
 
   inject = {
@@ -144,19 +181,21 @@ locals {
         # Listing groups by the opt-in tag (or by the marker's tag-key) and reading their
         # rules. These Describe calls do not support resource-level permissions.
         local.describe_groups,
-        # Opening the experiment's port, and revoking it when racing starters step back:
-        # on groups whose owners opted in.
-        {
-          Sid       = "ChangeIngressOfOptedInGroups"
-          Effect    = "Allow"
-          Action    = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
-          Resource  = [local.security_group_arns]
-          Condition = local.opted_in
-        },
-        # Revoking on a group that carries the marker even after its owners opted out:
-        # opting out must never lock ChaoSlingr out of closing the port it opened. EC2
-        # authorizes RevokeSecurityGroupIngress against the group's ARN only.
-        local.revoke_ingress_of_marked_groups,
+      ],
+      # Opening the experiment's port, and revoking it when racing starters step back:
+      # on groups whose owners opted in.
+      local.opens_port_change ? [{
+        Sid       = "ChangeIngressOfOptedInGroups"
+        Effect    = "Allow"
+        Action    = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
+        Resource  = [local.security_group_arns]
+        Condition = local.opted_in
+      }] : [],
+      # Revoking on a group that carries the marker even after its owners opted out:
+      # opting out must never lock ChaoSlingr out of closing the port it opened. EC2
+      # authorizes RevokeSecurityGroupIngress against the group's ARN only.
+      [local.revoke_ingress_of_marked_groups],
+      local.opens_port_change ? [
         # The rule AuthorizeSecurityGroupIngress creates must carry the experiment record
         # (tagged at creation); the group statement above limits where that rule can be.
         {
@@ -174,9 +213,43 @@ locals {
           Resource  = [local.security_group_rule_arn]
           Condition = { StringEquals = { "ec2:CreateAction" = ["AuthorizeSecurityGroupIngress"] } }
         },
-        # The group marker, on opted-in groups and on groups already carrying it.
+        # The group marker, on opted-in groups ...
         local.mark_opted_in_groups,
-        local.mark_marked_groups,
+      ] : [],
+      # ... and on groups already carrying it.
+      [local.mark_marked_groups],
+      # Listing network ACLs by the opt-in tag (or by the marker's tag-key) and reading
+      # their entries. DescribeNetworkAcls does not support resource-level permissions.
+      [local.describe_network_acls],
+      local.opens_nacl_entry ? [
+        # The experiment record is written onto the ACL before its entry exists, so the
+        # ACL is marked whenever an entry of ChaoSlingr's may be on it: only on ACLs whose
+        # owners opted in, only ChaoSlingr's keys (never the opt-in key).
+        {
+          Sid       = "MarkOptedInNetworkAcls"
+          Effect    = "Allow"
+          Action    = ["ec2:CreateTags"]
+          Resource  = [local.network_acl_arns]
+          Condition = merge(local.opted_in, local.marker_keys_only)
+        },
+        # Adding the experiment's entry: on ACLs whose owners opted in. IAM cannot limit
+        # the entry itself (direction, action, rule number, ports, CIDR); the function
+        # adds only an inbound ALLOW it planned and recorded first.
+        {
+          Sid       = "AddEntriesToOptedInNetworkAcls"
+          Effect    = "Allow"
+          Action    = ["ec2:CreateNetworkAclEntry"]
+          Resource  = [local.network_acl_arns]
+          Condition = local.opted_in
+        },
+      ] : [],
+      [
+        # Deleting an experiment's entry on an ACL that carries the marker, even after its
+        # owners opted out: opting out must never lock ChaoSlingr out of closing the port
+        # it opened.
+        local.delete_entries_of_marked_network_acls,
+        # The marker and conclusion tags on ACLs already carrying the marker.
+        local.mark_marked_network_acls,
         # Tells a preventive control's explicit deny (`prevented`) from a permission its
         # own role lacks (`failed`) by decoding EC2's authorization failure message.
         # The action does not support resource-level permissions.
@@ -218,6 +291,12 @@ locals {
         local.revoke_ingress_of_marked_groups,
         local.mark_opted_in_groups,
         local.mark_marked_groups,
+        # Network ACL experiments are found, concluded and reverted whatever techniques
+        # are scheduled (the CLI starts any). No CreateNetworkAclEntry: the judge cannot
+        # add an entry.
+        local.describe_network_acls,
+        local.delete_entries_of_marked_network_acls,
+        local.mark_marked_network_acls,
         local.read_alarms,
         # Granted always: the judge also concludes experiments started by the CLI, whose
         # detectors come from the rule's tags.

@@ -112,3 +112,14 @@ variable "tracing_enabled" {
   default     = false
   nullable    = false
 }
+
+variable "experiments" {
+  description = "Techniques inject may start (port-change, nacl-entry). Only these get inject's grants to open a change; reading, writing the marker of already marked targets and reverting are granted for every technique."
+  type        = list(string)
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for e in var.experiments : contains(["port-change", "nacl-entry"], e)])
+    error_message = "Each experiment must be one of port-change, nacl-entry."
+  }
+}
