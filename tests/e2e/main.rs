@@ -10,6 +10,7 @@ mod crash;
 mod iam;
 mod lab;
 mod lambdas;
+mod nacl;
 mod soak;
 
 const LIMIT: Duration = Duration::from_secs(120);

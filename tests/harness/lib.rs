@@ -12,7 +12,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType, SecurityGroupRule, Tag, TagSpecification};
+use aws_sdk_ec2::types::{
+    Filter, IpPermission, IpRange, ResourceType, RuleAction, SecurityGroupRule, Tag, TagSpecification,
+};
 use std::io::{Read, Write};
 
 pub mod runtime_api;
@@ -651,6 +653,78 @@ pub async fn experiment_rules(emu: &Emulator) -> Vec<SecurityGroupRule> {
 /// Polls until an experiment rule exists (the CLI injected), at most `limit`.
 pub async fn wait_for_experiment_rule(emu: &Emulator, limit: Duration) -> SecurityGroupRule {
     poll_until("an experiment rule to appear", limit, || async { experiment_rules(emu).await.into_iter().next() }).await
+}
+
+// ---- network ACLs ----
+
+/// Creates a custom network ACL as the lab's seed does: inbound tcp 443 from anywhere
+/// allowed at rule 100, everything else denied by the default entries. `opt_in` is the
+/// opt-in tag's value, or `None` for no tag.
+pub async fn create_acl(emu: &Emulator, vpc: &str, opt_in: Option<&str>) -> String {
+    let out = emu.ec2().create_network_acl().vpc_id(vpc).send().await.expect("create network ACL");
+    let acl = out.network_acl().and_then(|a| a.network_acl_id()).expect("network ACL id").to_string();
+    if let Some(v) = opt_in {
+        emu.ec2()
+            .create_tags()
+            .resources(&acl)
+            .tags(Tag::builder().key(OPT_IN).value(v).build())
+            .send()
+            .await
+            .expect("tag the network ACL");
+    }
+    add_acl_entry(emu, &acl, 100, "6", (443, 443), true).await;
+    acl
+}
+
+/// Adds one inbound entry from 0.0.0.0/0.
+pub async fn add_acl_entry(emu: &Emulator, acl: &str, number: i32, protocol: &str, ports: (i32, i32), allow: bool) {
+    emu.ec2()
+        .create_network_acl_entry()
+        .network_acl_id(acl)
+        .rule_number(number)
+        .egress(false)
+        .protocol(protocol)
+        .rule_action(if allow { RuleAction::Allow } else { RuleAction::Deny })
+        .cidr_block("0.0.0.0/0")
+        .port_range(aws_sdk_ec2::types::PortRange::builder().from(ports.0).to(ports.1).build())
+        .send()
+        .await
+        .expect("create network ACL entry");
+}
+
+/// The inbound entries of an ACL as comparable strings (`100 allow 6 443-443 0.0.0.0/0`).
+pub async fn acl_entries(emu: &Emulator, acl: &str) -> Vec<String> {
+    let out = emu.ec2().describe_network_acls().network_acl_ids(acl).send().await.expect("describe network ACL");
+    let mut entries: Vec<String> = out.network_acls()[0]
+        .entries()
+        .iter()
+        .filter(|e| !e.egress().unwrap_or(false))
+        .map(|e| {
+            let ports = e.port_range().map(|p| format!("{}-{}", p.from().unwrap_or(0), p.to().unwrap_or(0)));
+            format!(
+                "{} {} {} {} {}",
+                e.rule_number().unwrap_or_default(),
+                e.rule_action().map(|a| a.as_str()).unwrap_or_default(),
+                e.protocol().unwrap_or_default(),
+                ports.unwrap_or_else(|| "all".into()),
+                e.cidr_block().or(e.ipv6_cidr_block()).unwrap_or_default()
+            )
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// The tags of an ACL, sorted.
+pub async fn acl_tags(emu: &Emulator, acl: &str) -> Vec<(String, String)> {
+    let out = emu.ec2().describe_network_acls().network_acl_ids(acl).send().await.expect("describe network ACL");
+    let mut tags: Vec<(String, String)> = out.network_acls()[0]
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+        .collect();
+    tags.sort();
+    tags
 }
 
 /// An SNS topic with an SQS queue subscribed (raw delivery): returns (topic ARN, queue URL).

@@ -183,7 +183,7 @@ impl Recorder for AwsRecorder {
         let publish = async {
             let Some(topic) = &self.topic_arn else { return Ok(()) };
             let mut subject =
-                format!("ChaoSlingr: started on {} ({} {})", start.security_group_id, start.protocol, start.from_port);
+                format!("ChaoSlingr: started on {} ({} {})", start.target_id, start.protocol, start.from_port);
             subject.truncate(100);
             self.sns
                 .publish()

@@ -5,7 +5,7 @@
 //! adapter's result and the requests the service received).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
@@ -15,12 +15,9 @@ use chaoslingr_aws::{AwsDetectors, AwsRecorder};
 use chaoslingr_domain::experiment::{ExperimentRecord, PortRange, Protocol};
 use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
-use chaoslingr_domain::port_choice::ExistingRule;
 use chaoslingr_domain::ports::{
-    AuthorizeOutcome, DenialSource, Detectors, FailureKind, Ingress, IngressRequest, Recorder, RevokeOutcome,
+    Detectors, Recorder,
 };
-use chaoslingr_domain::selection::GroupInfo;
-use chaoslingr_domain::tags::{self, TaggedRule};
 use chaoslingr_domain::time::rfc3339_millis;
 use chaoslingr_domain::technique::Technique;
 use chaoslingr_domain::Detector;
@@ -42,6 +39,49 @@ static PORT_CHANGE: Technique = Technique {
     config_resource_type: "AWS::EC2::SecurityGroup",
     arn_resource: "security-group",
 };
+
+/// The injection time of every experiment here: 2026-11-23T18:47:00Z.
+fn t() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_459_620)
+}
+
+fn after(secs: f64) -> SystemTime {
+    t() + Duration::from_secs_f64(secs)
+}
+
+fn before(secs: f64) -> SystemTime {
+    t() - Duration::from_secs_f64(secs)
+}
+
+fn sdk_time(at: SystemTime) -> DateTime {
+    DateTime::from(at)
+}
+
+/// Requests a mocked operation received, in order.
+type Log<I> = Arc<Mutex<Vec<I>>>;
+
+fn log<I>() -> Log<I> {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+/// A request matcher that accepts everything and keeps a copy of each request. It is
+/// called once per operation (retries reuse the first match), so the log has one entry
+/// per `send()`.
+fn capture<I: Clone + Send + 'static>(log: &Log<I>) -> impl Fn(&I) -> bool + Send + Sync + 'static {
+    let log = Arc::clone(log);
+    move |input: &I| {
+        log.lock().unwrap().push(input.clone());
+        true
+    }
+}
+
+fn seen<I: Clone>(log: &Log<I>) -> Vec<I> {
+    log.lock().unwrap().clone()
+}
+
+fn http_response(status: u16, body: &str) -> HttpResponse {
+    HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body.to_string()))
+}
 
 fn record(detectors: &[&str]) -> ExperimentRecord {
     ExperimentRecord {
@@ -417,6 +457,9 @@ mod recorder {
             experiment: "port-change",
             account: Some("111122223333".into()),
             region: Some("us-east-1".into()),
+            target_type: "security-group",
+            target_id: Some("sg-0abc".into()),
+            change_id: Some("sgr-0new".into()),
             security_group_id: Some("sg-0abc".into()),
             security_group_rule_id: Some("sgr-0new".into()),
             protocol: Some("tcp".into()),

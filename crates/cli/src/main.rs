@@ -1,5 +1,9 @@
 //! `chaoslingr`: run, watch, revert and inspect security chaos experiments.
 
+// The lifecycle over every technique is one deeply nested future; its layout needs more
+// than the default 128 levels of the compiler's query depth.
+#![recursion_limit = "256"]
+
 mod inspect;
 mod output;
 mod run;

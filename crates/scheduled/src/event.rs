@@ -272,6 +272,13 @@ mod tests {
         assert_eq!(s.detectors.len(), 2);
         assert_eq!(s.window, std::time::Duration::from_secs(1200));
         assert!(s.dry_run);
+        let techniques =
+            inject_overrides(&json!({"experiment": ["port-change", " nacl-entry"], "ports": "risky"})).unwrap();
+        assert_eq!(techniques.experiments, ["port-change", "nacl-entry"]);
+        let risky = techniques.apply(&Settings::default()).unwrap();
+        assert_eq!(risky.port_choice, chaoslingr_domain::port_choice::PortChoice::Risky);
+        let one = inject_overrides(&json!({"experiment": "nacl-entry", "target": "acl-0abc"})).unwrap();
+        assert_eq!((one.experiments.as_slice(), one.target.as_deref()), (["nacl-entry".to_string()].as_slice(), Some("acl-0abc")));
         let comma = inject_overrides(&json!({"detectors": "securityhub"})).unwrap();
         assert_eq!(comma.apply(&Settings::default()).unwrap().detectors.len(), 1);
     }
@@ -283,7 +290,10 @@ mod tests {
             (json!("go"), "JSON object"),
             (json!({"targte": "sg-1"}), "unknown field `targte`"),
             (json!({"target": 7}), "field `target`: invalid type: integer `7`, expected a string"),
-            (json!({"target": "i-0123"}), "not a security group id"),
+            (json!({"target": "i-0123"}), "is not a target id: expected a security group id"),
+            (json!({"experiment": "port-scan"}), "field `experiment`: unknown experiment `port-scan`"),
+            (json!({"experiment": []}), "field `experiment` is empty"),
+            (json!({"experiment": 3}), "field `experiment`: invalid type: integer `3`"),
             (json!({"target": ""}), "`target` is empty"),
             (json!({"window": " "}), "`window` is empty"),
             (json!({"detectors": [1]}), "field `detectors[0]`: invalid type: integer `1`, expected a string"),
@@ -303,6 +313,7 @@ mod tests {
         for (event, expected) in [
             (json!({"detectors": ["guardduty:x"]}), "event field `detectors`"),
             (json!({"window": "forever"}), "event field `window`"),
+            (json!({"ports": "all"}), "event field `ports`"),
         ] {
             let e = inject_overrides(&event).unwrap().apply(&Settings::default()).unwrap_err();
             assert!(e.to_string().contains(expected), "{event}: {e}");

@@ -283,8 +283,9 @@ proptest! {
             return Err(TestCaseError::fail(format!("not read as a start: {}", messages[0])));
         };
         prop_assert_eq!(&s.experiment_id, &report.experiment_id);
-        prop_assert_eq!(s.security_group_id.as_ref(), Some(&report.security_group_id));
-        prop_assert_eq!(s.security_group_rule_id.as_ref(), Some(&report.security_group_rule_id));
+        prop_assert_eq!(&s.security_group_id, &report.security_group_id);
+        prop_assert_eq!(s.target_id.as_ref(), Some(&report.target_id));
+        prop_assert_eq!(&s.security_group_rule_id, &report.security_group_rule_id);
         prop_assert_eq!((s.from_port, s.to_port), (Some(report.from_port), Some(report.to_port)));
         prop_assert_eq!(s.protocol.as_ref(), Some(&report.protocol));
         prop_assert_eq!(s.cidr.as_ref(), Some(&report.cidr));

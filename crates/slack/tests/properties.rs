@@ -125,6 +125,10 @@ fn outcome_notice() -> impl Strategy<Value = OutcomeNotice> {
             (outcome, reason, detections, reverted, dry_run),
         )| OutcomeNotice {
             experiment_id,
+            // Any text, as a newer or hostile producer might send.
+            target_type: experiment.clone(),
+            target_id: security_group_id.clone(),
+            change_id: security_group_rule_id.clone(),
             experiment,
             account,
             region,
@@ -160,6 +164,10 @@ fn start_notice() -> impl Strategy<Value = StartNotice> {
             detectors,
         )| StartNotice {
             experiment_id,
+            // Any text, as a newer or hostile producer might send.
+            target_type: experiment.clone(),
+            target_id: security_group_id.clone(),
+            change_id: security_group_rule_id.clone(),
             experiment,
             account,
             region,
@@ -192,6 +200,7 @@ fn outcome_json(o: &OutcomeNotice) -> Value {
         "schema": OUTCOME_SCHEMA,
         "experiment_id": o.experiment_id, "experiment": o.experiment,
         "account": o.account, "region": o.region,
+        "target_type": o.target_type, "target_id": o.target_id, "change_id": o.change_id,
         "security_group_id": o.security_group_id, "security_group_rule_id": o.security_group_rule_id,
         "protocol": o.protocol, "from_port": o.from_port, "to_port": o.to_port, "cidr": o.cidr,
         "injected_at": o.injected_at, "concluded_at": o.concluded_at,
@@ -205,6 +214,7 @@ fn start_json(s: &StartNotice) -> Value {
         "schema": STARTED_SCHEMA,
         "experiment_id": s.experiment_id, "experiment": s.experiment,
         "account": s.account, "region": s.region,
+        "target_type": s.target_type, "target_id": s.target_id, "change_id": s.change_id,
         "security_group_id": s.security_group_id, "security_group_rule_id": s.security_group_rule_id,
         "protocol": s.protocol, "from_port": s.from_port, "to_port": s.to_port, "cidr": s.cidr,
         "injected_at": s.injected_at, "deadline": s.deadline, "detectors": s.detectors,
@@ -218,6 +228,9 @@ const FIELD_NAMES: &[&str] = &[
     "experiment",
     "account",
     "region",
+    "target_type",
+    "target_id",
+    "change_id",
     "security_group_id",
     "security_group_rule_id",
     "protocol",

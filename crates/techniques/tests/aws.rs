@@ -6,7 +6,7 @@
 //! adapter's result and the requests the service received).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
@@ -23,6 +23,62 @@ use chaoslingr_techniques::port_change::Ec2Ingress;
 // ---------------------------------------------------------------------------------------
 // Shared helpers
 // ---------------------------------------------------------------------------------------
+
+/// Requests a mocked operation received, in order.
+type Log<I> = Arc<Mutex<Vec<I>>>;
+
+fn log<I>() -> Log<I> {
+    Arc::new(Mutex::new(Vec::new()))
+}
+
+/// A request matcher that accepts everything and keeps a copy of each request. It is
+/// called once per operation (retries reuse the first match), so the log has one entry
+/// per `send()`.
+fn capture<I: Clone + Send + 'static>(log: &Log<I>) -> impl Fn(&I) -> bool + Send + Sync + 'static {
+    let log = Arc::clone(log);
+    move |input: &I| {
+        log.lock().unwrap().push(input.clone());
+        true
+    }
+}
+
+fn seen<I: Clone>(log: &Log<I>) -> Vec<I> {
+    log.lock().unwrap().clone()
+}
+
+/// An EC2 (query protocol) error body, as EC2 sends it.
+fn ec2_error_body(code: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code><Message>{}</Message></Error></Errors><RequestID>req-1</RequestID></Response>"#,
+        match code {
+            "UnauthorizedOperation" => "You are not authorized to perform this operation.",
+            "DryRunOperation" => "Request would have succeeded, but DryRun flag is set.",
+            _ => "The service said no.",
+        }
+    )
+}
+
+fn http_response(status: u16, body: &str) -> HttpResponse {
+    HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body.to_string()))
+}
+
+fn ec2_error(status: u16, code: &str) -> HttpResponse {
+    http_response(status, &ec2_error_body(code))
+}
+
+/// An EC2 client on `rules` that does not retry, so an error rule is hit exactly once.
+fn ec2_without_retries(rules: &[&Rule]) -> Ec2Ingress {
+    Ec2Ingress::new(mock_client!(aws_sdk_ec2, RuleMode::MatchAny, rules, |c| c
+        .retry_config(aws_sdk_ec2::config::retry::RetryConfig::disabled())))
+}
+
+fn tag(key: &str, value: &str) -> aws_sdk_ec2::types::Tag {
+    aws_sdk_ec2::types::Tag::builder().key(key).value(value).build()
+}
+
+fn pairs(tags: &[(&str, &str)]) -> Vec<(String, String)> {
+    tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
 
 // ---------------------------------------------------------------------------------------
 // port-change

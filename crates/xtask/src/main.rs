@@ -376,6 +376,8 @@ impl Drop for LabGuard<'_> {
 /// The Config rule and the firewall alarm the lab provides.
 const DEMO_CONFIG: &str = "config:vpc-sg-open-only-to-authorized-ports";
 const DEMO_ALARM: &str = "alarm:chaoslingr-lab-firewall";
+const DEMO_NACL_CONFIG: &str = "config:nacl-open-only-to-authorized-ports";
+const DEMO_NACL_ALARM: &str = "alarm:chaoslingr-lab-nacl-changes";
 
 /// Starts (or restarts) the lab with `args` and returns its endpoint URL.
 fn start_lab(ws: &Workspace, args: &[&str]) -> Result<String> {
@@ -389,16 +391,20 @@ fn start_lab(ws: &Workspace, args: &[&str]) -> Result<String> {
     Ok(endpoint)
 }
 
-/// Runs one experiment with the lab's Config rule and firewall alarm as detectors.
-fn demo_run(ws: &Workspace, endpoint: &str, window: &str, topic_arn: &str) -> Result<()> {
+/// Runs one experiment of `technique` with the lab's Config rule and firewall alarm for
+/// it as detectors.
+fn demo_run(ws: &Workspace, endpoint: &str, technique: &str, window: &str, topic_arn: &str) -> Result<()> {
+    let (config, alarm) = if technique == "nacl-entry" { (DEMO_NACL_CONFIG, DEMO_NACL_ALARM) } else { (DEMO_CONFIG, DEMO_ALARM) };
     let mut run_cmd = ws.chaoslingr(
         endpoint,
         &[
             "run",
+            "--experiment",
+            technique,
             "--detector",
-            DEMO_CONFIG,
+            config,
             "--detector",
-            DEMO_ALARM,
+            alarm,
             "--window",
             window,
             "--poll-interval",
@@ -423,10 +429,10 @@ fn demo() -> Result<()> {
     let ws = Workspace::discover()?;
     let started = Instant::now();
 
-    header("[1/8] Installing the AWS API emulator (moto, from PyPI) into infra/.venv");
+    header("[1/9] Installing the AWS API emulator (moto, from PyPI) into infra/.venv");
     run_ok(&ws, &mut ws.script("emulator.sh", &["install"]))?;
 
-    header("[2/8] Building the chaoslingr CLI and the detection lab");
+    header("[2/9] Building the chaoslingr CLI and the detection lab");
     run_ok(&ws, &mut ws.cargo(["build", "-p", "chaoslingr-cli", "-p", "chaoslingr-lab"]))?;
     for bin in [ws.chaoslingr_bin(), ws.lab_bin()] {
         if !bin.is_file() {
@@ -434,8 +440,11 @@ fn demo() -> Result<()> {
         }
     }
 
-    header("[3/8] Starting the emulator on 127.0.0.1, and seeding it");
-    println!("A VPC, five security groups (three opted in), an SNS topic and its SQS inbox.");
+    header("[3/9] Starting the emulator on 127.0.0.1, and seeding it");
+    println!(
+        "A VPC, five security groups (three opted in), two network ACLs (one opted in), an SNS topic\n\
+         and its SQS inbox."
+    );
     let _guard = LabGuard { ws: &ws };
     let out = capture(&ws, &mut ws.script("emulator.sh", &["start"]))?;
     let emulator = out.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or_default().to_string();
@@ -449,7 +458,7 @@ fn demo() -> Result<()> {
     let topic_arn = field("topic_arn")?;
     let queue_url = field("queue_url")?;
 
-    header("[4/8] Starting the detection lab in front of the emulator");
+    header("[4/9] Starting the detection lab in front of the emulator");
     println!(
         "The lab answers AWS Config (rule vpc-sg-open-only-to-authorized-ports, 443/tcp authorized,\n\
          3 s evaluation latency) and plays a firewall that sets the CloudWatch alarm\n\
@@ -464,19 +473,27 @@ fn demo() -> Result<()> {
          credentials testing/testing; nothing goes to AWS."
     );
 
-    header("[5/8] chaoslingr targets: which security groups may be experimented on");
+    header("[5/9] chaoslingr targets: which security groups and network ACLs may be experimented on");
     run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["targets"]))?;
 
-    header("[6/8] chaoslingr run, with AWS Config and the firewall both watching");
+    header("[6/9] chaoslingr run, with AWS Config and the firewall both watching");
     println!("Expected: `detected`, with each control's own time-to-detect.\n");
-    demo_run(&ws, &endpoint, "60s", &topic_arn)?;
+    demo_run(&ws, &endpoint, "port-change", "60s", &topic_arn)?;
 
-    header("[7/8] The same run with AWS Config switched off in the lab");
+    header("[7/9] The same run with AWS Config switched off in the lab");
     println!("Expected: the firewall still notices, and Config is reported as the gap.\n");
     let endpoint = start_lab(&ws, &["--config-mode", "off"])?;
-    demo_run(&ws, &endpoint, "15s", &topic_arn)?;
+    demo_run(&ws, &endpoint, "port-change", "15s", &topic_arn)?;
 
-    header("[8/8] chaoslingr status, and the outcome messages that arrived over SNS");
+    header("[8/9] The second technique, nacl-entry: an inbound entry on an opted-in network ACL");
+    println!(
+        "The lab's Config rule for network ACLs and the firewall's alarm on ACL changes watch it.\n\
+         Expected: `detected`, the entry recorded on the ACL before it existed and removed after.\n"
+    );
+    let endpoint = start_lab(&ws, &[])?;
+    demo_run(&ws, &endpoint, "nacl-entry", "60s", &topic_arn)?;
+
+    header("[9/9] chaoslingr status, and the outcome messages that arrived over SNS");
     run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["status"]))?;
     println!("\nThe SQS queue subscribed to {topic_arn} received:");
     run_ok(

@@ -7,7 +7,7 @@ use aws_sdk_ec2::types::{
 use aws_sdk_ec2::Client;
 use chaoslingr_domain::port_choice::ExistingRule;
 use chaoslingr_domain::ports::{
-    AuthorizeOutcome, CallError, DenialSource, FailureKind, Ingress, IngressRequest, RevokeOutcome,
+    AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome,
 };
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
