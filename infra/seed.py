@@ -47,6 +47,26 @@ SECURITY_GROUPS = {
 }
 
 
+# name -> (opt-in tag value or None for no tag, inbound entries, outbound entries); an entry
+# is (rule number, protocol number, from port, to port, cidr), allowed. Everything else is
+# denied by the default entries (rule 32767).
+NETWORK_ACLS = {
+    "chaoslingr-demo-acl": (
+        "true",
+        [(100, "6", 443, 443, "0.0.0.0/0")],
+        [(100, "-1", None, None, "0.0.0.0/0")],
+    ),
+    "chaoslingr-demo-acl-internal": (
+        "false",
+        [(100, "6", 22, 22, "10.0.0.0/8")],
+        [(100, "-1", None, None, "0.0.0.0/0")],
+    ),
+}
+# AWS gives every custom network ACL these entries, which cannot be changed; the emulator
+# creates none, so the seed adds them for the ACLs to read as they do in AWS.
+DEFAULT_DENY_RULE = 32767
+
+
 def isolate_from_real_aws():
     """Forget every AWS setting of the caller; use dummy credentials only.
 
@@ -157,6 +177,51 @@ def ensure_group(ec2, vpc_id, name, opt_in, rules):
     return group_id
 
 
+def ensure_network_acl(ec2, vpc_id, name, opt_in, inbound, outbound):
+    from botocore.exceptions import ClientError
+
+    found = ec2.describe_network_acls(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "tag:Name", "Values": [name]},
+        ]
+    )["NetworkAcls"]
+    if found:
+        acl_id = found[0]["NetworkAclId"]
+    else:
+        acl_id = ec2.create_network_acl(VpcId=vpc_id)["NetworkAcl"]["NetworkAclId"]
+    tags = [{"Key": "Name", "Value": name}]
+    if opt_in is not None:
+        tags.append({"Key": OPT_IN_TAG, "Value": opt_in})
+    ec2.create_tags(Resources=[acl_id], Tags=tags)
+    entries = [(False, e, "allow") for e in inbound] + [(True, e, "allow") for e in outbound]
+    entries += [(egress, (DEFAULT_DENY_RULE, "-1", None, None, "0.0.0.0/0"), "deny") for egress in (False, True)]
+    for egress, (rule_number, protocol, from_port, to_port, cidr), action in entries:
+        entry = {
+            "NetworkAclId": acl_id,
+            "RuleNumber": rule_number,
+            "Protocol": protocol,
+            "RuleAction": action,
+            "Egress": egress,
+            "CidrBlock": cidr,
+        }
+        if from_port is not None:
+            entry["PortRange"] = {"From": from_port, "To": to_port}
+        try:
+            ec2.create_network_acl_entry(**entry)
+        except ClientError as err:
+            if error_code(err) != "NetworkAclEntryAlreadyExists":
+                raise
+    return acl_id
+
+
+def default_network_acl(ec2, vpc_id):
+    found = ec2.describe_network_acls(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "default", "Values": ["true"]}]
+    )["NetworkAcls"]
+    return found[0]["NetworkAclId"] if found else None
+
+
 def ensure_outcome_inbox(sns, sqs):
     topic_arn = sns.create_topic(Name=TOPIC_NAME)["TopicArn"]
     queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
@@ -208,6 +273,10 @@ def cmd_seed(args):
         name: ensure_group(ec2, vpc_id, name, opt_in, rules)
         for name, (opt_in, rules) in SECURITY_GROUPS.items()
     }
+    network_acls = {
+        name: ensure_network_acl(ec2, vpc_id, name, opt_in, inbound, outbound)
+        for name, (opt_in, inbound, outbound) in NETWORK_ACLS.items()
+    }
     topic_arn, queue_url, queue_arn, subscription_arn = ensure_outcome_inbox(sns, sqs)
     print(
         json.dumps(
@@ -217,6 +286,11 @@ def cmd_seed(args):
                 "vpc_id": vpc_id,
                 "security_groups": groups,
                 "opted_in": [n for n, (v, _) in SECURITY_GROUPS.items() if v and v.lower() == "true"],
+                "network_acls": network_acls,
+                "opted_in_network_acls": [
+                    n for n, (v, _, _) in NETWORK_ACLS.items() if v and v.lower() == "true"
+                ],
+                "default_network_acl_id": default_network_acl(ec2, vpc_id),
                 "topic_arn": topic_arn,
                 "queue_url": queue_url,
                 "queue_arn": queue_arn,
@@ -307,7 +381,7 @@ def main():
 
     p = sub.add_parser(
         "seed",
-        help="create the demo VPC, security groups, SNS topic and SQS inbox; print their ids as JSON",
+        help="create the demo VPC, security groups, network ACLs, SNS topic and SQS inbox; print their ids as JSON",
         description="Idempotent: running it again reuses what exists.",
     )
     common(p)

@@ -9,12 +9,10 @@ use serde_json::{json, Value};
 
 use crate::settings::{Fault, FaultKind};
 use crate::state::{Evaluation, LabState};
+pub use crate::state::{NETWORK_ACL, SECURITY_GROUP};
 
 /// The `X-Amz-Target` prefix of AWS Config.
 pub const TARGET_PREFIX: &str = "StarlingDoveService.";
-
-/// The resource type of security groups in AWS Config.
-pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";
 
 /// An HTTP answer: status and JSON body.
 pub type Answer = (u16, String);
@@ -41,8 +39,8 @@ fn result_json(e: &Evaluation) -> Value {
         "EvaluationResultIdentifier": {
             "EvaluationResultQualifier": {
                 "ConfigRuleName": e.rule,
-                "ResourceType": SECURITY_GROUP,
-                "ResourceId": e.group_id,
+                "ResourceType": e.resource_type,
+                "ResourceId": e.resource_id,
                 "EvaluationMode": "DETECTIVE",
             },
             "OrderingTimestamp": epoch(e.invoked),
@@ -96,21 +94,31 @@ fn results(page_items: Vec<&Evaluation>, next: Option<String>) -> Answer {
     (200, body.to_string())
 }
 
+/// Whether a request is about network ACLs: their resource type, or one of their rules.
+/// Such requests take `[nacl_config]`'s fault; every other Config request `[config]`'s.
+fn about_acls(state: &LabState, req: &Value) -> bool {
+    let rule = req.get("ConfigRuleName").and_then(Value::as_str);
+    req.get("ResourceType").and_then(Value::as_str) == Some(NETWORK_ACL)
+        || rule.is_some_and(|r| state.settings.nacl_config_rules.iter().any(|n| n.name == r))
+}
+
 /// Answers one Config operation (`X-Amz-Target` without the prefix).
 pub fn handle(state: &mut LabState, operation: &str, body: &[u8], now: SystemTime) -> Answer {
-    if let Some(fault) = state.config_fault.take() {
-        return fault_answer(fault);
-    }
-    state.promote(now);
     let req: Value = match serde_json::from_slice(if body.is_empty() { b"{}" } else { body }) {
         Ok(v) => v,
         Err(_) => return error(400, "SerializationException", "The request body is not valid JSON."),
     };
+    let fault = if about_acls(state, &req) { state.nacl_config_fault.take() } else { state.config_fault.take() };
+    if let Some(fault) = fault {
+        return fault_answer(fault);
+    }
+    state.promote(now);
     let result = match operation {
         "GetComplianceDetailsByResource" => by_resource(state, &req),
         "GetComplianceDetailsByConfigRule" => by_rule(state, &req),
         "DescribeConfigRules" => describe_rules(state, &req),
-        "DescribeConfigurationRecorderStatus" => Ok(recorder_status(state)),
+        "DescribeConfigurationRecorders" => recorders(state, &req),
+        "DescribeConfigurationRecorderStatus" => recorder_status(state, &req),
         other => Err(error(
             400,
             "UnknownOperationException",
@@ -126,7 +134,7 @@ fn by_resource(state: &LabState, req: &Value) -> Result<Answer, Answer> {
     let types = compliance_filter(req)?;
     let matching: Vec<&Evaluation> = state
         .evaluations()
-        .filter(|e| resource_type == SECURITY_GROUP && e.group_id == resource_id)
+        .filter(|e| e.resource_type == resource_type && e.resource_id == resource_id)
         .filter(|e| types.is_empty() || types.iter().any(|t| t == e.compliance.as_str()))
         .collect();
     let (items, next) = page(&matching, req.get("NextToken").and_then(Value::as_str), state.settings.config_page_size)?;
@@ -135,7 +143,8 @@ fn by_resource(state: &LabState, req: &Value) -> Result<Answer, Answer> {
 
 fn by_rule(state: &LabState, req: &Value) -> Result<Answer, Answer> {
     let rule = required(req, "ConfigRuleName")?;
-    if !state.settings.config_rules.iter().any(|r| r.name == rule) {
+    let s = &state.settings;
+    if !s.config_rules.iter().chain(&s.nacl_config_rules).any(|r| r.name == rule) {
         return Err(error(
             400,
             "NoSuchConfigRuleException",
@@ -165,8 +174,10 @@ fn describe_rules(state: &LabState, req: &Value) -> Result<Answer, Answer> {
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
+    let all: Vec<(&crate::rules::OpenPortsRule, bool)> =
+        s.config_rules.iter().map(|r| (r, false)).chain(s.nacl_config_rules.iter().map(|r| (r, true))).collect();
     for n in &names {
-        if !s.config_rules.iter().any(|r| &r.name == n) {
+        if !all.iter().any(|(r, _)| &r.name == n) {
             return Err(error(
                 400,
                 "NoSuchConfigRuleException",
@@ -174,13 +185,12 @@ fn describe_rules(state: &LabState, req: &Value) -> Result<Answer, Answer> {
             ));
         }
     }
-    let rules: Vec<Value> = s
-        .config_rules
+    let rules: Vec<Value> = all
         .iter()
         .enumerate()
-        .filter(|(_, r)| names.is_empty() || names.contains(&r.name))
-        .map(|(i, r)| {
-            json!({
+        .filter(|(_, (r, _))| names.is_empty() || names.contains(&r.name))
+        .map(|(i, (r, for_acls))| {
+            let mut rule = json!({
                 "ConfigRuleName": r.name,
                 "ConfigRuleArn": format!("arn:aws:config:{}:{}:config-rule/config-rule-lab{:03}", s.region, s.account, i),
                 "ConfigRuleId": format!("config-rule-lab{:03}", i),
@@ -190,7 +200,18 @@ fn describe_rules(state: &LabState, req: &Value) -> Result<Answer, Answer> {
                 "InputParameters": r.input_parameters,
                 "ConfigRuleState": "ACTIVE",
                 "EvaluationModes": [{ "Mode": "DETECTIVE" }],
-            })
+            });
+            if *for_acls {
+                // AWS has no managed rule for this: the lab's is a custom rule.
+                rule["Description"] = json!("Checks that network ACL inbound entries allowing unrestricted traffic only allow TCP or UDP on authorized ports (chaoslingr-lab).");
+                rule["Scope"] = json!({ "ComplianceResourceTypes": [NETWORK_ACL] });
+                rule["Source"] = json!({
+                    "Owner": "CUSTOM_LAMBDA",
+                    "SourceIdentifier": format!("arn:aws:lambda:{}:{}:function:chaoslingr-lab-{}", s.region, s.account, r.name),
+                    "SourceDetails": [{ "EventSource": "aws.config", "MessageType": "ConfigurationItemChangeNotification" }],
+                });
+            }
+            rule
         })
         .collect();
     let (items, next) = page(&rules, req.get("NextToken").and_then(Value::as_str), 25)?;
@@ -201,15 +222,32 @@ fn describe_rules(state: &LabState, req: &Value) -> Result<Answer, Answer> {
     Ok((200, body.to_string()))
 }
 
-fn recorder_status(state: &LabState) -> Answer {
-    let body = json!({
-        "ConfigurationRecordersStatus": [{
-            "name": "default",
-            "lastStartTime": epoch(state.started),
-            "recording": true,
-            "lastStatus": "SUCCESS",
-            "lastStatusChangeTime": epoch(state.started),
-        }]
-    });
-    (200, body.to_string())
+/// The recorder names a request asks for; an unknown one is an error, as in AWS.
+fn recorder_names(state: &LabState, req: &Value) -> Result<(), Answer> {
+    let names = req.get("ConfigurationRecorderNames").and_then(Value::as_array);
+    for n in names.into_iter().flatten().filter_map(Value::as_str) {
+        if !state.settings.recorder.present || n != "default" {
+            return Err(error(
+                400,
+                "NoSuchConfigurationRecorderException",
+                &format!("Cannot find configuration recorder with the specified name '{n}'."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn recorders(state: &LabState, req: &Value) -> Result<Answer, Answer> {
+    recorder_names(state, req)?;
+    let s = &state.settings;
+    let list: Vec<Value> =
+        if s.recorder.present { vec![s.recorder.recorder_json(&s.region, &s.account)] } else { Vec::new() };
+    Ok((200, json!({ "ConfigurationRecorders": list }).to_string()))
+}
+
+fn recorder_status(state: &LabState, req: &Value) -> Result<Answer, Answer> {
+    recorder_names(state, req)?;
+    let r = &state.settings.recorder;
+    let list: Vec<Value> = if r.present { vec![r.status_json(state.started, epoch)] } else { Vec::new() };
+    Ok((200, json!({ "ConfigurationRecordersStatus": list }).to_string()))
 }

@@ -132,17 +132,19 @@ pub struct Check {
     pub action: String,
     pub resource: String,
     pub context: BTreeMap<String, ContextValue>,
-    /// The security group whose current tags become `aws:ResourceTag/*`.
-    pub group: Option<String>,
+    /// The resource (a security group `sg-…` or network ACL `acl-…`) whose current tags
+    /// become `aws:ResourceTag/*`.
+    pub tags_of: Option<String>,
 }
 
 impl Check {
     fn new(action: &str, resource: String) -> Check {
-        Check { action: action.to_string(), resource, context: BTreeMap::new(), group: None }
+        Check { action: action.to_string(), resource, context: BTreeMap::new(), tags_of: None }
     }
 
-    fn on_group(mut self, group: &str) -> Check {
-        self.group = Some(group.to_string());
+    /// Evaluated with the current tags of the resource `id`.
+    fn with_tags_of(mut self, id: &str) -> Check {
+        self.tags_of = Some(id.to_string());
         self
     }
 
@@ -185,11 +187,12 @@ impl Scope {
         format!("arn:{}:ec2:{}:{}:{kind}/{id}", self.partition, self.region, self.account)
     }
 
-    /// The ARN of an EC2 resource named by its id (`sg-…`, `sgr-…`, `vpc-…`, ...).
+    /// The ARN of an EC2 resource named by its id (`sg-…`, `sgr-…`, `acl-…`, `vpc-…`, ...).
     fn ec2_resource(&self, id: &str) -> String {
         let kind = match id.rsplit_once('-').map(|(p, _)| p) {
             Some("sg") => "security-group",
             Some("sgr") => "security-group-rule",
+            Some("acl") => "network-acl",
             Some("vpc") => "vpc",
             Some("subnet") => "subnet",
             Some("i") => "instance",
@@ -219,7 +222,7 @@ pub fn checks_for(action: &str, params: &Params, json: Option<&Value>, scope: &S
             let rule_tags = tag_specification(params, "security-group-rule").unwrap_or_default();
             let rule = scope.ec2("security-group-rule", new_rule);
             let mut checks = vec![
-                Check::new(action, scope.ec2("security-group", group)).on_group(group),
+                Check::new(action, scope.ec2("security-group", group)).with_tags_of(group),
                 Check::new(action, rule.clone()).request_tags(&rule_tags, true),
             ];
             if !rule_tags.is_empty() {
@@ -232,7 +235,12 @@ pub fn checks_for(action: &str, params: &Params, json: Option<&Value>, scope: &S
         }
         "ec2:RevokeSecurityGroupIngress" | "ec2:RevokeSecurityGroupEgress" => {
             let group = param(params, "GroupId").or_else(|| param(params, "GroupName")).unwrap_or("*");
-            vec![Check::new(action, scope.ec2("security-group", group)).on_group(group)]
+            vec![Check::new(action, scope.ec2("security-group", group)).with_tags_of(group)]
+        }
+        // Entries have no ARN of their own: AWS authorizes them on the ACL, with its tags.
+        "ec2:CreateNetworkAclEntry" | "ec2:DeleteNetworkAclEntry" | "ec2:ReplaceNetworkAclEntry" => {
+            let acl = param(params, "NetworkAclId").unwrap_or("*");
+            vec![Check::new(action, scope.ec2("network-acl", acl)).with_tags_of(acl)]
         }
         "ec2:CreateTags" | "ec2:DeleteTags" => {
             let tags = tags(params, "Tag");
@@ -241,8 +249,8 @@ pub fn checks_for(action: &str, params: &Params, json: Option<&Value>, scope: &S
                 .map(|id| {
                     let check =
                         Check::new(action, scope.ec2_resource(id)).request_tags(&tags, action == "ec2:CreateTags");
-                    if id.starts_with("sg-") {
-                        check.on_group(id)
+                    if id.starts_with("sg-") || id.starts_with("acl-") {
+                        check.with_tags_of(id)
                     } else {
                         check
                     }
@@ -551,8 +559,14 @@ impl Enforcer {
     }
 
     /// Evaluates every check of a request in order; the first denied one decides.
-    /// `group_tags` reads a security group's current tags from the emulator.
-    pub async fn evaluate<F, Fut>(&self, access_key: &str, checks: Vec<Check>, group_tags: F) -> anyhow::Result<Verdict>
+    /// `resource_tags` reads a security group's or network ACL's current tags from the
+    /// emulator.
+    pub async fn evaluate<F, Fut>(
+        &self,
+        access_key: &str,
+        checks: Vec<Check>,
+        resource_tags: F,
+    ) -> anyhow::Result<Verdict>
     where
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<Vec<(String, String)>>>,
@@ -565,8 +579,8 @@ impl Enforcer {
             return Ok(Verdict::Allowed { resources: checks.into_iter().map(|c| c.resource).collect() });
         }
         for mut check in checks {
-            if let Some(group) = &check.group {
-                let tags = group_tags(group.clone()).await?;
+            if let Some(id) = &check.tags_of {
+                let tags = resource_tags(id.clone()).await?;
                 check.with_resource_tags(&tags);
             }
             let mut request = json!({
@@ -752,7 +766,7 @@ mod tests {
         let checks = checks_for("ec2:AuthorizeSecurityGroupIngress", &p, None, &scope(), "sgr-0new");
         assert_eq!(checks.len(), 3);
         assert_eq!(checks[0].resource, "arn:aws:ec2:us-east-1:123456789012:security-group/sg-0abc");
-        assert_eq!(checks[0].group.as_deref(), Some("sg-0abc"));
+        assert_eq!(checks[0].tags_of.as_deref(), Some("sg-0abc"));
         assert!(checks[0].context.is_empty());
         assert_eq!(checks[1].action, "ec2:AuthorizeSecurityGroupIngress");
         assert_eq!(checks[1].resource, "arn:aws:ec2:us-east-1:123456789012:security-group-rule/sgr-0new");
@@ -767,7 +781,7 @@ mod tests {
         assert_eq!(checks[2].action, "ec2:CreateTags");
         assert_eq!(checks[2].resource, checks[1].resource);
         assert_eq!(checks[2].context["ec2:CreateAction"], ContextValue::One("AuthorizeSecurityGroupIngress".into()));
-        assert_eq!(checks[2].group, None);
+        assert_eq!(checks[2].tags_of, None);
     }
 
     #[test]
@@ -784,7 +798,7 @@ mod tests {
         let checks = checks_for("ec2:RevokeSecurityGroupIngress", &p, None, &scope(), "sgr-x");
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].resource, "arn:aws:ec2:us-east-1:123456789012:security-group/sg-9");
-        assert_eq!(checks[0].group.as_deref(), Some("sg-9"));
+        assert_eq!(checks[0].tags_of.as_deref(), Some("sg-9"));
     }
 
     #[test]
@@ -792,9 +806,9 @@ mod tests {
         let p = form_params("Action=CreateTags&ResourceId.1=sg-1&ResourceId.2=sgr-2&Tag.2.Key=b&Tag.2.Value=2&Tag.1.Key=a&Tag.1.Value=1");
         let checks = checks_for("ec2:CreateTags", &p, None, &scope(), "unused");
         assert_eq!(checks.len(), 2);
-        assert_eq!(checks[0].group.as_deref(), Some("sg-1"));
+        assert_eq!(checks[0].tags_of.as_deref(), Some("sg-1"));
         assert_eq!(checks[1].resource, "arn:aws:ec2:us-east-1:123456789012:security-group-rule/sgr-2");
-        assert_eq!(checks[1].group, None);
+        assert_eq!(checks[1].tags_of, None);
         assert_eq!(
             ctx(&checks[0]),
             vec![
@@ -809,6 +823,55 @@ mod tests {
         assert_eq!(ctx(&checks[0]), vec![("aws:TagKeys".into(), vec!["chaoslingr:experiment-id".into()])]);
         let p = form_params("Action=DeleteTags&ResourceId.1=sg-1");
         assert!(checks_for("ec2:DeleteTags", &p, None, &scope(), "unused")[0].context.is_empty());
+    }
+
+    #[test]
+    fn acl_entries_are_authorized_on_the_acl_with_its_tags() {
+        // GIVEN the technique's entry writes, as the SDK sends them
+        let create = form_params(
+            "Action=CreateNetworkAclEntry&NetworkAclId=acl-0abc&RuleNumber=120&Protocol=17&RuleAction=allow\
+             &Egress=false&CidrBlock=0.0.0.0%2F0&PortRange.From=40000&PortRange.To=40002",
+        );
+        let delete = form_params("Action=DeleteNetworkAclEntry&NetworkAclId=acl-0abc&RuleNumber=120&Egress=false");
+        for (action, params) in [("ec2:CreateNetworkAclEntry", &create), ("ec2:DeleteNetworkAclEntry", &delete)] {
+            // WHEN the lab builds the checks
+            let checks = checks_for(action, params, None, &scope(), "unused");
+            // THEN there is one, on the ACL's ARN, evaluated with the ACL's current tags
+            assert_eq!(checks.len(), 1, "{action}");
+            assert_eq!(checks[0].action, action);
+            assert_eq!(checks[0].resource, "arn:aws:ec2:us-east-1:123456789012:network-acl/acl-0abc");
+            assert_eq!(checks[0].tags_of.as_deref(), Some("acl-0abc"));
+            assert!(checks[0].context.is_empty());
+        }
+    }
+
+    #[test]
+    fn tag_writes_on_an_acl_carry_request_tags_and_read_the_acls_tags() {
+        let p = form_params(
+            "Action=CreateTags&ResourceId.1=acl-0abc&Tag.1.Key=chaoslingr%3Aexperiment-id&Tag.1.Value=cs-1\
+             &Tag.2.Key=chaoslingr%3Adeadline&Tag.2.Value=2026-12-02T14%3A30%3A00Z",
+        );
+        let checks = checks_for("ec2:CreateTags", &p, None, &scope(), "unused");
+        assert_eq!(checks.len(), 1);
+        assert_eq!(checks[0].resource, "arn:aws:ec2:us-east-1:123456789012:network-acl/acl-0abc");
+        assert_eq!(checks[0].tags_of.as_deref(), Some("acl-0abc"));
+        assert_eq!(
+            ctx(&checks[0]),
+            vec![
+                ("aws:RequestTag/chaoslingr:deadline".into(), vec!["2026-12-02T14:30:00Z".into()]),
+                ("aws:RequestTag/chaoslingr:experiment-id".into(), vec!["cs-1".into()]),
+                ("aws:TagKeys".into(), vec!["chaoslingr:experiment-id".into(), "chaoslingr:deadline".into()]),
+            ]
+        );
+        assert!(!checks[0].context.contains_key("ec2:CreateAction"), "tagging an existing ACL is no create");
+        let p = form_params("Action=DeleteTags&ResourceId.1=acl-0abc&Tag.1.Key=chaoslingr%3Aexperiment-id");
+        let checks = checks_for("ec2:DeleteTags", &p, None, &scope(), "unused");
+        assert_eq!(ctx(&checks[0]), vec![("aws:TagKeys".into(), vec!["chaoslingr:experiment-id".into()])]);
+        assert_eq!(checks[0].tags_of.as_deref(), Some("acl-0abc"));
+        // Reading ACLs has no resource-level permission.
+        let p = form_params("Action=DescribeNetworkAcls&Filter.1.Name=tag-key&Filter.1.Value.1=chaoslingr%3Aopt-in");
+        let c = checks_for("ec2:DescribeNetworkAcls", &p, None, &scope(), "unused");
+        assert_eq!((c[0].resource.as_str(), c[0].tags_of.clone()), ("*", None));
     }
 
     #[test]
@@ -863,7 +926,7 @@ mod tests {
         let c = checks_for("securityhub:GetFindings", &Vec::new(), None, &s, "x");
         assert_eq!(c[0].resource, "arn:aws:securityhub:us-east-1:123456789012:hub/default");
         let c = checks_for("ec2:DescribeSecurityGroups", &form_params("Action=DescribeSecurityGroups"), None, &s, "x");
-        assert_eq!((c[0].resource.as_str(), c[0].group.clone()), ("*", None));
+        assert_eq!((c[0].resource.as_str(), c[0].tags_of.clone()), ("*", None));
     }
 
     fn denial(explicit: bool) -> Denial {

@@ -21,20 +21,33 @@ const AFTER_HELP: &str = "\
 What it does:
   Listens on 127.0.0.1 and forwards every request to the AWS API emulator unchanged,
   except AWS Config (GetComplianceDetailsByResource, GetComplianceDetailsByConfigRule,
-  DescribeConfigRules, DescribeConfigurationRecorderStatus), which it answers itself.
-  Every --scan-interval it reads the emulator's security groups and:
-    - evaluates the managed rule vpc-sg-open-only-to-authorized-ports, recording each
-      change after --config-latency (real ConfigRuleInvokedTime / ResultRecordedTime);
+  DescribeConfigRules, DescribeConfigurationRecorders,
+  DescribeConfigurationRecorderStatus), which it answers itself.
+  Every --scan-interval it reads the emulator's security groups and network ACLs and:
+    - evaluates the managed rule vpc-sg-open-only-to-authorized-ports on groups, recording
+      each change after --config-latency (real ConfigRuleInvokedTime / ResultRecordedTime);
+    - evaluates the lab rule nacl-open-only-to-authorized-ports on ACLs (resource type
+      AWS::EC2::NetworkAcl) after --nacl-config-latency: an inbound ALLOW entry from
+      0.0.0.0/0 or ::/0 that opens an unauthorized tcp/udp port is NON_COMPLIANT (entries
+      in rule-number order, first match wins; only world-wide entries hide later ones);
     - as a firewall, sets the CloudWatch alarm --firewall-alarm to ALARM after
-      --firewall-latency when a new world-open unauthorized port appears (and back to OK
-      when none remains), and imports a Security Hub finding about the group;
-    - optionally revokes such rules after --remediate-after (the auto-remediator).
+      --firewall-latency when a new world-open unauthorized port appears on a group (and
+      back to OK when none remains), and imports a Security Hub finding about the group;
+      likewise --nacl-firewall-alarm (chaoslingr-lab-nacl-changes) after
+      --nacl-firewall-latency for a new such inbound ACL entry (what an ACL allowed when
+      first seen, like a default ACL's allow-all, is not new);
+    - optionally revokes such rules and deletes such entries after --remediate-after (the
+      auto-remediator).
+  The Config recorder it describes comes from [config.recorder] (default: one recorder,
+  `default`, recording every type continuously); its rules honour it (a type not
+  recorded gets no new evaluation, one recorded DAILY a day late).
 
 Modes: on (react after the latency), off (never react), slow (react after an hour).
 Faults: none, throttle[:N][@M], error[:N][@M] — after letting M requests through (0
 without @M), the next N requests (all, without :N) to that detector's API fail with
-throttling or a 5xx: Config for --config-fault, DescribeAlarms for --firewall-fault,
-GetFindings for --securityhub-fault. `throttle:6@1` lets the CLI's pre-flight read
+throttling or a 5xx: Config for --config-fault (--nacl-config-fault for requests about
+ACLs: their resource type or rules), DescribeAlarms for --firewall-fault
+(--nacl-firewall-fault when it names the ACL alarm), GetFindings for --securityhub-fault. `throttle:6@1` lets the CLI's pre-flight read
 through, then throttles the watch until it has failed 6 times.
 
 Point the CLI at the lab, not at the emulator:
@@ -73,6 +86,10 @@ Holds and wire faults, for crash and soak tests (nothing in ChaoSlingr knows of 
     GET  /_lab/faults                 the wire-fault plan and the faults injected
     PUT  /_lab/faults  {\"rate\": 0.05, \"kinds\": [\"throttle\",\"error\",\"drop\",\"slow\"],
                         \"slow\": 25, \"access_keys\": [], \"seed\": 1}, or null for none
+    GET  /_lab/recorder               the Config recorder (null when there is none)
+    PUT  /_lab/recorder {\"present\": true, \"recording\": true, \"exclude\":
+                        [\"AWS::EC2::NetworkAcl\"], \"frequency\": \"DAILY\", ...} ([config.recorder]'s
+                        fields), or null for the default
   --wire-faults RATE gives that fraction of requests a fault: throttle (the service's
   throttling error), error (5xx), drop (the connection closed without an answer, half
   before forwarding and half after the emulator applied the request) or slow (applied,
@@ -89,10 +106,31 @@ A TOML file (--config) sets the same things; flags override it. Example:
   name = \"vpc-sg-open-only-to-authorized-ports\"
   authorized_tcp_ports = \"443\"
   authorized_udp_ports = \"\"
+  [config.recorder]      # DescribeConfigurationRecorders / ...RecorderStatus
+  present = true         # false: the account has no recorder
+  recording = true
+  all_supported = true   # false with resource_types = [...]: only those
+  exclude = []           # e.g. [\"AWS::EC2::NetworkAcl\"]: all but those
+  frequency = \"CONTINUOUS\"   # or DAILY
+  # [[config.recorder.overrides]]
+  # resource_types = [\"AWS::EC2::NetworkAcl\"]
+  # frequency = \"DAILY\"
   [firewall]
   mode = \"on\"
   latency = \"2s\"
   alarm = \"chaoslingr-lab-firewall\"
+  securityhub_findings = true
+  [nacl_config]          # network ACLs: [config]'s fields but page_size and recorder
+  mode = \"on\"
+  latency = \"3s\"
+  fault = \"none\"
+  [[nacl_config.rules]]
+  name = \"nacl-open-only-to-authorized-ports\"
+  authorized_tcp_ports = \"443\"
+  [nacl_firewall]        # [firewall]'s fields, for ACL entries
+  mode = \"on\"
+  latency = \"2s\"
+  alarm = \"chaoslingr-lab-nacl-changes\"
   securityhub_findings = true
   [securityhub]
   fault = \"none\"
@@ -191,7 +229,30 @@ struct Args {
     #[arg(long, env = "CHAOSLINGR_NODE", value_name = "PROGRAM")]
     node: Option<String>,
 
-    /// Revoke world-open unauthorized rules after this latency (the auto-remediator).
+    /// Network ACLs' Config rule: on, off or slow [default: on].
+    #[arg(long, value_name = "MODE")]
+    nacl_config_mode: Option<String>,
+    /// Network ACLs' Config evaluation latency [default: 3s].
+    #[arg(long, value_name = "DURATION")]
+    nacl_config_latency: Option<String>,
+    /// Failures of Config requests about network ACLs: none, throttle[:N][@M], error[:N][@M].
+    #[arg(long, value_name = "FAULT")]
+    nacl_config_fault: Option<String>,
+    /// The firewall's network ACL watch: on, off or slow [default: on].
+    #[arg(long, value_name = "MODE")]
+    nacl_firewall_mode: Option<String>,
+    /// Its reaction latency [default: 2s].
+    #[arg(long, value_name = "DURATION")]
+    nacl_firewall_latency: Option<String>,
+    /// Failures of DescribeAlarms naming its alarm: none, throttle[:N][@M], error[:N][@M].
+    #[arg(long, value_name = "FAULT")]
+    nacl_firewall_fault: Option<String>,
+    /// The CloudWatch alarm it sets [default: chaoslingr-lab-nacl-changes].
+    #[arg(long, value_name = "NAME")]
+    nacl_firewall_alarm: Option<String>,
+
+    /// Revoke world-open unauthorized rules and delete such network ACL entries after this
+    /// latency (the auto-remediator).
     #[arg(long, value_name = "DURATION")]
     remediate_after: Option<String>,
 
@@ -334,6 +395,30 @@ fn settings(args: &Args) -> anyhow::Result<LabSettings> {
     if let Some(v) = &args.securityhub_fault {
         s.securityhub_fault = fault(v, "--securityhub-fault")?;
     }
+    if let Some(v) = &args.nacl_config_mode {
+        s.nacl_config.mode = mode(v, "--nacl-config-mode")?;
+    }
+    if let Some(v) = &args.nacl_config_latency {
+        s.nacl_config.latency = duration(v, "--nacl-config-latency")?;
+    }
+    if let Some(v) = &args.nacl_config_fault {
+        s.nacl_config.fault = fault(v, "--nacl-config-fault")?;
+    }
+    if let Some(v) = &args.nacl_firewall_mode {
+        s.nacl_firewall.mode = mode(v, "--nacl-firewall-mode")?;
+    }
+    if let Some(v) = &args.nacl_firewall_latency {
+        s.nacl_firewall.latency = duration(v, "--nacl-firewall-latency")?;
+    }
+    if let Some(v) = &args.nacl_firewall_fault {
+        s.nacl_firewall.fault = fault(v, "--nacl-firewall-fault")?;
+    }
+    if let Some(v) = &args.nacl_firewall_alarm {
+        s.nacl_firewall_alarm = v.clone();
+    }
+    if s.nacl_firewall_alarm == s.firewall_alarm {
+        bail!("the network ACL alarm and the security group alarm must differ (both `{}`)", s.firewall_alarm);
+    }
     if let Some(v) = &args.remediate_after {
         s.remediator = Some(duration(v, "--remediate-after")?);
     }
@@ -387,6 +472,9 @@ async fn main() -> anyhow::Result<()> {
     world::create_alarm(&up, &settings.firewall_alarm)
         .await
         .with_context(|| format!("could not create the firewall alarm in the emulator at {}", args.upstream))?;
+    world::create_nacl_alarm(&up, &settings.nacl_firewall_alarm).await.with_context(|| {
+        format!("could not create the network ACL firewall alarm in the emulator at {}", args.upstream)
+    })?;
 
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -408,12 +496,17 @@ async fn main() -> anyhow::Result<()> {
     };
     let interval = settings.scan_interval;
     let summary = format!(
-        "config {} ({}), firewall {} ({}, alarm {}), remediator {}",
+        "config {} ({}), firewall {} ({}, alarm {}), nacl config {} ({}), nacl firewall {} ({}, alarm {}), remediator {}",
         format!("{:?}", settings.config.mode).to_lowercase(),
         humantime::format_duration(settings.config.latency),
         format!("{:?}", settings.firewall.mode).to_lowercase(),
         humantime::format_duration(settings.firewall.latency),
         settings.firewall_alarm,
+        format!("{:?}", settings.nacl_config.mode).to_lowercase(),
+        humantime::format_duration(settings.nacl_config.latency),
+        format!("{:?}", settings.nacl_firewall.mode).to_lowercase(),
+        humantime::format_duration(settings.nacl_firewall.latency),
+        settings.nacl_firewall_alarm,
         settings.remediator.map(|d| humantime::format_duration(d).to_string()).unwrap_or_else(|| "off".into()),
     );
     let summary = match &plan {

@@ -21,7 +21,9 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::config_api::{self, TARGET_PREFIX};
+use crate::emulator_gaps;
 use crate::iam::{self, Enforcer, Verdict};
+use crate::recorder::FileRecorder;
 use crate::settings::{Fault, FaultKind};
 use crate::state::LabState;
 use crate::wire::{self, Decision, FaultPlan, Faults, HoldSpec, Holds, Phase};
@@ -329,7 +331,19 @@ async fn answer(
     let is_describe_alarms =
         service == Some("monitoring") && std::str::from_utf8(&body).is_ok_and(|b| b.contains("Action=DescribeAlarms"));
     if is_describe_alarms {
-        if let Some(f) = front.state.lock().expect("lab state lock").alarm_fault.take() {
+        // A read naming the ACL alarm takes its faults; any other DescribeAlarms the group
+        // firewall's (as before there was an ACL alarm).
+        let names: Vec<String> = query_params(&parts, &body)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("AlarmNames.member."))
+            .map(|(_, v)| v)
+            .collect();
+        let mut state = front.state.lock().expect("lab state lock");
+        let names_acl_alarm = names.contains(&state.settings.nacl_firewall_alarm);
+        let names_group_alarm = names.contains(&state.settings.firewall_alarm);
+        let group_fault = if names_group_alarm || !names_acl_alarm { state.alarm_fault.take() } else { None };
+        let acl_fault = if names_acl_alarm { state.nacl_alarm_fault.take() } else { None };
+        if let Some(f) = group_fault.or(acl_fault) {
             return query_fault(f);
         }
     }
@@ -338,7 +352,62 @@ async fn answer(
             return rest_fault(f);
         }
     }
-    forward(front, parts, body).await
+    match call.as_ref().map(|(_, action)| action.as_str()) {
+        Some("ec2:DescribeNetworkAcls") => describe_network_acls(front, parts, body).await,
+        Some("ec2:DeleteNetworkAclEntry") => {
+            let params = query_params(&parts, &body);
+            let response = forward(front, parts, body).await;
+            if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                // The emulator fails on an entry that is not there (see emulator_gaps).
+                let text = emulator_gaps::missing_entry_answer(&params, &request_id(front));
+                return respond(400, "text/xml;charset=UTF-8", text);
+            }
+            response
+        }
+        _ => forward(front, parts, body).await,
+    }
+}
+
+/// `DescribeNetworkAcls` as AWS answers it, where the emulator does not (see
+/// [`emulator_gaps`]).
+async fn describe_network_acls(
+    front: &Front,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    let params = query_params(&parts, &body);
+    let response = match emulator_gaps::acl_id_filter(&params) {
+        None => forward(front, parts, body).await,
+        Some((ids, rest)) => {
+            let version = params.iter().find(|(k, _)| k == "Version").map(|(_, v)| v.as_str()).unwrap_or("2016-11-15");
+            let probe = Bytes::from(format!("Action=DescribeNetworkAcls&Version={version}"));
+            let listed = send(front, &parts.method, &parts.headers, "/", probe).await;
+            if listed.status() != StatusCode::OK {
+                return listed;
+            }
+            let text = listed.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let existing = emulator_gaps::listed_acl_ids(&String::from_utf8_lossy(&text));
+            let kept: Vec<String> = ids.into_iter().filter(|id| existing.contains(id)).collect();
+            match emulator_gaps::by_ids(&rest, &kept) {
+                None => {
+                    return respond(200, "text/xml;charset=UTF-8", emulator_gaps::no_acls_answer(&request_id(front)))
+                }
+                Some(rewritten) => {
+                    let path = parts.uri.path().to_string();
+                    send(front, &parts.method, &parts.headers, &path, Bytes::from(rewritten)).await
+                }
+            }
+        }
+    };
+    if response.status() != StatusCode::BAD_REQUEST {
+        return response;
+    }
+    let (rparts, rbody) = response.into_parts();
+    let bytes = rbody.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    match emulator_gaps::acl_not_found(&String::from_utf8_lossy(&bytes)) {
+        Some(fixed) => Response::from_parts(rparts, Full::new(Bytes::from(fixed))),
+        None => Response::from_parts(rparts, Full::new(bytes)),
+    }
 }
 
 /// The call log's line for one call: caller, IAM action, the IAM decision, and for EC2
@@ -392,8 +461,9 @@ fn tags_written(params: &iam::Params) -> std::collections::BTreeMap<String, Stri
     keys.into_iter().map(|(n, k)| (k, values.get(&n).cloned().unwrap_or_default())).collect()
 }
 
-/// The security groups and rules an EC2 write names (`GroupId`, `SecurityGroupRuleId.N`,
-/// `ResourceId.N`), or `None` for anything that is not an EC2 write.
+/// The security groups, rules and network ACLs an EC2 write names (`GroupId`,
+/// `SecurityGroupRuleId.N`, `NetworkAclId`, `ResourceId.N`), or `None` for anything that is
+/// not an EC2 write.
 pub fn write_targets(action: &str, params: &iam::Params) -> Option<Vec<String>> {
     let operation = action.strip_prefix("ec2:")?;
     if operation.starts_with("Describe") || operation.starts_with("Get") || operation == "DecodeAuthorizationMessage" {
@@ -401,7 +471,12 @@ pub fn write_targets(action: &str, params: &iam::Params) -> Option<Vec<String>> 
     }
     let mut targets: Vec<String> = params
         .iter()
-        .filter(|(k, _)| k == "GroupId" || k.starts_with("SecurityGroupRuleId.") || k.starts_with("ResourceId."))
+        .filter(|(k, _)| {
+            k == "GroupId"
+                || k == "NetworkAclId"
+                || k.starts_with("SecurityGroupRuleId.")
+                || k.starts_with("ResourceId.")
+        })
         .map(|(_, v)| v.clone())
         .collect();
     targets.sort();
@@ -442,7 +517,10 @@ fn announce_hold(id: usize, phase: Phase, key: &str, action: &str, status: Optio
 /// `GET /_lab/holds/ID[?wait=SECONDS]` answers its state, waiting up to SECONDS for it to
 /// hold a request; `POST /_lab/holds/ID/release` drops the held connection;
 /// `GET /_lab/faults` answers the fault plan and what was injected; `PUT /_lab/faults`
-/// (a [`wire::FaultPlan`] as JSON, or `null`) replaces the plan.
+/// (a [`wire::FaultPlan`] as JSON, or `null`) replaces the plan; `GET /_lab/recorder`
+/// answers the Config recorder as `DescribeConfigurationRecorders` shows it (`null` when
+/// there is none) and `PUT /_lab/recorder` (`[config.recorder]`'s fields as JSON, or `null`
+/// for the default) replaces it.
 async fn admin(front: &Front, parts: &hyper::http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
     let path = parts.uri.path().trim_start_matches(ADMIN_PREFIX).trim_end_matches('/');
     let json = |status: u16, v: Value| respond(status, "application/json", v.to_string());
@@ -491,8 +569,33 @@ async fn admin(front: &Front, parts: &hyper::http::request::Parts, body: &[u8]) 
             },
             Err(e) => json(400, serde_json::json!({ "error": format!("not a fault plan: {e}") })),
         },
+        ("GET", ["recorder"]) => json(200, serde_json::json!({ "recorder": recorder_view(front) })),
+        ("PUT", ["recorder"]) => match serde_json::from_slice::<Option<FileRecorder>>(body) {
+            Ok(file) => match file.unwrap_or_default().resolve() {
+                Ok(recorder) => {
+                    info!(?recorder, "Config recorder replaced");
+                    front.state.lock().expect("lab state lock").settings.recorder = recorder;
+                    json(200, serde_json::json!({ "recorder": recorder_view(front) }))
+                }
+                Err(e) => json(400, serde_json::json!({ "error": e })),
+            },
+            Err(e) => json(400, serde_json::json!({ "error": format!("not a recorder: {e}") })),
+        },
         _ => json(404, serde_json::json!({ "error": format!("no admin route {method} {}", parts.uri.path()) })),
     }
+}
+
+/// The recorder as `DescribeConfigurationRecorders` shows it, with `recording`; `null`
+/// when the account has none.
+fn recorder_view(front: &Front) -> Value {
+    let state = front.state.lock().expect("lab state lock");
+    let s = &state.settings;
+    if !s.recorder.present {
+        return Value::Null;
+    }
+    let mut v = s.recorder.recorder_json(&s.region, &s.account);
+    v["recording"] = s.recorder.recording.into();
+    v
 }
 
 fn request_id(front: &Front) -> String {
@@ -513,8 +616,33 @@ fn query_params(parts: &hyper::http::request::Parts, body: &[u8]) -> iam::Params
     }
 }
 
+/// The tags a security group (`sg-…`) or network ACL (`acl-…`) has in the emulator now;
+/// none when it does not exist (or is of another kind).
+async fn current_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<(String, String)> {
+    let pair = |t: &aws_sdk_ec2::types::Tag| {
+        (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())
+    };
+    if id.starts_with("acl-") {
+        // By id, not by the `network-acl-id` filter, which the emulator does not implement.
+        return match ec2.describe_network_acls().network_acl_ids(id).send().await {
+            Ok(out) => out.network_acls().iter().flat_map(|a| a.tags()).map(pair).collect(),
+            Err(e) => {
+                debug!(acl = id, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "no tags read");
+                Vec::new()
+            }
+        };
+    }
+    match ec2.describe_security_groups().group_ids(id).send().await {
+        Ok(out) => out.security_groups().iter().flat_map(|g| g.tags()).map(pair).collect(),
+        Err(e) => {
+            debug!(group = id, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "no tags read");
+            Vec::new()
+        }
+    }
+}
+
 /// Evaluates one request of an enforced access key, reading the tags of the security
-/// groups it acts on from the emulator at this moment.
+/// groups and network ACLs it acts on from the emulator at this moment.
 async fn enforce(
     enforcer: &Enforcer,
     ec2: &aws_sdk_ec2::Client,
@@ -527,24 +655,7 @@ async fn enforce(
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let new_rule = format!("sgr-{}", enforcer.fresh(17));
     let checks = iam::checks_for(action, &params, json.as_ref(), &enforcer.scope, &new_rule);
-    let verdict = enforcer
-        .evaluate(key, checks, |group| async move {
-            let out = ec2.describe_security_groups().group_ids(&group).send().await;
-            Ok(match out {
-                Ok(out) => out
-                    .security_groups()
-                    .iter()
-                    .flat_map(|g| g.tags())
-                    .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
-                    .collect(),
-                // A group that does not exist has no tags.
-                Err(e) => {
-                    debug!(group, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "no tags read");
-                    Vec::new()
-                }
-            })
-        })
-        .await?;
+    let verdict = enforcer.evaluate(key, checks, |id| async move { Ok(current_tags(ec2, &id).await) }).await?;
     match &verdict {
         Verdict::Denied { denial, .. } => {
             let matched = serde_json::json!(denial.decision.matched).to_string();
@@ -571,12 +682,24 @@ async fn enforce(
 /// Forwards a request to the emulator as it came, and its answer back.
 async fn forward(front: &Front, parts: hyper::http::request::Parts, body: Bytes) -> Response<Full<Bytes>> {
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    send(front, &parts.method, &parts.headers, path, body).await
+}
+
+/// Sends a request to the emulator with the caller's headers (its signature names the
+/// account the emulator acts in), and its answer back.
+async fn send(
+    front: &Front,
+    method: &hyper::Method,
+    headers: &hyper::HeaderMap,
+    path: &str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
     let uri: Uri = match format!("{}{}", front.upstream.to_string().trim_end_matches('/'), path).parse() {
         Ok(u) => u,
         Err(e) => return respond(400, "text/plain", format!("bad request path: {e}")),
     };
-    let mut builder = Request::builder().method(parts.method).uri(uri);
-    for (name, value) in parts.headers.iter() {
+    let mut builder = Request::builder().method(method.clone()).uri(uri);
+    for (name, value) in headers.iter() {
         if name != HOST && name != "connection" && name != "content-length" {
             builder = builder.header(name, value);
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::recorder::{FileRecorder, RecorderSettings};
 use crate::rules::OpenPortsRule;
 
 /// How a detector behaves.
@@ -111,8 +112,19 @@ pub struct LabSettings {
     pub firewall_alarm: String,
     pub firewall_findings: bool,
     pub securityhub_fault: Option<Fault>,
+    /// Revokes world-open unauthorized group rules and deletes such ACL entries.
     pub remediator: Option<Duration>,
     pub iam: IamSettings,
+    /// AWS Config for network ACLs: its own behaviour and rules (the Config API's page
+    /// size and recorder are shared with security groups).
+    pub nacl_config: Behaviour,
+    pub nacl_config_rules: Vec<OpenPortsRule>,
+    /// The firewall's watch on network ACL entries, with its own alarm.
+    pub nacl_firewall: Behaviour,
+    pub nacl_firewall_alarm: String,
+    pub nacl_firewall_findings: bool,
+    /// The configuration recorder AWS Config describes (and the lab's rules honour).
+    pub recorder: RecorderSettings,
 }
 
 /// IAM enforcement: which policies to enforce, and the evaluator that decides.
@@ -145,6 +157,10 @@ pub struct FileSettings {
     pub remediator: FileRemediator,
     #[serde(default)]
     pub iam: FileIam,
+    #[serde(default)]
+    pub nacl_config: FileNaclConfig,
+    #[serde(default)]
+    pub nacl_firewall: FileFirewall,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +180,18 @@ pub struct FileConfig {
     pub slow_latency: Option<String>,
     pub fault: Option<String>,
     pub page_size: Option<usize>,
+    pub rules: Option<Vec<FileRule>>,
+    pub recorder: Option<FileRecorder>,
+}
+
+/// `[nacl_config]`: `[config]`'s fields but the API-wide `page_size` and `recorder`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileNaclConfig {
+    pub mode: Option<String>,
+    pub latency: Option<String>,
+    pub slow_latency: Option<String>,
+    pub fault: Option<String>,
     pub rules: Option<Vec<FileRule>>,
 }
 
@@ -204,6 +232,23 @@ pub struct FileRemediator {
 /// The default Config rule: the managed rule with 443/tcp authorized.
 pub const DEFAULT_RULE: &str = "vpc-sg-open-only-to-authorized-ports";
 pub const DEFAULT_ALARM: &str = "chaoslingr-lab-firewall";
+/// The default Config rule for network ACLs (a lab rule: AWS has no managed one), with
+/// 443/tcp authorized.
+pub const DEFAULT_NACL_RULE: &str = "nacl-open-only-to-authorized-ports";
+pub const DEFAULT_NACL_ALARM: &str = "chaoslingr-lab-nacl-changes";
+
+fn rules(rules: Option<Vec<FileRule>>, default: &str, what: &str) -> Result<Vec<OpenPortsRule>, String> {
+    match rules {
+        None => Ok(vec![OpenPortsRule::new(default, "443", "").expect("valid default")]),
+        Some(rules) => rules
+            .iter()
+            .map(|r| {
+                OpenPortsRule::new(&r.name, &r.authorized_tcp_ports, &r.authorized_udp_ports)
+                    .map_err(|e| format!("{what}.rules `{}`: {e}", r.name))
+            })
+            .collect(),
+    }
+}
 
 impl FileSettings {
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -221,16 +266,15 @@ impl FileSettings {
         let fault = |f: Option<String>, what: &str| -> Result<Option<Fault>, String> {
             f.map(|f| parse_fault(&f).map_err(|e| format!("{what}.fault: {e}"))).transpose().map(Option::flatten)
         };
-        let rules = match self.config.rules {
-            None => vec![OpenPortsRule::new(DEFAULT_RULE, "443", "").expect("valid default")],
-            Some(rules) => rules
-                .iter()
-                .map(|r| {
-                    OpenPortsRule::new(&r.name, &r.authorized_tcp_ports, &r.authorized_udp_ports)
-                        .map_err(|e| format!("config.rules `{}`: {e}", r.name))
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let config_rules = rules(self.config.rules, DEFAULT_RULE, "config")?;
+        let nacl_config_rules = rules(self.nacl_config.rules, DEFAULT_NACL_RULE, "nacl_config")?;
+        if let Some(dup) = nacl_config_rules.iter().find(|n| config_rules.iter().any(|r| r.name == n.name)) {
+            return Err(format!(
+                "nacl_config.rules `{}`: a [config] rule has that name; Config rule names are unique",
+                dup.name
+            ));
+        }
+        let recorder = self.config.recorder.unwrap_or_default().resolve()?;
         let remediator_on = match &self.remediator.mode {
             None => false,
             Some(m) => m.parse::<Mode>().map_err(|e| format!("remediator.mode: {e}"))? != Mode::Off,
@@ -245,7 +289,7 @@ impl FileSettings {
                 slow_latency: dur(self.config.slow_latency, "config.slow_latency", 3600)?,
                 fault: fault(self.config.fault, "config")?,
             },
-            config_rules: rules,
+            config_rules,
             config_page_size: self.config.page_size.unwrap_or(100).clamp(1, 100),
             firewall: Behaviour {
                 mode: mode(self.firewall.mode, "firewall")?,
@@ -263,6 +307,22 @@ impl FileSettings {
                 evaluator: self.iam.evaluator,
                 node: self.iam.node,
             },
+            nacl_config: Behaviour {
+                mode: mode(self.nacl_config.mode, "nacl_config")?,
+                latency: dur(self.nacl_config.latency, "nacl_config.latency", 3)?,
+                slow_latency: dur(self.nacl_config.slow_latency, "nacl_config.slow_latency", 3600)?,
+                fault: fault(self.nacl_config.fault, "nacl_config")?,
+            },
+            nacl_config_rules,
+            nacl_firewall: Behaviour {
+                mode: mode(self.nacl_firewall.mode, "nacl_firewall")?,
+                latency: dur(self.nacl_firewall.latency, "nacl_firewall.latency", 2)?,
+                slow_latency: dur(self.nacl_firewall.slow_latency, "nacl_firewall.slow_latency", 3600)?,
+                fault: fault(self.nacl_firewall.fault, "nacl_firewall")?,
+            },
+            nacl_firewall_alarm: self.nacl_firewall.alarm.unwrap_or_else(|| DEFAULT_NACL_ALARM.into()),
+            nacl_firewall_findings: self.nacl_firewall.securityhub_findings.unwrap_or(true),
+            recorder,
         })
     }
 }
@@ -329,6 +389,76 @@ mod tests {
         assert_eq!(s.iam.enforce, Some(PathBuf::from("policies.json")));
         assert_eq!(s.iam.scp, Some(PathBuf::from("deny-ports.json")));
         assert_eq!(s.iam.evaluator, None);
+    }
+
+    #[test]
+    fn network_acls_have_their_own_config_and_firewall_with_defaults_like_groups() {
+        // GIVEN no [nacl_*] sections
+        let s = FileSettings::default().resolve().unwrap();
+        // THEN the ACL rule authorizes 443/tcp, both detectors react as the group ones do
+        assert_eq!(s.nacl_config_rules.len(), 1);
+        assert_eq!(s.nacl_config_rules[0].name, DEFAULT_NACL_RULE);
+        assert_eq!(s.nacl_config_rules[0].input_parameters, r#"{"authorizedTcpPorts":"443"}"#);
+        assert_eq!((s.nacl_config.mode, s.nacl_config.latency), (Mode::On, Duration::from_secs(3)));
+        assert_eq!((s.nacl_firewall.mode, s.nacl_firewall.latency), (Mode::On, Duration::from_secs(2)));
+        assert_eq!(s.nacl_firewall_alarm, DEFAULT_NACL_ALARM);
+        assert!(s.nacl_firewall_findings);
+        assert_eq!(s.recorder, crate::recorder::RecorderSettings::default());
+
+        // WHEN the file sets them
+        let s = FileSettings::parse(
+            r#"
+            [config.recorder]
+            exclude = ["AWS::EC2::NetworkAcl"]
+            frequency = "DAILY"
+            [nacl_config]
+            mode = "off"
+            latency = "7s"
+            fault = "error:1"
+            [[nacl_config.rules]]
+            name = "acl-ports"
+            authorized_tcp_ports = "443,8443"
+            authorized_udp_ports = "53"
+            [nacl_firewall]
+            mode = "slow"
+            slow_latency = "2h"
+            fault = "throttle"
+            alarm = "acl-fw"
+            securityhub_findings = false
+            "#,
+        )
+        .unwrap()
+        .resolve()
+        .unwrap();
+        // THEN they are read, and the group settings keep their defaults
+        assert_eq!((s.nacl_config.mode, s.nacl_config.latency), (Mode::Off, Duration::from_secs(7)));
+        assert_eq!(s.nacl_config.fault, Some(Fault { kind: FaultKind::ServerError, count: Some(1), after: 0 }));
+        assert_eq!(s.nacl_config_rules[0].name, "acl-ports");
+        assert_eq!(s.nacl_config_rules[0].authorized_udp.len(), 1);
+        assert_eq!(s.nacl_firewall.delay(), Some(Duration::from_secs(7200)));
+        assert_eq!(s.nacl_firewall.fault.map(|f| f.kind), Some(FaultKind::Throttle));
+        assert_eq!(s.nacl_firewall_alarm, "acl-fw");
+        assert!(!s.nacl_firewall_findings);
+        assert_eq!(s.recorder.records("AWS::EC2::NetworkAcl"), None);
+        assert_eq!(s.config_rules[0].name, DEFAULT_RULE);
+        assert_eq!(s.firewall_alarm, DEFAULT_ALARM);
+        assert_eq!(s.config.mode, Mode::On);
+    }
+
+    #[test]
+    fn acl_settings_mistakes_are_named() {
+        let e = FileSettings::parse("[nacl_config]\nmode = \"maybe\"").unwrap().resolve().unwrap_err();
+        assert!(e.contains("nacl_config.mode"), "{e}");
+        let e = FileSettings::parse("[nacl_firewall]\nlatency = \"soon\"").unwrap().resolve().unwrap_err();
+        assert!(e.contains("nacl_firewall.latency"), "{e}");
+        let e = FileSettings::parse("[[nacl_config.rules]]\nname = \"vpc-sg-open-only-to-authorized-ports\"")
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(e.contains("unique"), "{e}");
+        assert!(FileSettings::parse("[nacl_config]\npage_size = 3").unwrap_err().contains("page_size"));
+        let e = FileSettings::parse("[config.recorder]\nfrequency = \"weekly\"").unwrap().resolve().unwrap_err();
+        assert!(e.contains("config.recorder.frequency"), "{e}");
     }
 
     #[test]

@@ -1,13 +1,19 @@
 //! What the lab's controls have seen and recorded, advanced by periodic scans of the
-//! emulator's security groups. Pure: a scan returns the actions to carry out (set the
-//! firewall alarm, import a finding, revoke a rule) instead of performing them, so the
-//! timing rules are unit-tested without any server.
+//! emulator's security groups and network ACLs. Pure: a scan returns the actions to carry
+//! out (set a firewall alarm, import a finding, revoke a rule, delete an ACL entry) instead
+//! of performing them, so the timing rules are unit-tested without any server.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
+use crate::nacl::{self, AclEntry, Opening};
 use crate::rules::{violations, Permission};
-use crate::settings::{Fault, LabSettings};
+use crate::settings::{Behaviour, Fault, LabSettings};
+
+/// The resource type of security groups in AWS Config.
+pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";
+/// The resource type of network ACLs in AWS Config.
+pub const NETWORK_ACL: &str = "AWS::EC2::NetworkAcl";
 
 /// A Config compliance result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +31,13 @@ impl Compliance {
     }
 }
 
-/// A recorded evaluation of one rule for one group.
+/// A recorded evaluation of one rule for one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
     pub rule: String,
-    pub group_id: String,
+    /// [`SECURITY_GROUP`] or [`NETWORK_ACL`].
+    pub resource_type: &'static str,
+    pub resource_id: String,
     pub compliance: Compliance,
     pub annotation: String,
     pub invoked: SystemTime,
@@ -44,19 +52,52 @@ struct Pending {
     due: SystemTime,
 }
 
+/// Evaluations are kept by (rule, resource type, resource id): results for groups and
+/// ACLs never mix.
+type EvaluationKey = (String, &'static str, String);
+
 /// Something the lab must do in the emulator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Set the firewall alarm to `ALARM` (true) or `OK` (false).
-    Alarm { alarm: bool, reason: String },
+    /// Set the firewall alarm `name` to `ALARM` (true) or `OK` (false).
+    Alarm { name: String, alarm: bool, reason: String },
     /// Import a Security Hub finding about a world-open port on a group.
     Finding { group_id: String, permission: Permission },
     /// Revoke a world-open unauthorized permission (the auto-remediator).
     Revoke { group_id: String, permission: Permission },
+    /// Import a Security Hub finding about a world-open inbound entry of an ACL.
+    AclFinding { acl_id: String, opening: Opening },
+    /// Delete a world-open unauthorized inbound entry of an ACL (the auto-remediator).
+    DeleteEntry { acl_id: String, opening: Opening },
 }
 
 /// A group as scanned: its id and ingress permissions.
 pub type ScannedGroup = (String, Vec<Permission>);
+
+/// A network ACL as scanned: its id and entries.
+pub type ScannedAcl = (String, Vec<AclEntry>);
+
+/// An ACL entry as the firewall tracks it: the ACL, the rule number, IPv6 or not, and what
+/// the entry allows. A different entry later put at the same number is a new entry.
+type AclKey = (String, i32, bool, Permission);
+
+fn acl_key(acl_id: &str, o: &Opening) -> AclKey {
+    (acl_id.to_string(), o.rule_number, o.ipv6, o.permission.clone())
+}
+
+/// The firewall's and the remediator's view of network ACLs.
+#[derive(Debug, Default)]
+struct AclWatch {
+    /// ACLs scanned at least once.
+    seen: BTreeSet<String>,
+    /// Unauthorized openings an ACL already had when first seen (a VPC's default ACL allows
+    /// everything): not a change, so neither alarmed on nor removed.
+    baseline: BTreeSet<AclKey>,
+    offending: BTreeSet<AclKey>,
+    firewall_due: Vec<(SystemTime, String, Opening)>,
+    remediation_due: Vec<(SystemTime, String, Opening)>,
+    alarm_on: bool,
+}
 
 /// Remaining failures of one injected fault.
 #[derive(Debug, Clone, Copy, Default)]
@@ -88,8 +129,8 @@ impl FaultBudget {
 /// Everything the lab's controls know.
 pub struct LabState {
     pub settings: LabSettings,
-    evaluations: BTreeMap<(String, String), Evaluation>,
-    pending: BTreeMap<(String, String), Pending>,
+    evaluations: BTreeMap<EvaluationKey, Evaluation>,
+    pending: BTreeMap<EvaluationKey, Pending>,
     offending: BTreeSet<(String, Permission)>,
     firewall_due: Vec<(SystemTime, String, Permission)>,
     remediation_due: Vec<(SystemTime, String, Permission)>,
@@ -97,6 +138,10 @@ pub struct LabState {
     pub config_fault: FaultBudget,
     pub alarm_fault: FaultBudget,
     pub findings_fault: FaultBudget,
+    /// Faults of Config requests about ACLs, and of DescribeAlarms naming the ACL alarm.
+    pub nacl_config_fault: FaultBudget,
+    pub nacl_alarm_fault: FaultBudget,
+    acls: AclWatch,
     pub started: SystemTime,
 }
 
@@ -106,6 +151,9 @@ impl LabState {
             config_fault: FaultBudget::new(settings.config.fault),
             alarm_fault: FaultBudget::new(settings.firewall.fault),
             findings_fault: FaultBudget::new(settings.securityhub_fault),
+            nacl_config_fault: FaultBudget::new(settings.nacl_config.fault),
+            nacl_alarm_fault: FaultBudget::new(settings.nacl_firewall.fault),
+            acls: AclWatch::default(),
             settings,
             evaluations: BTreeMap::new(),
             pending: BTreeMap::new(),
@@ -119,7 +167,7 @@ impl LabState {
 
     /// Records every pending evaluation whose latency has passed.
     pub fn promote(&mut self, now: SystemTime) {
-        let due: Vec<(String, String)> =
+        let due: Vec<EvaluationKey> =
             self.pending.iter().filter(|(_, p)| p.due <= now).map(|(k, _)| k.clone()).collect();
         for key in due {
             let p = self.pending.remove(&key).expect("present");
@@ -127,7 +175,8 @@ impl LabState {
                 key.clone(),
                 Evaluation {
                     rule: key.0,
-                    group_id: key.1,
+                    resource_type: key.1,
+                    resource_id: key.2,
                     compliance: p.compliance,
                     annotation: p.annotation,
                     invoked: p.invoked,
@@ -137,9 +186,52 @@ impl LabState {
         }
     }
 
-    /// Recorded evaluations, in (rule, group) order.
+    /// Recorded evaluations, in (rule, resource type, resource id) order.
     pub fn evaluations(&self) -> impl Iterator<Item = &Evaluation> {
         self.evaluations.values()
+    }
+
+    /// Config's reaction to one evaluation of one resource at `now`: recorded at once the
+    /// first time (Config evaluated it long before the lab started); a change is recorded
+    /// after `behaviour`'s latency, if the recorder records the type (a day late when it
+    /// records it daily), and forgotten if it reverts before then.
+    fn evaluate(
+        &mut self,
+        key: EvaluationKey,
+        compliance: Compliance,
+        annotation: String,
+        behaviour: &Behaviour,
+        now: SystemTime,
+    ) {
+        let Some(current) = self.evaluations.get(&key) else {
+            self.evaluations.insert(
+                key.clone(),
+                Evaluation {
+                    rule: key.0,
+                    resource_type: key.1,
+                    resource_id: key.2,
+                    compliance,
+                    annotation,
+                    invoked: now,
+                    recorded: now,
+                },
+            );
+            return;
+        };
+        let heading_to = self.pending.get(&key).map(|p| p.compliance).unwrap_or(current.compliance);
+        if compliance == heading_to {
+            return;
+        }
+        if compliance == current.compliance {
+            // Changed back before Config recorded the change.
+            self.pending.remove(&key);
+            return;
+        }
+        let recorded_every = self.settings.recorder.records(key.1);
+        if let (Some(delay), Some(frequency)) = (behaviour.delay(), recorded_every) {
+            self.pending
+                .insert(key, Pending { compliance, annotation, invoked: now, due: now + delay + frequency.delay() });
+        }
     }
 
     /// One scan of every group at `now`: Config evaluations are scheduled after their
@@ -160,34 +252,9 @@ impl LabState {
                         format!("Unrestricted ingress on unauthorized ports: {}.", list.join(", ")),
                     )
                 };
-                let key = (rule.name.clone(), group_id.clone());
-                let Some(current) = self.evaluations.get(&key) else {
-                    // First sight: Config evaluated this group long before the lab started.
-                    self.evaluations.insert(
-                        key.clone(),
-                        Evaluation {
-                            rule: key.0,
-                            group_id: key.1,
-                            compliance,
-                            annotation,
-                            invoked: now,
-                            recorded: now,
-                        },
-                    );
-                    continue;
-                };
-                let heading_to = self.pending.get(&key).map(|p| p.compliance).unwrap_or(current.compliance);
-                if compliance == heading_to {
-                    continue;
-                }
-                if compliance == current.compliance {
-                    // Changed back before Config recorded the change.
-                    self.pending.remove(&key);
-                    continue;
-                }
-                if let Some(delay) = self.settings.config.delay() {
-                    self.pending.insert(key, Pending { compliance, annotation, invoked: now, due: now + delay });
-                }
+                let key = (rule.name.clone(), SECURITY_GROUP, group_id.clone());
+                let behaviour = self.settings.config.clone();
+                self.evaluate(key, compliance, annotation, &behaviour, now);
             }
         }
         self.promote(now);
@@ -220,8 +287,11 @@ impl LabState {
         for (_, group_id, permission) in fire {
             if !self.alarm_on {
                 self.alarm_on = true;
-                actions
-                    .push(Action::Alarm { alarm: true, reason: format!("new world-open {permission} on {group_id}") });
+                actions.push(Action::Alarm {
+                    name: self.settings.firewall_alarm.clone(),
+                    alarm: true,
+                    reason: format!("new world-open {permission} on {group_id}"),
+                });
             }
             if self.settings.firewall_findings {
                 actions.push(Action::Finding { group_id, permission });
@@ -229,13 +299,99 @@ impl LabState {
         }
         if self.alarm_on && self.offending.is_empty() && self.firewall_due.is_empty() {
             self.alarm_on = false;
-            actions.push(Action::Alarm { alarm: false, reason: "no world-open unauthorized port remains".into() });
+            actions.push(Action::Alarm {
+                name: self.settings.firewall_alarm.clone(),
+                alarm: false,
+                reason: "no world-open unauthorized port remains".into(),
+            });
         }
 
         let (revoke, wait): (Vec<_>, Vec<_>) = self.remediation_due.drain(..).partition(|(due, _, _)| *due <= now);
         self.remediation_due = wait;
         for (_, group_id, permission) in revoke {
             actions.push(Action::Revoke { group_id, permission });
+        }
+        actions
+    }
+
+    /// One scan of every network ACL at `now`, as [`LabState::scan`] for groups: the ACL
+    /// Config rules are evaluated with `[nacl_config]`'s latency; the firewall (with its own
+    /// alarm) and the remediator react to world-open unauthorized inbound ALLOW entries that
+    /// appeared since an ACL was first seen (see [`nacl`] for what counts as open).
+    pub fn scan_acls(&mut self, acls: &[ScannedAcl], now: SystemTime) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let openings: Vec<(&String, Vec<Opening>)> = acls.iter().map(|(id, e)| (id, nacl::openings(e))).collect();
+        let rules = self.settings.nacl_config_rules.clone();
+        let behaviour = self.settings.nacl_config.clone();
+        for rule in &rules {
+            for (acl_id, open) in &openings {
+                let v = nacl::violations(rule, open);
+                let compliance = if v.is_empty() { Compliance::Compliant } else { Compliance::NonCompliant };
+                let key = (rule.name.clone(), NETWORK_ACL, acl_id.to_string());
+                self.evaluate(key, compliance, nacl::annotation(&v), &behaviour, now);
+            }
+        }
+        self.promote(now);
+
+        // The firewall and the remediator judge by the first ACL rule's authorized ports.
+        let mut current: BTreeMap<AclKey, (String, Opening)> = BTreeMap::new();
+        if let Some(rule) = rules.first() {
+            for (acl_id, open) in &openings {
+                for (o, _) in nacl::violations(rule, open) {
+                    current.insert(acl_key(acl_id, &o), (acl_id.to_string(), o));
+                }
+            }
+        }
+        let w = &mut self.acls;
+        w.baseline.retain(|k| current.contains_key(k));
+        for (acl_id, _) in &openings {
+            if w.seen.insert(acl_id.to_string()) {
+                w.baseline.extend(current.keys().filter(|k| &k.0 == *acl_id).cloned());
+            }
+        }
+        let now_offending: BTreeSet<AclKey> = current.keys().filter(|k| !w.baseline.contains(k)).cloned().collect();
+        for key in now_offending.difference(&w.offending) {
+            let (acl_id, opening) = current[key].clone();
+            if let Some(delay) = self.settings.nacl_firewall.delay() {
+                w.firewall_due.push((now + delay, acl_id.clone(), opening.clone()));
+            }
+            if let Some(delay) = self.settings.remediator {
+                w.remediation_due.push((now + delay, acl_id, opening));
+            }
+        }
+        w.offending = now_offending;
+        let offending = w.offending.clone();
+        w.firewall_due.retain(|(_, a, o)| offending.contains(&acl_key(a, o)));
+        w.remediation_due.retain(|(_, a, o)| offending.contains(&acl_key(a, o)));
+
+        let (fire, wait): (Vec<_>, Vec<_>) = w.firewall_due.drain(..).partition(|(due, _, _)| *due <= now);
+        w.firewall_due = wait;
+        for (_, acl_id, opening) in fire {
+            if !w.alarm_on {
+                w.alarm_on = true;
+                actions.push(Action::Alarm {
+                    name: self.settings.nacl_firewall_alarm.clone(),
+                    alarm: true,
+                    reason: format!("new world-open inbound {opening} on {acl_id}"),
+                });
+            }
+            if self.settings.nacl_firewall_findings {
+                actions.push(Action::AclFinding { acl_id, opening });
+            }
+        }
+        if w.alarm_on && w.offending.is_empty() && w.firewall_due.is_empty() {
+            w.alarm_on = false;
+            actions.push(Action::Alarm {
+                name: self.settings.nacl_firewall_alarm.clone(),
+                alarm: false,
+                reason: "no new world-open unauthorized inbound entry remains".into(),
+            });
+        }
+
+        let (delete, wait): (Vec<_>, Vec<_>) = w.remediation_due.drain(..).partition(|(due, _, _)| *due <= now);
+        w.remediation_due = wait;
+        for (_, acl_id, opening) in delete {
+            actions.push(Action::DeleteEntry { acl_id, opening });
         }
         actions
     }
@@ -345,6 +501,155 @@ mod tests {
             s.scan(&group(vec![open(20_000)]), at(6)),
             vec![Action::Revoke { group_id: "sg-1".into(), permission: open(20_000) }]
         );
+    }
+
+    fn acl(entries: Vec<AclEntry>) -> Vec<ScannedAcl> {
+        vec![("acl-1".to_string(), entries)]
+    }
+
+    fn inbound(rule_number: i32, allow: bool, protocol: &str, ports: Option<(i32, i32)>) -> AclEntry {
+        AclEntry {
+            rule_number,
+            egress: false,
+            allow,
+            protocol: protocol.into(),
+            cidr: Some("0.0.0.0/0".into()),
+            ipv6_cidr: None,
+            ports: ports.map(|(from, to)| crate::rules::Ports { from, to }),
+        }
+    }
+
+    /// The seeded opted-in ACL: 443/tcp from the world, everything else denied.
+    fn seeded() -> Vec<AclEntry> {
+        vec![inbound(100, true, "6", Some((443, 443))), inbound(32767, false, "-1", None)]
+    }
+
+    fn with_injected() -> Vec<AclEntry> {
+        let mut e = seeded();
+        e.push(inbound(120, true, "17", Some((40_000, 40_002))));
+        e
+    }
+
+    fn alarms(actions: &[Action]) -> Vec<(String, bool)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Alarm { name, alarm, .. } => Some((name.clone(), *alarm)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn acl_config_records_under_its_own_rule_type_and_latency() {
+        // GIVEN the ACL rule with a 5 s latency and the group rule at its default 3 s
+        let mut s = lab(|s| s.nacl_config.latency = Duration::from_secs(5));
+        s.scan(&group(vec![open(443)]), at(0));
+        s.scan_acls(&acl(seeded()), at(0));
+        assert!(noncompliant(&s).is_empty());
+        // WHEN an unauthorized udp entry is added at t=10
+        s.scan_acls(&acl(with_injected()), at(10));
+        s.scan_acls(&acl(with_injected()), at(14));
+        assert!(noncompliant(&s).is_empty(), "not before the ACL rule's latency");
+        s.scan_acls(&acl(with_injected()), at(15));
+        // THEN it is recorded NON_COMPLIANT for the ACL, under the ACL rule and type only
+        let nc = noncompliant(&s);
+        assert_eq!(nc.len(), 1);
+        assert_eq!(
+            (nc[0].rule.as_str(), nc[0].resource_type, nc[0].resource_id.as_str()),
+            (crate::settings::DEFAULT_NACL_RULE, NETWORK_ACL, "acl-1")
+        );
+        assert_eq!((nc[0].invoked, nc[0].recorded), (at(10), at(15)));
+        assert!(nc[0].annotation.contains("entry 120 (udp 40000-40002 from 0.0.0.0/0)"), "{}", nc[0].annotation);
+        // AND the group's evaluation is untouched
+        let sg: Vec<_> = s.evaluations().filter(|e| e.resource_type == SECURITY_GROUP).collect();
+        assert_eq!((sg.len(), sg[0].compliance), (1, Compliance::Compliant));
+    }
+
+    #[test]
+    fn acl_config_off_or_unrecorded_never_records_a_change() {
+        for edit in [(|s: &mut LabSettings| s.nacl_config.mode = Mode::Off) as fn(&mut LabSettings), |s| {
+            s.recorder = crate::recorder::FileRecorder { exclude: vec![NETWORK_ACL.into()], ..Default::default() }
+                .resolve()
+                .unwrap()
+        }] {
+            let mut s = lab(edit);
+            s.scan_acls(&acl(seeded()), at(0));
+            s.scan_acls(&acl(with_injected()), at(1));
+            s.scan_acls(&acl(with_injected()), at(100_000));
+            assert!(noncompliant(&s).is_empty());
+        }
+        // A daily recorder records it, a day late.
+        let mut daily = lab(|s| {
+            s.recorder = crate::recorder::FileRecorder { frequency: Some("DAILY".into()), ..Default::default() }
+                .resolve()
+                .unwrap()
+        });
+        daily.scan_acls(&acl(seeded()), at(0));
+        daily.scan_acls(&acl(with_injected()), at(1));
+        daily.scan_acls(&acl(with_injected()), at(3_600));
+        assert!(noncompliant(&daily).is_empty());
+        daily.scan_acls(&acl(with_injected()), at(1 + 3 + 86_400));
+        assert_eq!(noncompliant(&daily).len(), 1);
+    }
+
+    #[test]
+    fn the_acl_firewall_alarms_its_own_alarm_once_and_resets() {
+        let mut s = lab(|_| {});
+        s.scan_acls(&acl(seeded()), at(0));
+        assert!(s.scan_acls(&acl(with_injected()), at(1)).is_empty());
+        let actions = s.scan_acls(&acl(with_injected()), at(3));
+        assert_eq!(alarms(&actions), vec![(crate::settings::DEFAULT_NACL_ALARM.to_string(), true)]);
+        let finding = actions.iter().find_map(|a| match a {
+            Action::AclFinding { acl_id, opening } => Some((acl_id.clone(), opening.rule_number)),
+            _ => None,
+        });
+        assert_eq!(finding, Some(("acl-1".into(), 120)));
+        assert!(s.scan_acls(&acl(with_injected()), at(4)).is_empty(), "fires once");
+        // The group firewall never heard of it.
+        assert!(s.scan(&group(vec![]), at(4)).is_empty());
+        let actions = s.scan_acls(&acl(seeded()), at(5));
+        assert_eq!(alarms(&actions), vec![(crate::settings::DEFAULT_NACL_ALARM.to_string(), false)]);
+    }
+
+    #[test]
+    fn what_an_acl_had_when_first_seen_is_not_a_change() {
+        // GIVEN a default ACL that allows everything from the start
+        let default_acl = vec![inbound(100, true, "-1", None), inbound(32767, false, "-1", None)];
+        let mut s = lab(|s| s.remediator = Some(Duration::from_secs(1)));
+        // THEN Config finds it NON_COMPLIANT at once, but the firewall and remediator ignore it
+        assert!(s.scan_acls(&acl(default_acl.clone()), at(0)).is_empty());
+        assert_eq!(noncompliant(&s).len(), 1);
+        assert!(s.scan_acls(&acl(default_acl.clone()), at(100)).is_empty());
+        // AND an entry added later to that ACL is a change
+        let mut more = default_acl.clone();
+        more.push(inbound(90, true, "6", Some((8080, 8080))));
+        s.scan_acls(&acl(more.clone()), at(101));
+        let actions = s.scan_acls(&acl(more), at(103));
+        assert_eq!(alarms(&actions).len(), 1);
+        assert!(actions.iter().any(|a| matches!(a, Action::DeleteEntry { opening, .. } if opening.rule_number == 90)));
+        assert!(!actions
+            .iter()
+            .any(|a| matches!(a, Action::DeleteEntry { opening, .. } if opening.rule_number == 100)));
+        // AND while the baseline entry remains, the alarm resets once the new one is gone
+        let actions = s.scan_acls(&acl(default_acl), at(104));
+        assert_eq!(alarms(&actions), vec![(crate::settings::DEFAULT_NACL_ALARM.to_string(), false)]);
+    }
+
+    #[test]
+    fn the_remediator_deletes_the_new_acl_entry_after_its_latency() {
+        let mut s = lab(|s| {
+            s.remediator = Some(Duration::from_secs(5));
+            s.nacl_firewall.mode = Mode::Off;
+        });
+        s.scan_acls(&acl(seeded()), at(0));
+        s.scan_acls(&acl(with_injected()), at(1));
+        assert!(s.scan_acls(&acl(with_injected()), at(5)).is_empty());
+        let actions = s.scan_acls(&acl(with_injected()), at(6));
+        assert_eq!(actions.len(), 1);
+        let Action::DeleteEntry { acl_id, opening } = &actions[0] else { panic!("{actions:?}") };
+        assert_eq!((acl_id.as_str(), opening.rule_number, opening.ipv6), ("acl-1", 120, false));
+        assert_eq!(opening.permission.to_string(), "udp 40000-40002");
     }
 
     #[test]
