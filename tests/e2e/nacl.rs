@@ -77,7 +77,9 @@ async fn a_nacl_entry_run_opens_one_entry_on_the_opted_in_acl_and_removes_exactl
         .cloudwatch()
         .list_metrics()
         .namespace("ChaoSlingr")
-        .dimensions(aws_sdk_cloudwatch::types::DimensionFilter::builder().name("Experiment").value("nacl-entry").build())
+        .dimensions(
+            aws_sdk_cloudwatch::types::DimensionFilter::builder().name("Experiment").value("nacl-entry").build(),
+        )
         .send()
         .await
         .unwrap();

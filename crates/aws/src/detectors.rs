@@ -5,10 +5,13 @@
 //! at or after the injection, so an old finding or a stale alarm never passes for a fast
 //! detection.
 
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_cloudwatch::types::{AlarmType, StateValue};
-use aws_sdk_config::types::ComplianceType;
+use aws_sdk_config::types::{
+    ComplianceType, ConfigurationRecorder, RecordingFrequency, RecordingStrategyType, ResourceType,
+};
 use aws_sdk_securityhub::types::{
     AwsSecurityFindingFilters, DateFilter, RecordState, StringFilter, StringFilterComparison,
 };
@@ -16,8 +19,9 @@ use aws_smithy_types::DateTime;
 use chaoslingr_domain::experiment::ExperimentRecord;
 use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::ports::{AlarmState, AlarmValue, CallError, Detectors};
-use chaoslingr_domain::time::{parse_rfc3339, rfc3339, rfc3339_millis};
+use chaoslingr_domain::recording::{ConfigRecorder, Frequency, Scope};
 use chaoslingr_domain::technique::TechniqueRef;
+use chaoslingr_domain::time::{parse_rfc3339, rfc3339, rfc3339_millis};
 use chaoslingr_domain::Detector;
 use tracing::instrument;
 
@@ -30,6 +34,52 @@ pub struct AwsDetectors {
     config: aws_sdk_config::Client,
     securityhub: aws_sdk_securityhub::Client,
     region: Option<String>,
+    /// The Config recorders as last read, and when: they change rarely, and every
+    /// observation of a `config:` detector asks.
+    recorders: Arc<Mutex<Option<RecordersRead>>>,
+}
+
+/// The Config recorders, and when they were read.
+type RecordersRead = (Instant, Vec<ConfigRecorder>);
+
+/// How long a reading of the Config recorders is reused.
+const RECORDERS_TTL: Duration = Duration::from_secs(60);
+
+fn frequency(f: &RecordingFrequency) -> Frequency {
+    match f {
+        RecordingFrequency::Daily => Frequency::Daily,
+        _ => Frequency::Continuous,
+    }
+}
+
+/// A recorder as the domain sees it, from its description and its status.
+pub fn config_recorder(r: &ConfigurationRecorder, recording: bool) -> ConfigRecorder {
+    let types = |t: &[ResourceType]| t.iter().map(|t| t.as_str().to_string()).collect::<Vec<_>>();
+    let group = r.recording_group();
+    let strategy = group.and_then(|g| g.recording_strategy()).and_then(|s| s.use_only());
+    let scope = match (group, strategy) {
+        (None, _) => Scope::All,
+        (Some(g), Some(RecordingStrategyType::ExclusionByResourceTypes)) => {
+            Scope::AllExcept(g.exclusion_by_resource_types().map(|e| types(e.resource_types())).unwrap_or_default())
+        }
+        (Some(g), _) if g.all_supported() => Scope::All,
+        (Some(g), _) => Scope::Only(types(g.resource_types())),
+    };
+    let mode = r.recording_mode();
+    ConfigRecorder {
+        name: r.name().unwrap_or("default").to_string(),
+        recording,
+        scope,
+        frequency: mode.map(|m| frequency(m.recording_frequency())).unwrap_or(Frequency::Continuous),
+        overrides: mode
+            .map(|m| {
+                m.recording_mode_overrides()
+                    .iter()
+                    .map(|o| (types(o.resource_types()), frequency(o.recording_frequency())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
 }
 
 fn system_time(t: &DateTime) -> Option<SystemTime> {
@@ -51,7 +101,7 @@ impl AwsDetectors {
         securityhub: aws_sdk_securityhub::Client,
         region: Option<String>,
     ) -> Self {
-        AwsDetectors { cloudwatch, config, securityhub, region }
+        AwsDetectors { cloudwatch, config, securityhub, region, recorders: Arc::default() }
     }
 
     /// `GetComplianceDetailsByResource` for NON_COMPLIANT results, every page.
@@ -243,6 +293,33 @@ fn alarm_value(value: Option<&StateValue>) -> AlarmValue {
 }
 
 impl Detectors for AwsDetectors {
+    /// `DescribeConfigurationRecorders` and `DescribeConfigurationRecorderStatus`
+    /// together, reused for a minute.
+    async fn config_recorders(&self) -> Result<Option<Vec<ConfigRecorder>>, CallError> {
+        if let Some((at, recorders)) = self.recorders.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if at.elapsed() < RECORDERS_TTL {
+                return Ok(Some(recorders.clone()));
+            }
+        }
+        let (described, status) = tokio::join!(
+            self.config.describe_configuration_recorders().send(),
+            self.config.describe_configuration_recorder_status().send()
+        );
+        let described = described.map_err(|e| call_error("DescribeConfigurationRecorders", &e))?;
+        let status = status.map_err(|e| call_error("DescribeConfigurationRecorderStatus", &e))?;
+        let recorders: Vec<ConfigRecorder> = described
+            .configuration_recorders()
+            .iter()
+            .map(|r| {
+                let recording =
+                    status.configuration_recorders_status().iter().any(|s| s.name() == r.name() && s.recording());
+                config_recorder(r, recording)
+            })
+            .collect();
+        *self.recorders.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), recorders.clone()));
+        Ok(Some(recorders))
+    }
+
     /// `DescribeAlarms` for metric and composite alarms, 100 names per call.
     #[instrument(skip(self), err)]
     async fn alarm_states(&self, names: &[String]) -> Result<Vec<AlarmState>, CallError> {

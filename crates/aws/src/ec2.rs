@@ -64,7 +64,11 @@ impl Ec2 {
     /// A write refused by IAM, as [`AuthorizeOutcome::Denied`] with who refused it.
     pub async fn denied(&self, err: CallError) -> AuthorizeOutcome {
         let source = self.denial_source(&err.message).await;
-        AuthorizeOutcome::Denied { code: err.code.unwrap_or_else(|| "AccessDenied".into()), message: err.message, source }
+        AuthorizeOutcome::Denied {
+            code: err.code.unwrap_or_else(|| "AccessDenied".into()),
+            message: err.message,
+            source,
+        }
     }
 
     /// `CreateTags` on one resource (a target: its experiment record or marker).

@@ -15,11 +15,9 @@ use chaoslingr_aws::{AwsDetectors, AwsRecorder};
 use chaoslingr_domain::experiment::{ExperimentRecord, PortRange, Protocol};
 use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
-use chaoslingr_domain::ports::{
-    Detectors, Recorder,
-};
-use chaoslingr_domain::time::rfc3339_millis;
+use chaoslingr_domain::ports::{Detectors, Recorder};
 use chaoslingr_domain::technique::Technique;
+use chaoslingr_domain::time::rfc3339_millis;
 use chaoslingr_domain::Detector;
 
 // ---------------------------------------------------------------------------------------
@@ -426,7 +424,8 @@ mod detectors {
         // GIVEN the same findings, all from generator G
         let rule = hub_ignoring_filters(&log());
         // WHEN observing with another generator
-        let readings = detectors(&[], &[], &[&rule]).observe(&PORT_CHANGE, &record(&["securityhub:OTHER-GENERATOR"])).await;
+        let readings =
+            detectors(&[], &[], &[&rule]).observe(&PORT_CHANGE, &record(&["securityhub:OTHER-GENERATOR"])).await;
         // THEN quiet
         assert_eq!(readings[0].0, detector("securityhub:OTHER-GENERATOR"));
         assert_quiet(&readings[0].1);
@@ -476,12 +475,14 @@ mod recorder {
                     detected: true,
                     seconds_to_detect: Some(42.5),
                     evidence: "alarm fw entered ALARM".into(),
+                    could_not_see: false,
                 },
                 DetectionReport {
                     detector: "config:vpc-sg-open-only-to-authorized-ports".into(),
                     detected: false,
                     seconds_to_detect: None,
                     evidence: "no NON_COMPLIANT result".into(),
+                    could_not_see: false,
                 },
             ],
             reverted,

@@ -172,7 +172,10 @@ pub async fn status(engine: &AwsEngine, json: bool) -> Result<u8, Failure> {
             format!("DAMAGED MARKER ({}); the judge removes it", d.error),
         ]);
     }
-    print!("{}", table(&["EXPERIMENT ID", "EXPERIMENT", "TARGET", "CHANGE", "PORTS", "AGE", "DEADLINE", "STATE"], &rows));
+    print!(
+        "{}",
+        table(&["EXPERIMENT ID", "EXPERIMENT", "TARGET", "CHANGE", "PORTS", "AGE", "DEADLINE", "STATE"], &rows)
+    );
     Ok(exit::OK)
 }
 

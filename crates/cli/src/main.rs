@@ -123,6 +123,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     poll_interval: Option<String>,
 
+    /// Run even when a `config:` detector cannot see the change (AWS Config does not
+    /// record its resource type continuously): the detector is reported as `could not
+    /// see` instead of the run being refused. Replaces CHAOSLINGR_ALLOW_BLIND_DETECTORS.
+    #[arg(long)]
+    allow_blind_detectors: bool,
+
     /// Plan and ask EC2 whether the change would be allowed (DryRun), without writing.
     #[arg(long)]
     dry_run: bool,
@@ -237,6 +243,7 @@ fn run_settings(args: &RunArgs) -> Result<Settings, ConfigError> {
         }
     }
     s.dry_run |= args.dry_run;
+    s.allow_blind_detectors |= args.allow_blind_detectors;
     s.check().map_err(|mut e| {
         if args.poll_interval.is_some() && e.source_name == "CHAOSLINGR_POLL_INTERVAL" {
             e.source_name = "--poll-interval".into();
@@ -283,7 +290,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 None => None,
             };
             if let Some(rule) = &args.force {
-                let sgr = rule.strip_prefix("sgr-").is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_hexdigit()));
+                let sgr = rule
+                    .strip_prefix("sgr-")
+                    .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_hexdigit()));
                 let entry = rule.split_once('/').is_some_and(|(acl, n)| {
                     chaoslingr_domain::technique::check_target_id(chaoslingr_techniques::all(), acl).is_ok()
                         && acl.starts_with("acl-")

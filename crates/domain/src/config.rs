@@ -118,6 +118,10 @@ pub struct Settings {
     pub window: Duration,
     /// How often to observe the detectors while watching (`CHAOSLINGR_POLL_INTERVAL`).
     pub poll_interval: Duration,
+    /// Run even when a `config:` detector cannot see the technique's changes (AWS Config
+    /// does not record the resource type continuously), reporting it as "could not see"
+    /// (`CHAOSLINGR_ALLOW_BLIND_DETECTORS`).
+    pub allow_blind_detectors: bool,
     /// Random ranges or one well-known risky port (`CHAOSLINGR_PORTS`).
     pub port_choice: crate::port_choice::PortChoice,
     /// Bounds of the injected port range (`CHAOSLINGR_PORT_RANGE`).
@@ -159,6 +163,7 @@ impl Default for Settings {
             detectors: Vec::new(),
             window: Duration::from_secs(15 * 60),
             poll_interval: Duration::from_secs(15),
+            allow_blind_detectors: false,
             port_choice: crate::port_choice::PortChoice::Random,
             port_bounds: PortRange { from: 10_000, to: 65_000 },
             max_ports: 6,
@@ -190,6 +195,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "random (a range inside CHAOSLINGR_PORT_RANGE) or risky (one of 22, 3389 and other well-known risky tcp ports) [default: random]",
     ),
     ("CHAOSLINGR_PORT_RANGE", "bounds of injected ports [default: 10000-65000]"),
+    (
+        "CHAOSLINGR_ALLOW_BLIND_DETECTORS",
+        "run even when AWS Config does not record the change's resource type continuously [default: false]",
+    ),
     ("CHAOSLINGR_MAX_PORTS", "widest injected range, 1..1000 ports [default: 6]"),
     ("CHAOSLINGR_PROTOCOLS", "tcp, udp or tcp,udp [default: tcp,udp]"),
     ("CHAOSLINGR_CIDR", "source CIDR of the injected rule [default: 0.0.0.0/0]"),
@@ -227,6 +236,9 @@ impl Settings {
         }
         if let Some(v) = get("CHAOSLINGR_POLL_INTERVAL") {
             s.poll_interval = poll_interval(&v, "CHAOSLINGR_POLL_INTERVAL")?;
+        }
+        if let Some(v) = get("CHAOSLINGR_ALLOW_BLIND_DETECTORS") {
+            s.allow_blind_detectors = boolean(&v, "CHAOSLINGR_ALLOW_BLIND_DETECTORS")?;
         }
         if let Some(v) = get("CHAOSLINGR_PORTS") {
             s.port_choice = port_choice(&v, "CHAOSLINGR_PORTS")?;

@@ -261,7 +261,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         // groups, the active experiments and the alarm states. Nothing is written before
         // all three are back and checked.
         let alarm_names = self.preflight_alarm_names();
-        let (groups, active, alarms) = tokio::join!(
+        let watches_config = !self.config_rules().is_empty();
+        let (groups, active, alarms, recorders) = tokio::join!(
             self.ingress.groups_with_tag_key(&self.settings.opt_in_tag),
             self.ingress.experiment_rules(),
             async {
@@ -269,6 +270,13 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                     Ok(Vec::new())
                 } else {
                     self.detectors.alarm_states(&alarm_names).await
+                }
+            },
+            async {
+                if watches_config {
+                    self.detectors.config_recorders().await
+                } else {
+                    Ok(None)
                 }
             },
         );
@@ -298,6 +306,20 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 return Ok(Err(self.aborted_before_plan(technique, reason).await));
             }
         };
+        let blind = match recorders {
+            Ok(Some(recorders)) => crate::recording::blindness(&recorders, technique.config_resource_type),
+            Ok(None) => None,
+            Err(e) => Some(format!("could not read the AWS Config recorders: {e}")),
+        };
+        if let Some(why) = blind.filter(|_| !self.settings.allow_blind_detectors) {
+            let rules: Vec<String> = self.config_rules().iter().map(|r| format!("config:{r}")).collect();
+            let reason = format!(
+                "{} cannot see a {technique} change: {why}. Record {} continuously, or run anyway with --allow-blind-detectors (CHAOSLINGR_ALLOW_BLIND_DETECTORS=true) to report it as `could not see`",
+                rules.join(", "),
+                technique.config_resource_type
+            );
+            return Ok(Err(self.aborted_before_plan(technique, reason).await));
+        }
         if let Err(reason) = self.preflight(&active, alarms) {
             if request.scheduled {
                 return Ok(Err(self.aborted_quietly(technique, reason).await));
@@ -420,8 +442,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             match verdict {
                 Ok(()) => {
                     let req = selection::port_request(group, &self.settings);
-                    let (protocol, ports) =
-                        crate::port_choice::choose_by(self.settings.port_choice, &req, rng).map_err(|e| e.to_string())?;
+                    let (protocol, ports) = crate::port_choice::choose_by(self.settings.port_choice, &req, rng)
+                        .map_err(|e| e.to_string())?;
                     let recheck = recheck.expect("an eligible group was read again");
                     let plan = Plan {
                         id: ExperimentId::generate(self.clock.now(), rng),
@@ -574,7 +596,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         match recheck {
             Ok(Some(g)) if self.settings.is_opted_in(g.tag_pairs()) => {}
             Ok(_) => {
-                return Err(self.aborted(plan, format!("{} was opted out before injection", plan.security_group_id)).await)
+                return Err(self
+                    .aborted(plan, format!("{} was opted out before injection", plan.security_group_id))
+                    .await)
             }
             Err(e) => return Err(self.aborted(plan, format!("could not re-check the opt-in tag: {e}")).await),
         }
@@ -817,10 +841,40 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     }
 
     /// One reading of every detector of `record`, within [`DETECTOR_READ_TIMEOUT`].
+    /// A `config:` detector that cannot see the technique's changes (see
+    /// [`crate::recording`]) reads as blind, whatever its rule says.
     pub async fn observe_bounded(&self, record: &ExperimentRecord) -> Vec<(Detector, crate::judge::Reading)> {
         let technique = self.technique_for(&record.security_group_id);
-        match tokio::time::timeout(DETECTOR_READ_TIMEOUT, self.detectors.observe(technique, record)).await {
-            Ok(readings) => readings,
+        let watches_config = record.detectors.iter().any(|d| matches!(d, Detector::Config { .. }));
+        let read = async {
+            tokio::join!(self.detectors.observe(technique, record), async {
+                if watches_config {
+                    self.detectors.config_recorders().await
+                } else {
+                    Ok(None)
+                }
+            })
+        };
+        match tokio::time::timeout(DETECTOR_READ_TIMEOUT, read).await {
+            Ok((readings, recorders)) => {
+                let Some(why) = recorders
+                    .ok()
+                    .flatten()
+                    .and_then(|r| crate::recording::blindness(&r, technique.config_resource_type))
+                else {
+                    return readings;
+                };
+                readings
+                    .into_iter()
+                    .map(|(d, reading)| match (&d, reading) {
+                        (Detector::Config { .. }, crate::judge::Reading::Fired { at, evidence }) => {
+                            (d, crate::judge::Reading::Fired { at, evidence })
+                        }
+                        (Detector::Config { .. }, _) => (d, crate::judge::Reading::Blind { reason: why.clone() }),
+                        (_, reading) => (d, reading),
+                    })
+                    .collect()
+            }
             Err(_) => {
                 let message = format!("no answer within {}", crate::time::human(DETECTOR_READ_TIMEOUT));
                 warn!(experiment_id = %record.id, "detectors did not answer in time");

@@ -23,6 +23,9 @@ pub enum Reading {
     Fired { at: SystemTime, evidence: String },
     /// The detector could not be read this time.
     Error { message: String },
+    /// The detector cannot see this change at all (AWS Config does not record its
+    /// resource type continuously, see [`crate::recording`]): not a gap of the control.
+    Blind { reason: String },
 }
 
 /// What the watch has learnt so far about one detector.
@@ -32,6 +35,8 @@ pub struct DetectorTrack {
     pub last_note: Option<String>,
     pub successful_reads: u32,
     pub last_error: Option<String>,
+    /// Why the detector cannot see this change, once a reading said so.
+    pub blind: Option<String>,
 }
 
 /// Accumulated observations of one experiment; firing is sticky (the first valid
@@ -82,6 +87,11 @@ impl WatchState {
                     }
                 }
                 Reading::Error { message } => track.last_error = Some(message),
+                Reading::Blind { reason } => {
+                    if track.fired.is_none() {
+                        track.blind = Some(reason);
+                    }
+                }
             }
         }
         if !rule_present && self.rule_gone_at.is_none() {
@@ -89,8 +99,15 @@ impl WatchState {
         }
     }
 
+    /// Every detector that can see fired (and at least one can).
     pub fn all_fired(&self) -> bool {
-        !self.detectors.is_empty() && self.detectors.values().all(|t| t.fired.is_some())
+        let seeing: Vec<&DetectorTrack> = self.seeing().collect();
+        !seeing.is_empty() && seeing.iter().all(|t| t.fired.is_some())
+    }
+
+    /// The detectors that can see the change: all but the blind ones.
+    fn seeing(&self) -> impl Iterator<Item = &DetectorTrack> {
+        self.detectors.values().filter(|t| t.blind.is_none() || t.fired.is_some())
     }
 }
 
@@ -105,7 +122,14 @@ pub enum Verdict {
 pub fn judge(record: &ExperimentRecord, state: &WatchState, now: SystemTime) -> Verdict {
     let detections = reports(record, state);
     let fired: Vec<&Detector> = state.detectors.iter().filter(|(_, t)| t.fired.is_some()).map(|(d, _)| d).collect();
-    let total = state.detectors.len();
+    let blind: Vec<String> = state
+        .detectors
+        .iter()
+        .filter(|(_, t)| t.fired.is_none())
+        .filter_map(|(d, t)| t.blind.as_ref().map(|why| format!("{d} ({why})")))
+        .collect();
+    let total = state.detectors.len() - blind.len();
+    let could_not_see = if blind.is_empty() { String::new() } else { format!("; could not see: {}", blind.join("; ")) };
 
     // Only a rule found gone before the deadline was remediated; one gone after it was
     // closed (by ChaoSlingr, or too late to count).
@@ -122,18 +146,38 @@ pub fn judge(record: &ExperimentRecord, state: &WatchState, now: SystemTime) -> 
         return Verdict::Final { outcome: Outcome::Remediated, reason, detections };
     }
     if state.all_fired() {
-        let reason = format!("all {total} detectors noticed the port within the window");
+        let reason = if blind.is_empty() {
+            format!("all {total} detectors noticed the port within the window")
+        } else {
+            format!("all {total} detectors that could see noticed the port within the window{could_not_see}")
+        };
         return Verdict::Final { outcome: Outcome::Detected, reason, detections };
     }
     if now < record.deadline {
         return Verdict::KeepWatching;
     }
-    let gaps: Vec<String> =
-        state.detectors.iter().filter(|(_, t)| t.fired.is_none()).map(|(d, _)| d.to_string()).collect();
+    let gaps: Vec<String> = state
+        .detectors
+        .iter()
+        .filter(|(_, t)| t.fired.is_none() && t.blind.is_none())
+        .map(|(d, _)| d.to_string())
+        .collect();
     if !fired.is_empty() {
-        let reason =
-            format!("{} of {total} detectors noticed the port; not noticed by: {}", fired.len(), gaps.join(", "));
+        let reason = if gaps.is_empty() {
+            format!("{} of {total} detectors noticed the port{could_not_see}", fired.len())
+        } else {
+            format!(
+                "{} of {total} detectors noticed the port; not noticed by: {}{could_not_see}",
+                fired.len(),
+                gaps.join(", ")
+            )
+        };
         return Verdict::Final { outcome: Outcome::Detected, reason, detections };
+    }
+    if total == 0 && !blind.is_empty() {
+        let reason =
+            format!("no configured detector could see the change, so nothing was measured: {}", blind.join("; "));
+        return Verdict::Final { outcome: Outcome::Failed, reason, detections };
     }
     let unreadable: Vec<String> = state
         .detectors
@@ -148,7 +192,7 @@ pub fn judge(record: &ExperimentRecord, state: &WatchState, now: SystemTime) -> 
     let reason = if total == 0 {
         "no detector was configured and nothing removed the rule within the window".to_string()
     } else {
-        format!("nothing noticed the port within the window; not noticed by: {}", gaps.join(", "))
+        format!("nothing noticed the port within the window; not noticed by: {}{could_not_see}", gaps.join(", "))
     };
     Verdict::Final { outcome: Outcome::Undetected, reason, detections }
 }
@@ -166,11 +210,20 @@ pub fn reports(record: &ExperimentRecord, state: &WatchState) -> Vec<DetectionRe
                     detected: true,
                     seconds_to_detect: Some(seconds_between(record.injected_at, at)),
                     evidence,
+                    could_not_see: false,
+                },
+                None if track.blind.is_some() => DetectionReport {
+                    detector: d.to_string(),
+                    detected: false,
+                    seconds_to_detect: None,
+                    evidence: format!("could not see: {}", track.blind.unwrap_or_default()),
+                    could_not_see: true,
                 },
                 None => DetectionReport {
                     detector: d.to_string(),
                     detected: false,
                     seconds_to_detect: None,
+                    could_not_see: false,
                     evidence: track
                         .last_error
                         .filter(|_| track.successful_reads == 0)
@@ -186,6 +239,7 @@ pub fn reports(record: &ExperimentRecord, state: &WatchState) -> Vec<DetectionRe
             detector: REMEDIATION.into(),
             detected: false,
             seconds_to_detect: None,
+            could_not_see: false,
             evidence: format!(
                 "rule {} was first found gone at {}, after the deadline: closed, not remediated",
                 record.security_group_rule_id,
@@ -195,6 +249,7 @@ pub fn reports(record: &ExperimentRecord, state: &WatchState) -> Vec<DetectionRe
         Some(at) => DetectionReport {
             detector: REMEDIATION.into(),
             detected: true,
+            could_not_see: false,
             seconds_to_detect: Some(seconds_between(record.injected_at, at)),
             evidence: format!("rule {} found removed at {}", record.security_group_rule_id, rfc3339(at)),
         },
@@ -202,6 +257,7 @@ pub fn reports(record: &ExperimentRecord, state: &WatchState) -> Vec<DetectionRe
             detector: REMEDIATION.into(),
             detected: false,
             seconds_to_detect: None,
+            could_not_see: false,
             evidence: format!("rule {} was still present", record.security_group_rule_id),
         },
     });
@@ -334,6 +390,32 @@ mod tests {
         assert_eq!(outcome, Outcome::Failed);
         assert!(reason.contains("AccessDenied"));
         assert_eq!(detections[0].evidence, "error: AccessDenied");
+    }
+
+    #[test]
+    fn a_detector_that_cannot_see_is_reported_as_such_not_as_a_gap() {
+        let r = record(&["config:c", "alarm:a"]);
+        let blind = || ("config:c".parse().unwrap(), Reading::Blind { reason: "not recorded".into() });
+        // The alarm fires: that is every detector that could see.
+        let mut s = WatchState::new(&r);
+        s.observe(&r, vec![blind(), fired("alarm:a", 42)], true, at(60));
+        let Verdict::Final { outcome, reason, detections } = judge(&r, &s, at(60)) else { panic!("not final") };
+        assert_eq!(outcome, Outcome::Detected);
+        assert!(reason.contains("could not see: config:c (not recorded)"), "{reason}");
+        let c = detections.iter().find(|d| d.detector == "config:c").unwrap();
+        assert!(c.could_not_see && !c.detected && c.evidence.starts_with("could not see"), "{c:?}");
+        // Nothing fires by the deadline: undetected, naming only the alarm as the gap.
+        let mut s = WatchState::new(&r);
+        s.observe(&r, vec![blind(), quiet("alarm:a")], true, at(600));
+        let Verdict::Final { outcome, reason, .. } = judge(&r, &s, at(600)) else { panic!("not final") };
+        assert_eq!(outcome, Outcome::Undetected);
+        assert!(reason.contains("not noticed by: alarm:a; could not see: config:c"), "{reason}");
+        // Only blind detectors: nothing was measured.
+        let only = record(&["config:c"]);
+        let mut s = WatchState::new(&only);
+        s.observe(&only, vec![blind()], true, at(600));
+        let Verdict::Final { outcome, .. } = judge(&only, &s, at(600)) else { panic!("not final") };
+        assert_eq!(outcome, Outcome::Failed);
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod ownership;
 pub mod port_choice;
 pub mod ports;
+pub mod recording;
 pub mod scheduled;
 pub mod selection;
 pub mod tags;

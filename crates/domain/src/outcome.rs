@@ -92,6 +92,9 @@ pub struct DetectionReport {
     pub seconds_to_detect: Option<f64>,
     /// What was seen (or why nothing was), for a human reading the message.
     pub evidence: String,
+    /// The detector cannot see this kind of change at all (AWS Config does not record
+    /// the resource type continuously): reported, but not a gap of the control.
+    pub could_not_see: bool,
 }
 
 /// The outcome object of the contract (`chaoslingr.outcome/v1`).
@@ -140,7 +143,7 @@ impl OutcomeReport {
     pub fn gaps(&self) -> Vec<&str> {
         self.detections
             .iter()
-            .filter(|d| !d.detected && d.detector != crate::detector::REMEDIATION)
+            .filter(|d| !d.detected && !d.could_not_see && d.detector != crate::detector::REMEDIATION)
             .map(|d| d.detector.as_str())
             .collect()
     }

@@ -356,7 +356,10 @@ mod tests {
         assert_eq!(seen.len(), RISKY_PORTS.len() - 2, "every free risky port is chosen: {seen:?}");
         // Without tcp, or with every risky port open, there is nothing to choose.
         let udp_only = req(&[], &[], (10_000, 65_000), &[Protocol::Udp]);
-        assert!(choose_by(PortChoice::Risky, &udp_only, &mut rng).unwrap_err().to_string().contains("no free risky port"));
+        assert!(choose_by(PortChoice::Risky, &udp_only, &mut rng)
+            .unwrap_err()
+            .to_string()
+            .contains("no free risky port"));
         let all = [ExistingRule { ip_protocol: "-1".into(), from_port: None, to_port: None }];
         assert!(choose_by(PortChoice::Risky, &req(&all, &[], (1, 2), &[Protocol::Tcp]), &mut rng).is_err());
         assert_eq!("RISKY".parse::<PortChoice>(), Ok(PortChoice::Risky));

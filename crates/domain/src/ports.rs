@@ -191,6 +191,14 @@ pub trait Detectors: Send + Sync {
         group_id: &str,
         rules: &[String],
     ) -> impl Future<Output = Result<Vec<String>, CallError>> + Send;
+    /// The region's AWS Config configuration recorders and their status, for telling a
+    /// `config:` detector that cannot see a technique's changes (see
+    /// [`crate::recording`]). `None` when this adapter cannot tell: treated as seeing.
+    fn config_recorders(
+        &self,
+    ) -> impl Future<Output = Result<Option<Vec<crate::recording::ConfigRecorder>>, CallError>> + Send {
+        async { Ok(None) }
+    }
     /// One reading of every detector of the experiment, a change of `technique`.
     fn observe(
         &self,

@@ -1281,8 +1281,9 @@ async fn a_run_that_raced_another_starter_past_the_maximum_steps_back() {
     let engine = h.engine(settings(&[], secs(600)));
 
     // WHEN our run injects
-    let (report, revert) =
-        concluded(run(&engine, &RunRequest { experiment: None, target: Some("sg-1".into()), scheduled: false }, 3).await.unwrap());
+    let (report, revert) = concluded(
+        run(&engine, &RunRequest { experiment: None, target: Some("sg-1".into()), scheduled: false }, 3).await.unwrap(),
+    );
 
     // THEN it counted again, saw the other one, and stepped back: aborted, reverted,
     // and only the other starter's rule is left

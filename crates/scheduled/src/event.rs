@@ -184,7 +184,8 @@ impl InjectInput {
             return Err(FunctionError::BadEvent("field `experiment` is empty".into()));
         }
         for name in &experiments {
-            chaoslingr_techniques::by_name(name).map_err(|e| FunctionError::BadEvent(format!("field `experiment`: {e}")))?;
+            chaoslingr_techniques::by_name(name)
+                .map_err(|e| FunctionError::BadEvent(format!("field `experiment`: {e}")))?;
         }
         Ok(InjectOverrides {
             experiments,
@@ -278,7 +279,10 @@ mod tests {
         let risky = techniques.apply(&Settings::default()).unwrap();
         assert_eq!(risky.port_choice, chaoslingr_domain::port_choice::PortChoice::Risky);
         let one = inject_overrides(&json!({"experiment": "nacl-entry", "target": "acl-0abc"})).unwrap();
-        assert_eq!((one.experiments.as_slice(), one.target.as_deref()), (["nacl-entry".to_string()].as_slice(), Some("acl-0abc")));
+        assert_eq!(
+            (one.experiments.as_slice(), one.target.as_deref()),
+            (["nacl-entry".to_string()].as_slice(), Some("acl-0abc"))
+        );
         let comma = inject_overrides(&json!({"detectors": "securityhub"})).unwrap();
         assert_eq!(comma.apply(&Settings::default()).unwrap().detectors.len(), 1);
     }

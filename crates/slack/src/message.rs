@@ -97,6 +97,9 @@ pub struct DetectionNotice {
     pub detected: bool,
     pub seconds_to_detect: Option<f64>,
     pub evidence: Option<String>,
+    /// The detector could not see this kind of change (absent from older producers).
+    #[serde(default)]
+    pub could_not_see: bool,
 }
 
 /// A start message (`chaoslingr.started/v1`).
@@ -123,25 +126,34 @@ pub struct StartNotice {
     pub detectors: Vec<String>,
 }
 
-/// What a message says about the target and the change, whichever version produced it.
+/// The ids a message gives for its target and change, whichever version produced it.
+struct Ids<'a> {
+    target_type: Option<&'a str>,
+    target_id: Option<&'a str>,
+    change_id: Option<&'a str>,
+    security_group_id: Option<&'a str>,
+    security_group_rule_id: Option<&'a str>,
+}
+
+/// What a message says about the target and the change.
 trait Target {
-    fn ids(&self) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>, Option<&str>);
+    fn ids(&self) -> Ids<'_>;
 
     /// The target's id: `target_id`, or `security_group_id` from older producers.
     fn target(&self) -> Option<&str> {
-        let (_, target, _, group, _) = self.ids();
-        target.or(group)
+        let ids = self.ids();
+        ids.target_id.or(ids.security_group_id)
     }
 
     /// The change's id: `change_id`, or `security_group_rule_id`.
     fn change(&self) -> Option<&str> {
-        let (_, _, change, _, rule) = self.ids();
-        change.or(rule)
+        let ids = self.ids();
+        ids.change_id.or(ids.security_group_rule_id)
     }
 
     /// The label of the target field.
     fn target_label(&self) -> &'static str {
-        match self.ids().0 {
+        match self.ids().target_type {
             None | Some("security-group") => "Security group",
             Some("network-acl") => "Network ACL",
             Some(_) => "Target",
@@ -149,29 +161,24 @@ trait Target {
     }
 }
 
-impl Target for OutcomeNotice {
-    fn ids(&self) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
-        (
-            self.target_type.as_deref(),
-            self.target_id.as_deref(),
-            self.change_id.as_deref(),
-            self.security_group_id.as_deref(),
-            self.security_group_rule_id.as_deref(),
-        )
-    }
+macro_rules! target_of {
+    ($notice:ty) => {
+        impl Target for $notice {
+            fn ids(&self) -> Ids<'_> {
+                Ids {
+                    target_type: self.target_type.as_deref(),
+                    target_id: self.target_id.as_deref(),
+                    change_id: self.change_id.as_deref(),
+                    security_group_id: self.security_group_id.as_deref(),
+                    security_group_rule_id: self.security_group_rule_id.as_deref(),
+                }
+            }
+        }
+    };
 }
 
-impl Target for StartNotice {
-    fn ids(&self) -> (Option<&str>, Option<&str>, Option<&str>, Option<&str>, Option<&str>) {
-        (
-            self.target_type.as_deref(),
-            self.target_id.as_deref(),
-            self.change_id.as_deref(),
-            self.security_group_id.as_deref(),
-            self.security_group_rule_id.as_deref(),
-        )
-    }
-}
+target_of!(OutcomeNotice);
+target_of!(StartNotice);
 
 fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
@@ -435,6 +442,7 @@ fn detections_text(detections: &[DetectionNotice]) -> String {
         match (d.detected, d.seconds_to_detect) {
             (true, Some(s)) => line.push_str(&format!(" {}", seconds(s))),
             (true, None) => line.push_str(" detected (time unknown)"),
+            (false, _) if d.could_not_see => line.push_str(" could not see this change (not a gap of the control)"),
             (false, _) => line.push_str(" not detected"),
         }
         if let Some(evidence) = d.evidence.as_deref().filter(|e| !e.trim().is_empty()) {

@@ -53,7 +53,7 @@ const OUTCOME_FIELDS: [&str; 21] = [
     "dry_run",
 ];
 
-const DETECTION_FIELDS: [&str; 4] = ["detector", "detected", "seconds_to_detect", "evidence"];
+const DETECTION_FIELDS: [&str; 5] = ["detector", "detected", "seconds_to_detect", "evidence", "could_not_see"];
 
 const START_FIELDS: [&str; 17] = [
     "schema",
@@ -105,12 +105,14 @@ fn outcome(outcome: Outcome) -> OutcomeReport {
                 detected: true,
                 seconds_to_detect: Some(61.25),
                 evidence: "NON_COMPLIANT recorded at 2026-12-02T10:16:01.373Z".into(),
+                could_not_see: false,
             },
             DetectionReport {
                 detector: "alarm:fw".into(),
                 detected: false,
                 seconds_to_detect: None,
                 evidence: "".into(),
+                could_not_see: false,
             },
         ],
         reverted: true,
@@ -159,6 +161,7 @@ fn every_outcome_field_the_domain_publishes_reaches_the_notifier_unchanged() {
             assert_eq!(got.detected, sent.detected);
             assert_eq!(got.seconds_to_detect, sent.seconds_to_detect);
             assert_eq!(got.evidence.as_deref(), Some(sent.evidence.as_str()));
+            assert_eq!(got.could_not_see, sent.could_not_see);
         }
     }
 }

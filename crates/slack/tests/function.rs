@@ -124,6 +124,7 @@ fn detection_report() -> impl Strategy<Value = DetectionReport> {
         report_string(),
     )
         .prop_map(|(detector, detected, seconds_to_detect, evidence)| DetectionReport {
+            could_not_see: false,
             detector,
             detected,
             seconds_to_detect,

@@ -86,6 +86,7 @@ fn detection_with(text: impl Strategy<Value = String> + Clone) -> impl Strategy<
         proptest::option::of(text),
     )
         .prop_map(|(detector, detected, seconds_to_detect, evidence)| DetectionNotice {
+            could_not_see: !detected && detector.len() % 2 == 0,
             detector,
             detected,
             seconds_to_detect,
@@ -192,7 +193,7 @@ fn outcome_json(o: &OutcomeNotice) -> Value {
         .map(|d| {
             json!({
                 "detector": d.detector, "detected": d.detected,
-                "seconds_to_detect": d.seconds_to_detect, "evidence": d.evidence,
+                "seconds_to_detect": d.seconds_to_detect, "evidence": d.evidence, "could_not_see": d.could_not_see,
             })
         })
         .collect();

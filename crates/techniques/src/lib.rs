@@ -25,15 +25,19 @@ use std::time::SystemTime;
 
 use chaoslingr_aws::{AwsAdapters, AwsDetectors, AwsRecorder, Ec2};
 use chaoslingr_domain::engine::Engine;
-use chaoslingr_domain::ports::{AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome, SystemClock};
+use chaoslingr_domain::ports::{
+    AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome, SystemClock,
+};
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::TaggedRule;
 use chaoslingr_domain::technique::{Technique, TechniqueRef};
 use chaoslingr_domain::Settings;
 
-/// Every technique, the default (`port-change`) first, each with the constructor of its
-/// adapter on the shared EC2 plumbing.
-pub static REGISTRY: [(TechniqueRef, fn(&Ec2) -> Box<dyn Adapter>); 2] = [
+/// A technique and the constructor of its adapter on the shared EC2 plumbing.
+pub type Registration = (TechniqueRef, fn(&Ec2) -> Box<dyn Adapter>);
+
+/// Every technique, the default (`port-change`) first.
+pub static REGISTRY: [Registration; 2] = [
     (&port_change::TECHNIQUE, |ec2| Box::new(port_change::Ec2Ingress::on(ec2.clone()))),
     (&nacl_entry::TECHNIQUE, |ec2| Box::new(nacl_entry::NaclEntries::on(ec2.clone()))),
 ];
@@ -139,13 +143,23 @@ impl Techniques {
 
     fn for_target(&self, id: &str, operation: &'static str) -> Result<&dyn Adapter, CallError> {
         self.adapters.iter().find(|a| a.technique().owns_target(id)).map(|a| a.as_ref()).ok_or_else(|| {
-            CallError::new(operation, FailureKind::Other, None, format!("`{id}` is a target of no registered technique"))
+            CallError::new(
+                operation,
+                FailureKind::Other,
+                None,
+                format!("`{id}` is a target of no registered technique"),
+            )
         })
     }
 
     fn for_change(&self, rule_id: &str, operation: &'static str) -> Result<&dyn Adapter, CallError> {
         self.adapters.iter().find(|a| a.technique().owns_change(rule_id)).map(|a| a.as_ref()).ok_or_else(|| {
-            CallError::new(operation, FailureKind::Other, None, format!("`{rule_id}` is a change of no registered technique"))
+            CallError::new(
+                operation,
+                FailureKind::Other,
+                None,
+                format!("`{rule_id}` is a change of no registered technique"),
+            )
         })
     }
 }

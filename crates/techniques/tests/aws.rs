@@ -13,9 +13,7 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::body::SdkBody;
 use chaoslingr_domain::experiment::{PortRange, Protocol};
 use chaoslingr_domain::port_choice::ExistingRule;
-use chaoslingr_domain::ports::{
-    AuthorizeOutcome, DenialSource, FailureKind, Ingress, IngressRequest, RevokeOutcome,
-};
+use chaoslingr_domain::ports::{AuthorizeOutcome, DenialSource, FailureKind, Ingress, IngressRequest, RevokeOutcome};
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
 use chaoslingr_techniques::port_change::Ec2Ingress;
@@ -577,7 +575,6 @@ mod port_change {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------
 // nacl-entry
 // ---------------------------------------------------------------------------------------
@@ -648,7 +645,8 @@ mod nacl_entry {
         let order: Order = Arc::default();
         let tags_sent = log::<CreateTagsInput>();
         let creates = log::<CreateNetworkAclEntryInput>();
-        let describe = mock!(Client::describe_network_acls).then_output(|| acl(vec![], &[("chaoslingr:opt-in", "true")]));
+        let describe =
+            mock!(Client::describe_network_acls).then_output(|| acl(vec![], &[("chaoslingr:opt-in", "true")]));
         let tag_rule = mock!(Client::create_tags)
             .match_requests({
                 let (order, log) = (Arc::clone(&order), Arc::clone(&tags_sent));
@@ -690,7 +688,10 @@ mod nacl_entry {
         }
         let c = &seen(&creates)[0];
         assert_eq!(c.network_acl_id(), Some("acl-0abc"));
-        assert_eq!((c.rule_number(), c.egress(), c.rule_action()), (Some(32766), Some(false), Some(&RuleAction::Allow)));
+        assert_eq!(
+            (c.rule_number(), c.egress(), c.rule_action()),
+            (Some(32766), Some(false), Some(&RuleAction::Allow))
+        );
         assert_eq!((c.protocol(), c.cidr_block()), (Some("17"), Some("0.0.0.0/0")));
         let p = c.port_range().unwrap();
         assert_eq!((p.from(), p.to()), (Some(40_000), Some(40_004)));
@@ -702,18 +703,22 @@ mod nacl_entry {
         let untags = log::<DeleteTagsInput>();
         let describe = mock!(Client::describe_network_acls).then_output(|| acl(vec![], &[]));
         let tag_rule = mock!(Client::create_tags).then_output(|| CreateTagsOutput::builder().build());
-        let refuse = mock!(Client::create_network_acl_entry)
-            .then_http_response(|| ec2_error(403, "UnauthorizedOperation"));
+        let refuse =
+            mock!(Client::create_network_acl_entry).then_http_response(|| ec2_error(403, "UnauthorizedOperation"));
         let untag = mock!(Client::delete_tags)
             .match_requests(capture(&untags))
             .then_output(|| DeleteTagsOutput::builder().build());
-        let nacl = NaclEntries::new(mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &tag_rule, &refuse, &untag]));
+        let nacl =
+            NaclEntries::new(mock_client!(aws_sdk_ec2, RuleMode::MatchAny, [&describe, &tag_rule, &refuse, &untag]));
 
         // WHEN authorizing
         let outcome = nacl.authorize(&request()).await.unwrap();
 
         // THEN the denial is reported and the record removed: no record without an entry
-        assert!(matches!(outcome, AuthorizeOutcome::Denied { ref code, .. } if code == "UnauthorizedOperation"), "{outcome:?}");
+        assert!(
+            matches!(outcome, AuthorizeOutcome::Denied { ref code, .. } if code == "UnauthorizedOperation"),
+            "{outcome:?}"
+        );
         let removed = seen(&untags);
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].resources(), ["acl-0abc"]);
@@ -725,8 +730,8 @@ mod nacl_entry {
     async fn the_entry_goes_before_a_deny_that_would_shadow_it() {
         // GIVEN an ACL with a DENY of udp 40000-40100 at 200
         let creates = log::<CreateNetworkAclEntryInput>();
-        let describe =
-            mock!(Client::describe_network_acls).then_output(|| acl(vec![entry(200, false, "17", Some((40_000, 40_100)))], &[]));
+        let describe = mock!(Client::describe_network_acls)
+            .then_output(|| acl(vec![entry(200, false, "17", Some((40_000, 40_100)))], &[]));
         let tag_rule = mock!(Client::create_tags).then_output(|| CreateTagsOutput::builder().build());
         let create = mock!(Client::create_network_acl_entry)
             .match_requests(capture(&creates))

@@ -394,7 +394,8 @@ fn start_lab(ws: &Workspace, args: &[&str]) -> Result<String> {
 /// Runs one experiment of `technique` with the lab's Config rule and firewall alarm for
 /// it as detectors.
 fn demo_run(ws: &Workspace, endpoint: &str, technique: &str, window: &str, topic_arn: &str) -> Result<()> {
-    let (config, alarm) = if technique == "nacl-entry" { (DEMO_NACL_CONFIG, DEMO_NACL_ALARM) } else { (DEMO_CONFIG, DEMO_ALARM) };
+    let (config, alarm) =
+        if technique == "nacl-entry" { (DEMO_NACL_CONFIG, DEMO_NACL_ALARM) } else { (DEMO_CONFIG, DEMO_ALARM) };
     let mut run_cmd = ws.chaoslingr(
         endpoint,
         &[

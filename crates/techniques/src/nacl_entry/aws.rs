@@ -5,15 +5,15 @@ use aws_sdk_ec2::types::{Filter, NetworkAcl, NetworkAclEntry, PortRange as AwsPo
 use aws_sdk_ec2::Client;
 use chaoslingr_aws::call_error;
 use chaoslingr_aws::ec2::{tag_pairs, Ec2};
-use chaoslingr_domain::ports::{
-    AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome,
-};
+use chaoslingr_domain::ports::{AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome};
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
 use chaoslingr_domain::technique::TechniqueRef;
 use tracing::{debug, instrument, warn};
 
-use super::{choose_rule_number, entry_as_rule, parse_change_id, protocol_number, record_tags, target_info, Acl, Entry};
+use super::{
+    choose_rule_number, entry_as_rule, parse_change_id, protocol_number, record_tags, target_info, Acl, Entry,
+};
 use chaoslingr_domain::marker;
 
 /// The largest page EC2 serves for `DescribeNetworkAcls`.
@@ -69,10 +69,19 @@ impl NaclEntries {
         Ok(out)
     }
 
-    /// One ACL read fresh, by a filter on its id (an ACL that is gone reads as `None`).
+    /// One ACL read fresh by its id; an ACL that is gone reads as `None`.
     async fn acl(&self, acl_id: &str) -> Result<Option<Acl>, CallError> {
-        let acls = self.acls_where(Filter::builder().name("network-acl-id").values(acl_id).build()).await?;
-        Ok(acls.into_iter().find(|a| a.id == acl_id))
+        match self.ec2.client.describe_network_acls().network_acl_ids(acl_id).send().await {
+            Ok(out) => Ok(out.network_acls().iter().map(acl).find(|a| a.id == acl_id)),
+            Err(e) => {
+                let err = call_error("DescribeNetworkAcls", &e);
+                if err.kind == FailureKind::NotFound {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
     }
 
     /// Removes the record written before a create that is known not to have happened.
@@ -158,10 +167,7 @@ impl Ingress for NaclEntries {
                 .rule_action(RuleAction::Allow)
                 .protocol(protocol_number(request.protocol))
                 .port_range(
-                    AwsPortRange::builder()
-                        .from(i32::from(request.ports.from))
-                        .to(i32::from(request.ports.to))
-                        .build(),
+                    AwsPortRange::builder().from(i32::from(request.ports.from)).to(i32::from(request.ports.to)).build(),
                 );
             if request.cidr.contains(':') {
                 call.ipv6_cidr_block(&request.cidr)
@@ -238,7 +244,15 @@ impl Ingress for NaclEntries {
                 format!("`{rule_id}` is not an entry of {group_id}"),
             ));
         };
-        match self.ec2.client.delete_network_acl_entry().network_acl_id(acl_id).rule_number(number).egress(false).send().await
+        match self
+            .ec2
+            .client
+            .delete_network_acl_entry()
+            .network_acl_id(acl_id)
+            .rule_number(number)
+            .egress(false)
+            .send()
+            .await
         {
             Ok(_) => Ok(RevokeOutcome::Revoked),
             Err(e) => {

@@ -233,11 +233,11 @@ mod tests {
 
     /// A custom ACL as the seed makes it: HTTPS allowed, everything else denied.
     fn acl(extra: Vec<Entry>) -> Acl {
-        let mut entries =
-            vec![entry(100, true, "6", Some((443, 443))), entry(32767, false, "-1", None), Entry {
-                egress: true,
-                ..entry(100, true, "-1", None)
-            }];
+        let mut entries = vec![
+            entry(100, true, "6", Some((443, 443))),
+            entry(32767, false, "-1", None),
+            Entry { egress: true, ..entry(100, true, "-1", None) },
+        ];
         entries.extend(extra);
         Acl { id: "acl-0abc".into(), vpc_id: Some("vpc-1".into()), owner_id: None, tags: vec![], entries }
     }
@@ -273,7 +273,8 @@ mod tests {
         let a = acl(vec![entry(1, false, "-1", None)]);
         let e = choose_rule_number(&a.entries, Protocol::Tcp, ports(40_000, 40_000), "0.0.0.0/0").unwrap_err();
         assert!(e.contains("below 1") && e.contains("never take effect"), "{e}");
-        let full: Vec<Entry> = (1..=5).map(|n| entry(n, true, "6", Some((n, n)))).chain([entry(6, false, "-1", None)]).collect();
+        let full: Vec<Entry> =
+            (1..=5).map(|n| entry(n, true, "6", Some((n, n)))).chain([entry(6, false, "-1", None)]).collect();
         assert!(choose_rule_number(&full, Protocol::Tcp, ports(40_000, 40_000), "0.0.0.0/0").is_err());
     }
 
@@ -307,8 +308,7 @@ mod tests {
     fn recorded_acl(entry_number: i32) -> Acl {
         let mut a = acl(vec![entry(32766, true, "6", Some((40_000, 40_002)))]);
         let record = vec![(EXPERIMENT_ID.to_string(), ID.to_string())];
-        a.tags =
-            record_tags(&record, "acl-0abc", entry_number, Protocol::Tcp, ports(40_000, 40_002), "0.0.0.0/0");
+        a.tags = record_tags(&record, "acl-0abc", entry_number, Protocol::Tcp, ports(40_000, 40_002), "0.0.0.0/0");
         a
     }
 

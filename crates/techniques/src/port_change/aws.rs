@@ -6,15 +6,13 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 use chaoslingr_domain::port_choice::ExistingRule;
-use chaoslingr_domain::ports::{
-    AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome,
-};
+use chaoslingr_domain::ports::{AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome};
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
 use tracing::{debug, instrument};
 
-use chaoslingr_aws::ec2::{tag_pairs, Ec2};
 use chaoslingr_aws::call_error;
+use chaoslingr_aws::ec2::{tag_pairs, Ec2};
 use chaoslingr_domain::technique::TechniqueRef;
 
 /// The largest page EC2 serves for the describe calls used here.
@@ -48,8 +46,14 @@ impl Ec2Ingress {
     /// Every security-group rule matching `filter`, across every page.
     async fn rules_where(&self, filter: Filter) -> Result<Vec<TaggedRule>, CallError> {
         let mut out = Vec::new();
-        let mut pages =
-            self.ec2.client.describe_security_group_rules().filters(filter).max_results(PAGE_SIZE).into_paginator().send();
+        let mut pages = self
+            .ec2
+            .client
+            .describe_security_group_rules()
+            .filters(filter)
+            .max_results(PAGE_SIZE)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| call_error("DescribeSecurityGroupRules", &e))?;
             out.extend(page.security_group_rules().iter().map(tagged_rule));
@@ -252,4 +256,3 @@ impl Ingress for Ec2Ingress {
         self.ec2.clock.now()
     }
 }
-
