@@ -171,3 +171,102 @@ async fn revert_all_removes_a_nacl_experiment_left_by_a_killed_run_and_nothing_e
     assert_eq!(reports.as_array().unwrap().len(), 1, "{reports}");
     assert_eq!(reports[0]["reverted"], true, "{reports}");
 }
+
+const NACL_CONFIG: &str = "config:nacl-open-only-to-authorized-ports";
+const NACL_ALARM: &str = "alarm:chaoslingr-lab-nacl-changes";
+
+fn detection<'a>(v: &'a serde_json::Value, detector: &str) -> &'a serde_json::Value {
+    v["detections"]
+        .as_array()
+        .expect("detections")
+        .iter()
+        .find(|d| d["detector"] == detector)
+        .unwrap_or_else(|| panic!("no `{detector}` in {v}"))
+}
+
+/// An emulator with one opted-in ACL (HTTPS allowed) and the lab in front with `args`; the
+/// ACL exists before the lab first scans, so it is not a change to its firewall.
+async fn acl_lab(args: &[&str]) -> (Emulator, Lab, String) {
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let acl = create_acl(&emu, &vpc, Some("true")).await;
+    let lab = Lab::start(&emu, args);
+    (emu, lab, acl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_acl_config_rule_and_the_acl_change_alarm_detect_a_nacl_entry_through_the_lab() {
+    // GIVEN the lab's ACL Config rule evaluating after 2s and its ACL alarm after 1s
+    let (emu, lab, acl) = acl_lab(&["--nacl-config-latency", "2s", "--nacl-firewall-latency", "1s"]).await;
+    let before = acl_entries(&emu, &acl).await;
+
+    // WHEN a nacl-entry run watches both
+    let args = [
+        "run",
+        "--experiment",
+        "nacl-entry",
+        "--detector",
+        NACL_CONFIG,
+        "--detector",
+        NACL_ALARM,
+        "--window",
+        "90s",
+        "--poll-interval",
+        "1s",
+        "--json",
+    ];
+    let out = lab.run_cli(&args, LIMIT).await;
+
+    // THEN both noticed, each at its own time, and the ACL is as before
+    assert_eq!(out.status, 0, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["outcome"], "detected", "{v}");
+    assert_eq!(v["target_id"], acl.as_str());
+    let config = detection(&v, NACL_CONFIG);
+    let secs = config["seconds_to_detect"].as_f64().unwrap_or(-1.0);
+    assert!((2.0..30.0).contains(&secs), "Config recorded after {secs}s; its latency is 2s: {config}");
+    assert!(config["evidence"].as_str().unwrap_or_default().contains(&acl), "{config}");
+    let alarm = detection(&v, NACL_ALARM);
+    let secs = alarm["seconds_to_detect"].as_f64().unwrap_or(-1.0);
+    assert!((1.0..30.0).contains(&secs), "alarm after {secs}s; its latency is 1s: {alarm}");
+    assert_eq!(acl_entries(&emu, &acl).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_recorder_blind_to_acls_is_named_before_the_run_or_reported_as_could_not_see() {
+    // GIVEN a Config recorder that records everything but network ACLs
+    let (emu, lab, acl) = acl_lab(&["--nacl-firewall-latency", "1s"]).await;
+    let before = acl_entries(&emu, &acl).await;
+    let recorder = serde_json::json!({"all_supported": false, "exclude": ["AWS::EC2::NetworkAcl"]});
+    let (status, answer) = lab.admin("PUT", "/_lab/recorder", &recorder).await;
+    assert_eq!(status, 200, "{answer}");
+
+    // WHEN a nacl-entry run watches the ACL Config rule
+    let args = ["run", "--experiment", "nacl-entry", "--detector", NACL_CONFIG, "--detector", NACL_ALARM];
+    let mut refused = args.to_vec();
+    refused.extend(["--window", "20s", "--poll-interval", "1s", "--json"]);
+    let out = lab.run_cli(&refused, LIMIT).await;
+
+    // THEN it aborts before writing anything, naming the cause and the way out
+    assert_eq!(out.status, 1, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["outcome"], "aborted", "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("excludes AWS::EC2::NetworkAcl") && reason.contains("--allow-blind-detectors"), "{reason}");
+    assert_eq!(acl_entries(&emu, &acl).await, before);
+
+    // WHEN the same run is allowed to go ahead blind
+    let mut allowed = refused.clone();
+    allowed.push("--allow-blind-detectors");
+    let out = lab.run_cli(&allowed, LIMIT).await;
+
+    // THEN the alarm is measured, and Config is reported as unable to see, not as a gap
+    assert_eq!(out.status, 0, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["outcome"], "detected", "{v}");
+    let config = detection(&v, NACL_CONFIG);
+    assert_eq!(config["could_not_see"], true, "{config}");
+    assert!(config["evidence"].as_str().unwrap().starts_with("could not see"), "{config}");
+    assert_eq!(detection(&v, NACL_ALARM)["detected"], true);
+    assert_eq!(acl_entries(&emu, &acl).await, before);
+}

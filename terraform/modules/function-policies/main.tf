@@ -102,10 +102,18 @@ locals {
     Resource = [local.alarm_arns]
   }
 
+  # The compliance of the target, and whether the Config recorder records the
+  # technique's resource type continuously at all (a config: detector that cannot see is
+  # refused in pre-flight, or reported as "could not see"). None of these actions
+  # supports resource-level permissions.
   read_config_compliance = {
-    Sid      = "ReadConfigCompliance"
-    Effect   = "Allow"
-    Action   = ["config:GetComplianceDetailsByResource"]
+    Sid    = "ReadConfigCompliance"
+    Effect = "Allow"
+    Action = [
+      "config:GetComplianceDetailsByResource",
+      "config:DescribeConfigurationRecorders",
+      "config:DescribeConfigurationRecorderStatus",
+    ]
     Resource = ["*"]
   }
 
