@@ -821,3 +821,103 @@ async fn only_an_explicit_deny_is_prevented_a_permission_the_role_lacks_is_faile
     let _ = std::fs::remove_file(&scp);
     let _ = std::fs::remove_file(&lacking_file);
 }
+
+// ---------------------------------------------------------------------------------------
+// nacl-entry through the functions, under the module's IAM
+// ---------------------------------------------------------------------------------------
+
+const NACL_CONFIG: &str = "config:nacl-open-only-to-authorized-ports";
+const NACL_ALARM: &str = "alarm:chaoslingr-lab-nacl-changes";
+
+/// An opted-in network ACL (created before the lab first scans it) and an opted-in group
+/// behind the lab with the policies enforced, and the two functions watching the ACL's
+/// detectors.
+async fn acl_scene(lab_args: &[&str]) -> (Scene, String, FunctionProcess, FunctionProcess) {
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let group = create_group(&emu, &vpc, "edge", Some("true")).await;
+    let acl = create_acl(&emu, &vpc, Some("true")).await;
+    let (topic, inbox) = topic_with_inbox(&emu).await;
+    let lab = start_lab(&emu, lab_args);
+    let s = Scene { emu, lab, group, topic, inbox };
+    let detectors = format!("{NACL_CONFIG},{NACL_ALARM}");
+    let env = function_env(
+        &s.lab.endpoint,
+        &[("CHAOSLINGR_DETECTORS", &detectors), ("CHAOSLINGR_WINDOW", "5m"), ("CHAOSLINGR_TOPIC_ARN", &s.topic)],
+    );
+    let inject = start_fn("inject", &env).await;
+    let judge = start_fn("judge", &env).await;
+    (s, acl, inject, judge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_nacl_entry_is_detected_by_the_judge_and_removed_exactly() {
+    // GIVEN the lab's ACL controls answering after a second or two
+    let (s, acl, inject, judge) = acl_scene(&["--nacl-config-latency", "2s", "--nacl-firewall-latency", "1s"]).await;
+    let before = acl_entries(&s.emu, &acl).await;
+
+    // WHEN a schedule whose input lists only nacl-entry fires the inject
+    let started = ok(&inject.invoke(json!({"experiment": ["nacl-entry"]}), INVOKE).await, &inject);
+
+    // THEN one entry more is on the ACL, the ACL carries the record, the group is untouched
+    assert_eq!(started["status"], "started", "{started}");
+    assert_eq!(started["start"]["experiment"], "nacl-entry");
+    assert_eq!(started["start"]["target_id"], acl.as_str());
+    let id = started["start"]["experiment_id"].as_str().unwrap().to_string();
+    assert_eq!(acl_entries(&s.emu, &acl).await.len(), before.len() + 1);
+    assert!(acl_tags(&s.emu, &acl).await.contains(&(EXPERIMENT_TAG.to_string(), id.clone())));
+    assert!(experiment_rules(&s.emu).await.is_empty());
+
+    // WHEN the judge ticks until both controls noticed
+    let outcome = poll_until("the judge to conclude the nacl-entry experiment", Duration::from_secs(60), || async {
+        let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+        tick["concluded"].as_array().and_then(|c| c.first().cloned())
+    })
+    .await;
+
+    // THEN it is detected by both, the entry and the record are gone, one message went out
+    assert_eq!(outcome["experiment_id"], id.as_str());
+    assert_eq!(outcome["outcome"], "detected", "{outcome}");
+    assert_eq!(outcome["experiment"], "nacl-entry");
+    for d in [NACL_CONFIG, NACL_ALARM] {
+        let det = outcome["detections"].as_array().unwrap().iter().find(|x| x["detector"] == d).unwrap();
+        assert_eq!(det["detected"], true, "{det}");
+    }
+    assert_eq!(acl_entries(&s.emu, &acl).await, before);
+    assert!(marker_keys(&acl_tags(&s.emu, &acl).await).is_empty());
+    let msgs = receive_all(&s.emu, &s.inbox).await;
+    let outcomes: Vec<Value> = bodies(&msgs).into_iter().filter(|m| m["schema"] == "chaoslingr.outcome/v1").collect();
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0]["target_type"], "network-acl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_opting_an_acl_out_mid_experiment_never_lock_the_judge_out_of_its_revert() {
+    // GIVEN a scheduled nacl-entry experiment nothing notices
+    let (s, acl, inject, judge) = acl_scene(&["--nacl-config-mode", "off", "--nacl-firewall-mode", "off"]).await;
+    let before = acl_entries(&s.emu, &acl).await;
+    let started = ok(&inject.invoke(json!({"experiment": "nacl-entry"}), INVOKE).await, &inject);
+    assert_eq!(started["status"], "started", "{started}");
+    let id = started["start"]["experiment_id"].as_str().unwrap().to_string();
+
+    // WHEN its owners delete the opt-in tag (their own key, not ChaoSlingr's role)
+    s.emu
+        .ec2()
+        .delete_tags()
+        .resources(&acl)
+        .tags(aws_sdk_ec2::types::Tag::builder().key(OPT_IN).build())
+        .send()
+        .await
+        .unwrap();
+
+    // THEN the next tick, allowed by IAM because the ACL carries the record, removes the
+    // entry, records `aborted` once and removes the record
+    let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
+    let concluded = tick["concluded"].as_array().expect("concluded");
+    assert_eq!(concluded.len(), 1, "{tick}");
+    assert_eq!(concluded[0]["experiment_id"], id.as_str());
+    assert_eq!(concluded[0]["outcome"], "aborted", "{}", concluded[0]);
+    assert_eq!(concluded[0]["reverted"], true);
+    assert_eq!(acl_entries(&s.emu, &acl).await, before);
+    assert!(marker_keys(&acl_tags(&s.emu, &acl).await).is_empty(), "record left");
+}
