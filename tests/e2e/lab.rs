@@ -103,11 +103,11 @@ async fn config_slower_than_the_window_is_undetected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_throttled_then_recovered_still_detects() {
-    // GIVEN a Config API that answers the pre-flight read, then throttles the next 6
-    // requests (more than one call's SDK retries absorb, so whole watch ticks fail), then
-    // recovers
+    // GIVEN a Config API that answers the pre-flight reads (the recorder and its status,
+    // then the group's compliance), then throttles the next 6 requests (more than one
+    // call's SDK retries absorb, so whole watch ticks fail), then recovers
     let (emu, lab, _) =
-        lab_world(&["--config-latency", "1s", "--firewall-mode", "off", "--config-fault", "throttle:6@1"]).await;
+        lab_world(&["--config-latency", "1s", "--firewall-mode", "off", "--config-fault", "throttle:6@3"]).await;
 
     // WHEN a run watches Config
     let out = run(&lab, &[CONFIG], "90s").await;
@@ -125,8 +125,9 @@ async fn config_throttled_then_recovered_still_detects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_that_fails_the_whole_watch_cannot_be_judged() {
-    // GIVEN a Config API that answers the pre-flight read, then fails every request with a 5xx
-    let (emu, lab, _) = lab_world(&["--firewall-mode", "off", "--config-fault", "error@1"]).await;
+    // GIVEN a Config API that answers the pre-flight reads (the recorder and its status,
+    // then the group's compliance), then fails every request with a 5xx
+    let (emu, lab, _) = lab_world(&["--firewall-mode", "off", "--config-fault", "error@3"]).await;
 
     // WHEN a run watches only Config
     let out = run(&lab, &[CONFIG], "10s").await;

@@ -36,6 +36,7 @@ static PORT_CHANGE: Technique = Technique {
     change_prefix: "sgr-",
     config_resource_type: "AWS::EC2::SecurityGroup",
     arn_resource: "security-group",
+    record_first: false,
 };
 
 /// The injection time of every experiment here: 2026-11-23T18:47:00Z.

@@ -22,7 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::detector::Detector;
-use crate::experiment::{deadline_for, whole_millis, Experiment, ExperimentId, ExperimentRecord, Plan};
+use crate::experiment::{deadline_for, whole_millis, ExperimentId, ExperimentRecord, Plan};
 use crate::judge::{self, Verdict, WatchState};
 use crate::outcome::{DetectionReport, Outcome, OutcomeReport, SCHEMA};
 use crate::ports::{
@@ -306,10 +306,15 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 return Ok(Err(self.aborted_before_plan(technique, reason).await));
             }
         };
+        // Not knowing whether Config sees is not a reason to stop: the compliance reads
+        // themselves show whether Config answers.
         let blind = match recorders {
             Ok(Some(recorders)) => crate::recording::blindness(&recorders, technique.config_resource_type),
             Ok(None) => None,
-            Err(e) => Some(format!("could not read the AWS Config recorders: {e}")),
+            Err(e) => {
+                warn!(error = %e, "could not read the AWS Config recorders; assuming they record the change");
+                None
+            }
         };
         if let Some(why) = blind.filter(|_| !self.settings.allow_blind_detectors) {
             let rules: Vec<String> = self.config_rules().iter().map(|r| format!("config:{r}")).collect();
@@ -524,13 +529,11 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         progress: &mut (dyn FnMut(&Progress<'_>) + Send),
         cancel: impl Future<Output = String> + Send,
     ) -> Result<RunEnd, EngineError> {
-        let mut experiment = Experiment::planned(plan.clone());
         let mut cancel = std::pin::pin!(cancel);
-        let record =
-            match self.inject_plan(&plan, recheck, &mut experiment, true, || (&mut cancel).now_or_never()).await {
-                Ok(record) => record,
-                Err(end) => return Ok(end),
-            };
+        let record = match self.inject_plan(&plan, recheck, true, || (&mut cancel).now_or_never()).await {
+            Ok(record) => record,
+            Err(end) => return Ok(end),
+        };
 
         // From here on the rule exists: the revert below runs whatever the watch does,
         // including when it panics or is cancelled.
@@ -540,7 +543,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             Ok(WatchEnd::Verdict { outcome, reason, detections }) => (outcome, reason, detections),
             Ok(WatchEnd::Cancelled { reason, detections }) => (Outcome::Aborted, reason, detections),
             Ok(WatchEnd::OptedOut { judge_has_it: true, detections }) => {
-                let _ = experiment.conclude(Outcome::Aborted, &plan);
                 let reason = format!(
                     "{} was opted out during the experiment; the judge closed it and recorded the outcome",
                     record.security_group_id
@@ -565,7 +567,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 (Outcome::Failed, format!("internal error while watching: {what}"), vec![])
             }
         };
-        let _ = experiment.conclude(outcome, &plan);
         let reverted = revert.reverted;
         let end = self.conclude(&plan, Some(&record), outcome, reason, detections, Some(revert)).await;
         // The marker goes once the port is closed and the outcome recorded; while it stays,
@@ -587,7 +588,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         &self,
         plan: &Plan,
         recheck: Recheck,
-        experiment: &mut Experiment,
         cli: bool,
         stop: impl FnOnce() -> Option<String>,
     ) -> Result<ExperimentRecord, RunEnd> {
@@ -636,7 +636,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                         ),
                     ),
                 };
-                let _ = experiment.conclude(outcome, plan);
                 return Err(self.conclude(plan, None, outcome, reason, vec![], None).await);
             }
             Ok(AuthorizeOutcome::WouldSucceed) => {
@@ -655,7 +654,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 return Err(end);
             }
         };
-        let record = experiment.injected(rule_id, injected_at).expect("a planned experiment can be injected").clone();
+        let record = plan.injected(rule_id, injected_at);
         info!(experiment_id = %record.id, rule = %record.security_group_rule_id, deadline = %rfc3339(record.deadline), "injected");
 
         // The durable record the judge finds by itself, whatever happens to the opt-in tag
@@ -706,7 +705,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             if revert.reverted {
                 let _ = self.ingress.untag_group(&record.security_group_id, &marker::KEYS).await;
             }
-            let _ = experiment.conclude(Outcome::Aborted, plan);
             return Err(self.conclude(plan, Some(&record), Outcome::Aborted, reason, vec![], Some(revert)).await);
         }
         Ok(record)
@@ -1133,24 +1131,31 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         record: Option<&ExperimentRecord>,
         ending: Ending,
     ) -> OutcomeReport {
-        let target_id = plan.map(|p| p.security_group_id.clone());
+        debug_assert!(
+            record.is_some() || !ending.outcome.requires_injection(),
+            "{} needs an injected change",
+            ending.outcome
+        );
+        // What was made, as recorded; else what was planned.
+        let target_id = record.map(|r| &r.security_group_id).or(plan.map(|p| &p.security_group_id)).cloned();
         let change_id = record.map(|r| r.security_group_rule_id.clone());
+        let change = record.map(|r| (r.protocol, r.ports, &r.cidr)).or(plan.map(|p| (p.protocol, p.ports, &p.cidr)));
         let is_group = technique.arn_resource == crate::outcome::SECURITY_GROUP;
         OutcomeReport {
             schema: SCHEMA,
             experiment_id: id.to_string(),
             experiment: technique.name,
-            account: plan.and_then(|p| p.account.clone()),
+            account: record.and_then(|r| r.account.clone()).or(plan.and_then(|p| p.account.clone())),
             region: self.region.clone(),
             target_type: technique.arn_resource,
             security_group_id: target_id.clone().filter(|_| is_group),
             security_group_rule_id: change_id.clone().filter(|_| is_group),
             target_id,
             change_id,
-            protocol: plan.map(|p| p.protocol.to_string()),
-            from_port: plan.map(|p| p.ports.from),
-            to_port: plan.map(|p| p.ports.to),
-            cidr: plan.map(|p| p.cidr.clone()),
+            protocol: change.map(|(protocol, _, _)| protocol.to_string()),
+            from_port: change.map(|(_, ports, _)| ports.from),
+            to_port: change.map(|(_, ports, _)| ports.to),
+            cidr: change.map(|(_, _, cidr)| cidr.clone()),
             injected_at: record.map(|r| crate::time::rfc3339_millis(r.injected_at)),
             concluded_at: crate::time::rfc3339_millis(self.clock.now()),
             outcome: ending.outcome,

@@ -8,7 +8,6 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::detector::Detector;
-use crate::outcome::Outcome;
 
 /// The transport protocol of an injected rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -153,6 +152,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The record of this plan once its change exists: the change's id, when it was
+    /// made, and the deadline that follows. Only a record names a change, and only the
+    /// lifecycle's inject makes one, from the id the technique's write returned.
+    pub fn injected(&self, change_id: String, injected_at: SystemTime) -> ExperimentRecord {
+        ExperimentRecord {
+            id: self.id.clone(),
+            security_group_id: self.security_group_id.clone(),
+            security_group_rule_id: change_id,
+            account: self.account.clone(),
+            protocol: self.protocol,
+            ports: self.ports,
+            cidr: self.cidr.clone(),
+            injected_at: whole_millis(injected_at),
+            deadline: deadline_for(injected_at, self.window),
+            detectors: self.detectors.clone(),
+        }
+    }
+
     /// The rule description, naming the experiment so anyone looking at the group in the
     /// console knows what the rule is and when it goes away. Only characters EC2 allows
     /// in descriptions.
@@ -191,96 +208,6 @@ impl ExperimentRecord {
     }
 }
 
-/// Where an experiment is in its lifecycle.
-#[derive(Debug, Clone, PartialEq)]
-pub enum State {
-    /// Planned; nothing has been written.
-    Planned(Plan),
-    /// The rule exists; the experiment must be concluded and reverted.
-    Injected(ExperimentRecord),
-    /// Over; `record` is `None` when nothing was ever injected (prevented, aborted).
-    Concluded { outcome: Outcome, record: Option<ExperimentRecord>, plan: Plan },
-}
-
-/// A lifecycle transition that makes no sense, refused instead of performed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LifecycleError {
-    #[error("experiment {0} is already injected; refusing to inject it twice")]
-    AlreadyInjected(ExperimentId),
-    #[error("experiment {0} is already concluded")]
-    AlreadyConcluded(ExperimentId),
-    #[error("experiment {0} was never injected, so it cannot end `{1}`")]
-    NeverInjected(ExperimentId, Outcome),
-}
-
-/// An experiment and its state; transitions are methods that refuse invalid moves.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Experiment {
-    state: State,
-}
-
-impl Experiment {
-    pub fn planned(plan: Plan) -> Self {
-        Experiment { state: State::Planned(plan) }
-    }
-
-    pub fn state(&self) -> &State {
-        &self.state
-    }
-
-    pub fn id(&self) -> &ExperimentId {
-        match &self.state {
-            State::Planned(p) => &p.id,
-            State::Injected(r) => &r.id,
-            State::Concluded { plan, .. } => &plan.id,
-        }
-    }
-
-    /// The rule now exists: record when, its id, and its deadline.
-    pub fn injected(&mut self, rule_id: String, injected_at: SystemTime) -> Result<&ExperimentRecord, LifecycleError> {
-        match &self.state {
-            State::Planned(plan) => {
-                let record = ExperimentRecord {
-                    id: plan.id.clone(),
-                    security_group_id: plan.security_group_id.clone(),
-                    security_group_rule_id: rule_id,
-                    account: plan.account.clone(),
-                    protocol: plan.protocol,
-                    ports: plan.ports,
-                    cidr: plan.cidr.clone(),
-                    injected_at: whole_millis(injected_at),
-                    deadline: deadline_for(injected_at, plan.window),
-                    detectors: plan.detectors.clone(),
-                };
-                self.state = State::Injected(record);
-                match &self.state {
-                    State::Injected(r) => Ok(r),
-                    _ => unreachable!(),
-                }
-            }
-            State::Injected(r) => Err(LifecycleError::AlreadyInjected(r.id.clone())),
-            State::Concluded { plan, .. } => Err(LifecycleError::AlreadyConcluded(plan.id.clone())),
-        }
-    }
-
-    /// Ends the experiment. Outcomes that need an injection (detected, remediated,
-    /// undetected) are refused for an experiment that was never injected.
-    pub fn conclude(&mut self, outcome: Outcome, plan: &Plan) -> Result<(), LifecycleError> {
-        let record = match &self.state {
-            State::Planned(p) => {
-                if outcome.requires_injection() {
-                    return Err(LifecycleError::NeverInjected(p.id.clone(), outcome));
-                }
-                None
-            }
-            State::Injected(r) => Some(r.clone()),
-            State::Concluded { plan, .. } => return Err(LifecycleError::AlreadyConcluded(plan.id.clone())),
-        };
-        self.state = State::Concluded { outcome, record, plan: plan.clone() };
-        Ok(())
-    }
-}
-
 /// The deadline of an experiment injected at `at` with watch window `window`. Rounded up
 /// to a whole second so it survives the RFC 3339 tag round trip exactly.
 pub fn deadline_for(at: SystemTime, window: Duration) -> SystemTime {
@@ -299,6 +226,7 @@ pub fn whole_millis(t: SystemTime) -> SystemTime {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Outcome;
     use rand::SeedableRng;
 
     static TECHNIQUE: crate::technique::Technique = crate::technique::Technique {
@@ -311,6 +239,7 @@ mod tests {
         change_prefix: "sgr-",
         config_resource_type: "AWS::EC2::SecurityGroup",
         arn_resource: "security-group",
+        record_first: false,
     };
 
     fn plan() -> Plan {
@@ -353,28 +282,24 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_refuses_double_injection_and_conclusion_of_what_never_ran() {
+    fn a_plan_becomes_a_record_with_the_change_it_made_and_its_deadline() {
         let p = plan();
-        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let mut e = Experiment::planned(p.clone());
-        assert_eq!(
-            e.conclude(Outcome::Undetected, &p),
-            Err(LifecycleError::NeverInjected(p.id.clone(), Outcome::Undetected))
-        );
-        let rec = e.injected("sgr-1".into(), t0).unwrap().clone();
-        assert_eq!(rec.deadline, t0 + Duration::from_secs(600));
-        assert!(matches!(e.injected("sgr-2".into(), t0), Err(LifecycleError::AlreadyInjected(_))));
-        e.conclude(Outcome::Detected, &p).unwrap();
-        assert!(matches!(e.conclude(Outcome::Detected, &p), Err(LifecycleError::AlreadyConcluded(_))));
-        assert!(matches!(e.state(), State::Concluded { record: Some(_), .. }));
+        let t0 = UNIX_EPOCH + Duration::from_millis(1_000_000_123) + Duration::from_nanos(456);
+        let rec = p.injected("sgr-1".into(), t0);
+        assert_eq!(rec.id, p.id);
+        assert_eq!(rec.security_group_rule_id, "sgr-1");
+        assert_eq!((rec.protocol, rec.ports, rec.cidr.as_str()), (p.protocol, p.ports, p.cidr.as_str()));
+        assert_eq!(rec.injected_at, UNIX_EPOCH + Duration::from_millis(1_000_000_123), "kept to the millisecond");
+        assert_eq!(rec.deadline, UNIX_EPOCH + Duration::from_secs(1_000_000 + 600 + 1), "rounded up to a second");
+        assert!(!rec.is_overdue(t0) && rec.is_overdue(rec.deadline));
     }
 
     #[test]
-    fn prevented_and_aborted_need_no_injection() {
-        let p = plan();
-        let mut e = Experiment::planned(p.clone());
-        e.conclude(Outcome::Prevented, &p).unwrap();
-        assert!(matches!(e.state(), State::Concluded { record: None, outcome: Outcome::Prevented, .. }));
+    fn outcomes_that_need_a_change_are_named() {
+        for o in Outcome::ALL {
+            let needs = matches!(o, Outcome::Detected | Outcome::Remediated | Outcome::Undetected);
+            assert_eq!(o.requires_injection(), needs, "{o}");
+        }
     }
 
     #[test]

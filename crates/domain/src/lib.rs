@@ -29,6 +29,6 @@ pub mod time;
 
 pub use config::{ConfigError, Settings};
 pub use detector::Detector;
-pub use experiment::{Experiment, ExperimentId, ExperimentRecord, PortRange, Protocol};
+pub use experiment::{ExperimentId, ExperimentRecord, PortRange, Protocol};
 pub use outcome::{Outcome, OutcomeReport};
 pub use technique::{Technique, TechniqueRef};

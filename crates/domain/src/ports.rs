@@ -103,12 +103,18 @@ pub enum RevokeOutcome {
     AlreadyGone,
 }
 
-/// The targets of a technique and the changes it makes on them: security groups and
-/// their ingress rules (`port-change`), network ACLs and their entries (`nacl-entry`), or
-/// every registered technique at once (the registry of `chaoslingr-techniques`, which
-/// routes each call by the kind of id it names). "Group" and "rule" below stand for any
-/// technique's target and change.
-pub trait Ingress: Send + Sync {
+/// The targets of a technique and the changes it makes on them, in three roles: its
+/// targets ([`Targets`]), its changes ([`Changes`]) and the marker it keeps on a target
+/// ([`Markers`]). Security groups and their ingress rules (`port-change`), network ACLs
+/// and their entries (`nacl-entry`), or every registered technique at once (the
+/// registry of `chaoslingr-techniques`, which routes each call by the kind of id it
+/// names). "Group" and "rule" below stand for any technique's target and change.
+pub trait Ingress: Targets + Changes + Markers {}
+
+impl<T: Targets + Changes + Markers> Ingress for T {}
+
+/// The opted-in targets: listing, reading one fresh, and the technique they belong to.
+pub trait Targets: Send + Sync {
     /// The techniques this adapter carries out, the default (`port-change`) first.
     fn techniques(&self) -> &'static [TechniqueRef];
     /// The technique whose targets have ids like `target_id`.
@@ -120,29 +126,38 @@ pub trait Ingress: Send + Sync {
     fn groups_with_tag_key(&self, tag_key: &str) -> impl Future<Output = Result<Vec<GroupInfo>, CallError>> + Send;
     /// One group, read fresh (used to re-check the opt-in tag right before writing).
     fn group(&self, group_id: &str) -> impl Future<Output = Result<Option<GroupInfo>, CallError>> + Send;
-    /// Every ingress rule carrying the experiment-id tag, across every page.
-    fn experiment_rules(&self) -> impl Future<Output = Result<Vec<TaggedRule>, CallError>> + Send;
-    /// Every ingress rule of one group, tagged or not.
-    fn group_rules(&self, group_id: &str) -> impl Future<Output = Result<Vec<TaggedRule>, CallError>> + Send;
-    /// One rule, read directly by its id (whatever its tags), or `None` when it no longer
-    /// exists.
-    fn rule(&self, rule_id: &str) -> impl Future<Output = Result<Option<TaggedRule>, CallError>> + Send;
-    fn authorize(&self, request: &IngressRequest) -> impl Future<Output = Result<AuthorizeOutcome, CallError>> + Send;
-    fn revoke(&self, group_id: &str, rule_id: &str) -> impl Future<Output = Result<RevokeOutcome, CallError>> + Send;
-    /// Adds or overwrites tags on a security group (the marker of an unattended
-    /// experiment, see [`crate::marker`]).
-    fn tag_group(
-        &self,
-        group_id: &str,
-        tags: &[(String, String)],
-    ) -> impl Future<Output = Result<(), CallError>> + Send;
-    /// Removes tags (by key) from a security group.
-    fn untag_group(&self, group_id: &str, keys: &[&str]) -> impl Future<Output = Result<(), CallError>> + Send;
     /// AWS's clock, as the `Date` of the latest EC2 response told it (advanced by the
     /// local monotonic clock since); `None` before any response or when unknown.
     fn aws_time(&self) -> Option<SystemTime> {
         None
     }
+}
+
+/// The changes an experiment makes: found, read back, made and reverted.
+pub trait Changes: Send + Sync {
+    /// Every change carrying an experiment record, across every page.
+    fn experiment_rules(&self) -> impl Future<Output = Result<Vec<TaggedRule>, CallError>> + Send;
+    /// Every change of one group, recorded or not.
+    fn group_rules(&self, group_id: &str) -> impl Future<Output = Result<Vec<TaggedRule>, CallError>> + Send;
+    /// One change, read directly by its id (whatever its record), or `None` when it no
+    /// longer exists.
+    fn rule(&self, rule_id: &str) -> impl Future<Output = Result<Option<TaggedRule>, CallError>> + Send;
+    /// Makes the change, with its durable record.
+    fn authorize(&self, request: &IngressRequest) -> impl Future<Output = Result<AuthorizeOutcome, CallError>> + Send;
+    /// Removes exactly one change; "already gone" is success.
+    fn revoke(&self, group_id: &str, rule_id: &str) -> impl Future<Output = Result<RevokeOutcome, CallError>> + Send;
+}
+
+/// The marker on a target (see [`crate::marker`]).
+pub trait Markers: Send + Sync {
+    /// Adds or overwrites tags on a group.
+    fn tag_group(
+        &self,
+        group_id: &str,
+        tags: &[(String, String)],
+    ) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// Removes tags (by key) from a group.
+    fn untag_group(&self, group_id: &str, keys: &[&str]) -> impl Future<Output = Result<(), CallError>> + Send;
 }
 
 /// A CloudWatch alarm's current state.

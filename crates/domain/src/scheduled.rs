@@ -28,7 +28,7 @@ use tracing::{error, info, warn};
 use crate::detector::Detector;
 use crate::discovery::{Found, RuleState};
 use crate::engine::{Ending, Engine, EngineError, RevertReport, RunEnd, RunRequest, CLOCK_TOLERANCE};
-use crate::experiment::{Experiment, ExperimentRecord, Plan};
+use crate::experiment::ExperimentRecord;
 use crate::judge::{self, Reading, Verdict, WatchState};
 use crate::marker::{self, Conclusion};
 use crate::outcome::{DetectionReport, Outcome, OutcomeReport, StartReport};
@@ -94,20 +94,6 @@ impl TickReport {
 /// `IngressRequest::tags`) create it within this time.
 pub const SETTLING: Duration = Duration::from_secs(30);
 
-fn plan_of(technique: crate::technique::TechniqueRef, record: &ExperimentRecord) -> Plan {
-    Plan {
-        id: record.id.clone(),
-        technique,
-        security_group_id: record.security_group_id.clone(),
-        account: record.account.clone(),
-        protocol: record.protocol,
-        ports: record.ports,
-        cidr: record.cidr.clone(),
-        detectors: record.detectors.clone(),
-        window: record.deadline.duration_since(record.injected_at).unwrap_or_default(),
-    }
-}
-
 /// The evidence of a detection remembered from an earlier tick (its own timestamp kept).
 fn seen_earlier(d: &Detector, at: SystemTime) -> String {
     format!("{d} noticed at {} (seen by an earlier judge tick)", rfc3339_millis(at))
@@ -133,8 +119,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         if self.settings.dry_run {
             return Ok(InjectEnd::Ended(RunEnd::DryRun(self.dry_run(plan).await)));
         }
-        let mut experiment = Experiment::planned(plan.clone());
-        let record = match self.inject_plan(&plan, recheck, &mut experiment, false, || None).await {
+        let record = match self.inject_plan(&plan, recheck, false, || None).await {
             Ok(record) => record,
             Err(end) => return Ok(InjectEnd::Ended(end)),
         };
@@ -307,7 +292,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             self.finish(&record, c, detections, f, early, marked, &mut report).await;
             return report;
         }
-        if !rule_present && marked && now < record.injected_at + SETTLING {
+        let record_first = self.technique_for(&record.security_group_id).record_first;
+        if !rule_present && marked && record_first && now < record.injected_at + SETTLING {
             // A technique that writes its record onto the target before the change (a
             // network ACL entry) may still be creating it: not gone yet, only not there.
             info!(experiment_id = %record.id, "the change is not there yet; settling");
@@ -429,9 +415,9 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         }
         let mut fully_recorded = c.recorded;
         if !c.recorded {
-            let plan = plan_of(self.technique_for(&record.security_group_id), record);
+            let technique = self.technique_for(&record.security_group_id);
             let ending = Ending { outcome: c.outcome, reason: c.reason.clone(), detections, reverted };
-            let mut outcome = self.report_for(plan.technique, &record.id, Some(&plan), Some(record), ending);
+            let mut outcome = self.report_for(technique, &record.id, None, Some(record), ending);
             outcome.concluded_at = rfc3339_millis(c.concluded_at);
             let mut counted = c.counted;
             if !counted {

@@ -41,6 +41,11 @@ pub struct Technique {
     pub config_resource_type: &'static str,
     /// The resource type in its targets' ARNs: `security-group`, `network-acl`.
     pub arn_resource: &'static str,
+    /// The experiment record is written onto the target before the change is made (the
+    /// change cannot carry it itself): for a short while after injection a marked
+    /// target may be without its change, and that is not a removal (see
+    /// [`crate::scheduled::SETTLING`]).
+    pub record_first: bool,
 }
 
 impl Technique {
@@ -116,6 +121,7 @@ mod tests {
         change_prefix: "thr-",
         config_resource_type: "AWS::EC2::Thing",
         arn_resource: "thing",
+        record_first: false,
     };
     static B: Technique = Technique {
         name: "b-change",
@@ -127,6 +133,7 @@ mod tests {
         change_prefix: "bt-",
         config_resource_type: "AWS::EC2::Other",
         arn_resource: "other",
+        record_first: false,
     };
 
     #[test]

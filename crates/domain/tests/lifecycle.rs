@@ -17,8 +17,8 @@ use chaoslingr_domain::judge::Reading;
 use chaoslingr_domain::marker;
 use chaoslingr_domain::outcome::{Outcome, OutcomeReport};
 use chaoslingr_domain::ports::{
-    AlarmState, AlarmValue, AuthorizeOutcome, CallError, Clock, DenialSource, Detectors, FailureKind, Ingress,
-    IngressRequest, Recorder, RevokeOutcome,
+    AlarmState, AlarmValue, AuthorizeOutcome, CallError, Changes, Clock, DenialSource, Detectors, FailureKind,
+    IngressRequest, Markers, Recorder, RevokeOutcome, Targets,
 };
 use chaoslingr_domain::scheduled::{InjectEnd, ORPHAN_GRACE};
 use chaoslingr_domain::selection::{GroupInfo, Ineligible};
@@ -45,6 +45,7 @@ static PORT_CHANGE: Technique = Technique {
     change_prefix: "sgr-",
     config_resource_type: "AWS::EC2::SecurityGroup",
     arn_resource: "security-group",
+    record_first: false,
 };
 static TECHNIQUES: [TechniqueRef; 1] = [&PORT_CHANGE];
 
@@ -255,7 +256,7 @@ impl FakeWorld {
     }
 }
 
-impl Ingress for FakeWorld {
+impl Targets for FakeWorld {
     fn techniques(&self) -> &'static [TechniqueRef] {
         &TECHNIQUES
     }
@@ -285,6 +286,14 @@ impl Ingress for FakeWorld {
         }))
     }
 
+    fn aws_time(&self) -> Option<SystemTime> {
+        let offset = self.with(|w| w.aws_clock_offset)?;
+        let now = self.clock.now();
+        Some(if offset >= 0 { now + secs(offset as u64) } else { now - secs(offset.unsigned_abs()) })
+    }
+}
+
+impl Changes for FakeWorld {
     async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
         let _call = self.trace.enter("experiment_rules").await;
         Ok(self.with(|w| w.rules.values().filter(|r| r.tag(tags::EXPERIMENT_ID).is_some()).cloned().collect()))
@@ -293,12 +302,6 @@ impl Ingress for FakeWorld {
     async fn group_rules(&self, group_id: &str) -> Result<Vec<TaggedRule>, CallError> {
         let _call = self.trace.enter("group_rules").await;
         Ok(self.with(|w| w.rules.values().filter(|r| r.security_group_id == group_id).cloned().collect()))
-    }
-
-    fn aws_time(&self) -> Option<SystemTime> {
-        let offset = self.with(|w| w.aws_clock_offset)?;
-        let now = self.clock.now();
-        Some(if offset >= 0 { now + secs(offset as u64) } else { now - secs(offset.unsigned_abs()) })
     }
 
     async fn rule(&self, rule_id: &str) -> Result<Option<TaggedRule>, CallError> {
@@ -375,38 +378,6 @@ impl Ingress for FakeWorld {
         })
     }
 
-    async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
-        let _call = self.trace.enter("tag_group").await;
-        self.with(|w| {
-            w.calls.push(format!("tag {group_id}"));
-            let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
-            if let Err(e) = w.iam_allows(group_id, &keys) {
-                w.calls.push(format!("denied tag {group_id}"));
-                return Err(e);
-            }
-            let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("tagging a known group");
-            for (k, v) in tags {
-                g.tags.retain(|(key, _)| key != k);
-                g.tags.push((k.clone(), v.clone()));
-            }
-            Ok(())
-        })
-    }
-
-    async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
-        let _call = self.trace.enter("untag_group").await;
-        self.with(|w| {
-            w.calls.push(format!("untag {group_id}"));
-            if let Err(e) = w.iam_allows(group_id, keys) {
-                w.calls.push(format!("denied untag {group_id}"));
-                return Err(e);
-            }
-            let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("untagging a known group");
-            g.tags.retain(|(k, _)| !keys.contains(&k.as_str()));
-            Ok(())
-        })
-    }
-
     async fn revoke(&self, group_id: &str, rule_id: &str) -> Result<RevokeOutcome, CallError> {
         let _call = self.trace.enter("revoke").await;
         self.with(|w| {
@@ -437,6 +408,40 @@ impl Ingress for FakeWorld {
                 )),
                 None => Ok(RevokeOutcome::AlreadyGone),
             }
+        })
+    }
+}
+
+impl Markers for FakeWorld {
+    async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
+        let _call = self.trace.enter("tag_group").await;
+        self.with(|w| {
+            w.calls.push(format!("tag {group_id}"));
+            let keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
+            if let Err(e) = w.iam_allows(group_id, &keys) {
+                w.calls.push(format!("denied tag {group_id}"));
+                return Err(e);
+            }
+            let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("tagging a known group");
+            for (k, v) in tags {
+                g.tags.retain(|(key, _)| key != k);
+                g.tags.push((k.clone(), v.clone()));
+            }
+            Ok(())
+        })
+    }
+
+    async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
+        let _call = self.trace.enter("untag_group").await;
+        self.with(|w| {
+            w.calls.push(format!("untag {group_id}"));
+            if let Err(e) = w.iam_allows(group_id, keys) {
+                w.calls.push(format!("denied untag {group_id}"));
+                return Err(e);
+            }
+            let g = w.groups.iter_mut().find(|g| g.id == group_id).expect("untagging a known group");
+            g.tags.retain(|(k, _)| !keys.contains(&k.as_str()));
+            Ok(())
         })
     }
 }

@@ -34,6 +34,7 @@ static PORT_CHANGE_TECHNIQUE: chaoslingr_domain::technique::Technique = chaoslin
     change_prefix: "sgr-",
     config_resource_type: "AWS::EC2::SecurityGroup",
     arn_resource: "security-group",
+    record_first: false,
 };
 const PORT_CHANGE: &str = "port-change";
 

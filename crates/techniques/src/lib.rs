@@ -26,7 +26,8 @@ use std::time::SystemTime;
 use chaoslingr_aws::{AwsAdapters, AwsDetectors, AwsRecorder, Ec2};
 use chaoslingr_domain::engine::Engine;
 use chaoslingr_domain::ports::{
-    AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome, SystemClock,
+    AuthorizeOutcome, CallError, Changes, FailureKind, Ingress, IngressRequest, Markers, RevokeOutcome, SystemClock,
+    Targets,
 };
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::TaggedRule;
@@ -82,37 +83,37 @@ pub trait Adapter: Send + Sync {
 
 impl<T: Ingress> Adapter for T {
     fn technique(&self) -> TechniqueRef {
-        Ingress::techniques(self)[0]
+        Targets::techniques(self)[0]
     }
     fn groups_with_tag_key<'a>(&'a self, tag_key: &'a str) -> Boxed<'a, Result<Vec<GroupInfo>, CallError>> {
-        Box::pin(Ingress::groups_with_tag_key(self, tag_key))
+        Box::pin(Targets::groups_with_tag_key(self, tag_key))
     }
     fn group<'a>(&'a self, group_id: &'a str) -> Boxed<'a, Result<Option<GroupInfo>, CallError>> {
-        Box::pin(Ingress::group(self, group_id))
+        Box::pin(Targets::group(self, group_id))
     }
     fn experiment_rules(&self) -> Boxed<'_, Result<Vec<TaggedRule>, CallError>> {
-        Box::pin(Ingress::experiment_rules(self))
+        Box::pin(Changes::experiment_rules(self))
     }
     fn group_rules<'a>(&'a self, group_id: &'a str) -> Boxed<'a, Result<Vec<TaggedRule>, CallError>> {
-        Box::pin(Ingress::group_rules(self, group_id))
+        Box::pin(Changes::group_rules(self, group_id))
     }
     fn rule<'a>(&'a self, rule_id: &'a str) -> Boxed<'a, Result<Option<TaggedRule>, CallError>> {
-        Box::pin(Ingress::rule(self, rule_id))
+        Box::pin(Changes::rule(self, rule_id))
     }
     fn authorize<'a>(&'a self, request: &'a IngressRequest) -> Boxed<'a, Result<AuthorizeOutcome, CallError>> {
-        Box::pin(Ingress::authorize(self, request))
+        Box::pin(Changes::authorize(self, request))
     }
     fn revoke<'a>(&'a self, group_id: &'a str, rule_id: &'a str) -> Boxed<'a, Result<RevokeOutcome, CallError>> {
-        Box::pin(Ingress::revoke(self, group_id, rule_id))
+        Box::pin(Changes::revoke(self, group_id, rule_id))
     }
     fn tag_group<'a>(&'a self, group_id: &'a str, tags: &'a [(String, String)]) -> Boxed<'a, Result<(), CallError>> {
-        Box::pin(Ingress::tag_group(self, group_id, tags))
+        Box::pin(Markers::tag_group(self, group_id, tags))
     }
     fn untag_group<'a>(&'a self, group_id: &'a str, keys: &'a [&'a str]) -> Boxed<'a, Result<(), CallError>> {
-        Box::pin(Ingress::untag_group(self, group_id, keys))
+        Box::pin(Markers::untag_group(self, group_id, keys))
     }
     fn aws_time(&self) -> Option<SystemTime> {
-        Ingress::aws_time(self)
+        Targets::aws_time(self)
     }
 }
 
@@ -172,39 +173,53 @@ async fn concat<T>(parts: Vec<Boxed<'_, Result<Vec<T>, CallError>>>) -> Result<V
     Ok(out)
 }
 
-impl Ingress for Techniques {
+impl Targets for Techniques {
     fn techniques(&self) -> &'static [TechniqueRef] {
         all()
     }
+
     async fn groups_with_tag_key(&self, tag_key: &str) -> Result<Vec<GroupInfo>, CallError> {
         concat(self.adapters.iter().map(|a| a.groups_with_tag_key(tag_key)).collect()).await
     }
+
     async fn group(&self, group_id: &str) -> Result<Option<GroupInfo>, CallError> {
         self.for_target(group_id, "describe")?.group(group_id).await
     }
+
+    fn aws_time(&self) -> Option<SystemTime> {
+        self.adapters.iter().find_map(|a| a.aws_time())
+    }
+}
+
+impl Changes for Techniques {
     async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
         concat(self.adapters.iter().map(|a| a.experiment_rules()).collect()).await
     }
+
     async fn group_rules(&self, group_id: &str) -> Result<Vec<TaggedRule>, CallError> {
         self.for_target(group_id, "describe")?.group_rules(group_id).await
     }
+
     async fn rule(&self, rule_id: &str) -> Result<Option<TaggedRule>, CallError> {
         self.for_change(rule_id, "describe")?.rule(rule_id).await
     }
+
     async fn authorize(&self, request: &IngressRequest) -> Result<AuthorizeOutcome, CallError> {
         self.for_target(&request.security_group_id, "authorize")?.authorize(request).await
     }
+
     async fn revoke(&self, group_id: &str, rule_id: &str) -> Result<RevokeOutcome, CallError> {
         self.for_target(group_id, "revoke")?.revoke(group_id, rule_id).await
     }
+}
+
+impl Markers for Techniques {
     async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
         self.for_target(group_id, "CreateTags")?.tag_group(group_id, tags).await
     }
+
     async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
         self.for_target(group_id, "DeleteTags")?.untag_group(group_id, keys).await
-    }
-    fn aws_time(&self) -> Option<SystemTime> {
-        self.adapters.iter().find_map(|a| a.aws_time())
     }
 }
 

@@ -13,7 +13,9 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_types::body::SdkBody;
 use chaoslingr_domain::experiment::{PortRange, Protocol};
 use chaoslingr_domain::port_choice::ExistingRule;
-use chaoslingr_domain::ports::{AuthorizeOutcome, DenialSource, FailureKind, Ingress, IngressRequest, RevokeOutcome};
+use chaoslingr_domain::ports::{
+    AuthorizeOutcome, Changes, DenialSource, FailureKind, IngressRequest, RevokeOutcome, Targets,
+};
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
 use chaoslingr_techniques::port_change::Ec2Ingress;

@@ -5,7 +5,9 @@ use aws_sdk_ec2::types::{Filter, NetworkAcl, NetworkAclEntry, PortRange as AwsPo
 use aws_sdk_ec2::Client;
 use chaoslingr_aws::call_error;
 use chaoslingr_aws::ec2::{tag_pairs, Ec2};
-use chaoslingr_domain::ports::{AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome};
+use chaoslingr_domain::ports::{
+    AuthorizeOutcome, CallError, Changes, FailureKind, IngressRequest, Markers, RevokeOutcome, Targets,
+};
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
 use chaoslingr_domain::technique::TechniqueRef;
@@ -92,7 +94,7 @@ impl NaclEntries {
     }
 }
 
-impl Ingress for NaclEntries {
+impl Targets for NaclEntries {
     fn techniques(&self) -> &'static [TechniqueRef] {
         &super::ONLY
     }
@@ -110,6 +112,12 @@ impl Ingress for NaclEntries {
         Ok(self.acl(group_id).await?.as_ref().map(target_info))
     }
 
+    fn aws_time(&self) -> Option<std::time::SystemTime> {
+        self.ec2.clock.now()
+    }
+}
+
+impl Changes for NaclEntries {
     /// The entry each ACL's record names, for every ACL carrying an experiment record.
     #[instrument(skip(self), err)]
     async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
@@ -265,7 +273,9 @@ impl Ingress for NaclEntries {
             }
         }
     }
+}
 
+impl Markers for NaclEntries {
     /// `CreateTags` on the ACL: the marker of an experiment.
     #[instrument(skip(self, tags), err)]
     async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
@@ -276,9 +286,5 @@ impl Ingress for NaclEntries {
     #[instrument(skip(self, keys), err)]
     async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
         self.ec2.untag(group_id, keys).await
-    }
-
-    fn aws_time(&self) -> Option<std::time::SystemTime> {
-        self.ec2.clock.now()
     }
 }

@@ -38,6 +38,7 @@ pub static TECHNIQUE: Technique = Technique {
     change_prefix: "acl-",
     config_resource_type: "AWS::EC2::NetworkAcl",
     arn_resource: "network-acl",
+    record_first: true,
 };
 
 pub(crate) static ONLY: [TechniqueRef; 1] = [&TECHNIQUE];

@@ -6,7 +6,9 @@ use aws_sdk_ec2::types::{
 };
 use aws_sdk_ec2::Client;
 use chaoslingr_domain::port_choice::ExistingRule;
-use chaoslingr_domain::ports::{AuthorizeOutcome, CallError, FailureKind, Ingress, IngressRequest, RevokeOutcome};
+use chaoslingr_domain::ports::{
+    AuthorizeOutcome, CallError, Changes, FailureKind, IngressRequest, Markers, RevokeOutcome, Targets,
+};
 use chaoslingr_domain::selection::GroupInfo;
 use chaoslingr_domain::tags::{self, TaggedRule};
 use tracing::{debug, instrument};
@@ -96,7 +98,7 @@ fn tagged_rule(r: &SecurityGroupRule) -> TaggedRule {
     }
 }
 
-impl Ingress for Ec2Ingress {
+impl Targets for Ec2Ingress {
     fn techniques(&self) -> &'static [TechniqueRef] {
         &super::ONLY
     }
@@ -136,6 +138,12 @@ impl Ingress for Ec2Ingress {
         }
     }
 
+    fn aws_time(&self) -> Option<std::time::SystemTime> {
+        self.ec2.clock.now()
+    }
+}
+
+impl Changes for Ec2Ingress {
     /// `DescribeSecurityGroupRules` filtered on the experiment-id tag key, every page.
     #[instrument(skip(self), err)]
     async fn experiment_rules(&self) -> Result<Vec<TaggedRule>, CallError> {
@@ -239,7 +247,9 @@ impl Ingress for Ec2Ingress {
             }
         }
     }
+}
 
+impl Markers for Ec2Ingress {
     /// `CreateTags` on the group: the marker of an experiment.
     #[instrument(skip(self, tags), err)]
     async fn tag_group(&self, group_id: &str, tags: &[(String, String)]) -> Result<(), CallError> {
@@ -250,9 +260,5 @@ impl Ingress for Ec2Ingress {
     #[instrument(skip(self, keys), err)]
     async fn untag_group(&self, group_id: &str, keys: &[&str]) -> Result<(), CallError> {
         self.ec2.untag(group_id, keys).await
-    }
-
-    fn aws_time(&self) -> Option<std::time::SystemTime> {
-        self.ec2.clock.now()
     }
 }

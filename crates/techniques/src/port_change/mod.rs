@@ -23,6 +23,7 @@ pub static TECHNIQUE: Technique = Technique {
     change_prefix: "sgr-",
     config_resource_type: "AWS::EC2::SecurityGroup",
     arn_resource: "security-group",
+    record_first: false,
 };
 
 pub(crate) static ONLY: [TechniqueRef; 1] = [&TECHNIQUE];
