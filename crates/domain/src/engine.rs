@@ -834,7 +834,42 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 true
             }
         };
+        self.step(record, state, readings, rule_present, &[], now)
+    }
+
+    /// The one observe-and-judge step of every watcher, a person's run and the judge's
+    /// tick alike: folds one reading of the detectors, and whether the change is still
+    /// there, into `state`, adds what earlier watchers saw (`seen`, each firing at its own
+    /// earliest timestamp: an alarm that fired and returned to OK between readings is not
+    /// forgotten), and judges. A record that says it was injected in the future is closed
+    /// at once.
+    pub(crate) fn step(
+        &self,
+        record: &ExperimentRecord,
+        state: &mut WatchState,
+        readings: Vec<(Detector, crate::judge::Reading)>,
+        rule_present: bool,
+        seen: &[(Detector, SystemTime)],
+        now: SystemTime,
+    ) -> Verdict {
         state.observe(record, readings, rule_present, now);
+        for (d, at) in seen {
+            if let Some(track) = state.detectors.get_mut(d) {
+                if track.fired.as_ref().is_none_or(|(t, _)| at < t) {
+                    track.fired = Some((*at, crate::scheduled::seen_earlier(d, *at)));
+                }
+            }
+        }
+        if record.injected_at > now + CLOCK_TOLERANCE {
+            return Verdict::Final {
+                outcome: Outcome::Failed,
+                reason: format!(
+                    "the record says the rule was injected at {}, in the future: closed at once",
+                    rfc3339(record.injected_at)
+                ),
+                detections: judge::reports(record, state),
+            };
+        }
         judge::judge(record, state, now)
     }
 

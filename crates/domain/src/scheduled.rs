@@ -95,7 +95,7 @@ impl TickReport {
 pub const SETTLING: Duration = Duration::from_secs(30);
 
 /// The evidence of a detection remembered from an earlier tick (its own timestamp kept).
-fn seen_earlier(d: &Detector, at: SystemTime) -> String {
+pub(crate) fn seen_earlier(d: &Detector, at: SystemTime) -> String {
     format!("{d} noticed at {} (seen by an earlier judge tick)", rfc3339_millis(at))
 }
 
@@ -309,28 +309,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
         let mut state = WatchState::new(&record);
         let readings = self.observe_bounded(&record).await;
-        state.observe(&record, readings, rule_present, now);
-        // Earlier ticks' firings count, at their own (earliest) timestamps: an alarm that
-        // fired and returned to OK between ticks is not forgotten.
-        for (d, at) in &seen {
-            if let Some(track) = state.detectors.get_mut(d) {
-                if track.fired.as_ref().is_none_or(|(t, _)| at < t) {
-                    track.fired = Some((*at, seen_earlier(d, *at)));
-                }
-            }
-        }
-        let verdict = if record.injected_at > now + CLOCK_TOLERANCE {
-            Verdict::Final {
-                outcome: Outcome::Failed,
-                reason: format!(
-                    "the record says the rule was injected at {}, in the future: closed at once",
-                    rfc3339(record.injected_at)
-                ),
-                detections: judge::reports(&record, &state),
-            }
-        } else {
-            judge::judge(&record, &state, now)
-        };
+        let verdict = self.step(&record, &mut state, readings, rule_present, &seen, now);
         match verdict {
             Verdict::KeepWatching => {
                 let now_seen = fired(&state);
