@@ -241,7 +241,7 @@ pub fn reports(record: &ExperimentRecord, state: &WatchState) -> Vec<DetectionRe
             seconds_to_detect: None,
             could_not_see: false,
             evidence: format!(
-                "rule {} was first found gone at {}, after the deadline: closed, not remediated",
+                "{} was first found gone at {}, after the deadline: closed, not remediated",
                 record.security_group_rule_id,
                 rfc3339(at)
             ),
@@ -251,14 +251,14 @@ pub fn reports(record: &ExperimentRecord, state: &WatchState) -> Vec<DetectionRe
             detected: true,
             could_not_see: false,
             seconds_to_detect: Some(seconds_between(record.injected_at, at)),
-            evidence: format!("rule {} found removed at {}", record.security_group_rule_id, rfc3339(at)),
+            evidence: format!("{} found removed at {}", record.security_group_rule_id, rfc3339(at)),
         },
         None => DetectionReport {
             detector: REMEDIATION.into(),
             detected: false,
             seconds_to_detect: None,
             could_not_see: false,
-            evidence: format!("rule {} was still present", record.security_group_rule_id),
+            evidence: format!("{} was still present", record.security_group_rule_id),
         },
     });
     out
