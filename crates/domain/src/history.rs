@@ -1,0 +1,329 @@
+//! The history of outcomes, summarised per technique and per detector: what `chaoslingr
+//! report` prints. Pure: it reads outcome objects (`chaoslingr.outcome/v1`, as published
+//! and archived) and answers which controls catch what, how fast, and whether that is
+//! getting worse.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::detector::REMEDIATION;
+use crate::outcome::Outcome;
+use crate::time::{human, parse_rfc3339};
+
+/// One detector's result in one archived outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub detector: String,
+    pub detected: bool,
+    pub seconds: Option<f64>,
+    pub could_not_see: bool,
+}
+
+/// One archived outcome, as much of it as the report uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub experiment_id: String,
+    pub experiment: String,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub target_id: Option<String>,
+    /// `tcp 40000-40002`, when a change was planned.
+    pub change: Option<String>,
+    pub concluded_at: SystemTime,
+    pub outcome: Outcome,
+    pub detections: Vec<Detection>,
+}
+
+impl Entry {
+    /// Reads one outcome object; messages of producers before techniques (no
+    /// `experiment`, `target_id`) read as `port-change` on `security_group_id`.
+    pub fn from_json(v: &Value) -> Result<Entry, String> {
+        let text = |key: &str| v.get(key).and_then(Value::as_str).map(String::from);
+        if text("schema").as_deref() != Some(crate::outcome::SCHEMA) {
+            return Err(format!("not a {} object", crate::outcome::SCHEMA));
+        }
+        let experiment_id = text("experiment_id").ok_or("no experiment_id")?;
+        let concluded = text("concluded_at").ok_or_else(|| format!("{experiment_id}: no concluded_at"))?;
+        let concluded_at = parse_rfc3339(&concluded)
+            .ok_or_else(|| format!("{experiment_id}: concluded_at `{concluded}` is not RFC 3339"))?;
+        let outcome_text = text("outcome").ok_or_else(|| format!("{experiment_id}: no outcome"))?;
+        let outcome: Outcome = outcome_text.parse().map_err(|e| format!("{experiment_id}: {e}"))?;
+        let port = |key: &str| v.get(key).and_then(Value::as_u64);
+        let change = match (text("protocol"), port("from_port"), port("to_port")) {
+            (Some(p), Some(a), Some(b)) if a == b => Some(format!("{p} {a}")),
+            (Some(p), Some(a), Some(b)) => Some(format!("{p} {a}-{b}")),
+            _ => None,
+        };
+        let detections = v
+            .get("detections")
+            .and_then(Value::as_array)
+            .map(|ds| {
+                ds.iter()
+                    .filter_map(|d| {
+                        Some(Detection {
+                            detector: d.get("detector")?.as_str()?.to_string(),
+                            detected: d.get("detected").and_then(Value::as_bool).unwrap_or(false),
+                            seconds: d.get("seconds_to_detect").and_then(Value::as_f64),
+                            could_not_see: d.get("could_not_see").and_then(Value::as_bool).unwrap_or(false),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Entry {
+            experiment: text("experiment").unwrap_or_else(|| "port-change".into()),
+            account: text("account"),
+            region: text("region"),
+            target_id: text("target_id").or_else(|| text("security_group_id")),
+            change,
+            concluded_at,
+            outcome,
+            detections,
+            experiment_id,
+        })
+    }
+
+    /// Whether a change was made (only those can be detected or missed).
+    pub fn injected(&self) -> bool {
+        self.outcome.requires_injection() || self.detections.iter().any(|d| d.detected)
+    }
+}
+
+/// How one detector did over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorSummary {
+    pub detector: String,
+    /// Experiments it watched whose change was made (and it could see).
+    pub watched: usize,
+    pub detected: usize,
+    /// Experiments it watched but could not see (not counted as misses).
+    pub could_not_see: usize,
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub max: Option<f64>,
+    /// The p90 of the period before, as long as this one.
+    pub previous_p90: Option<f64>,
+}
+
+impl DetectorSummary {
+    pub fn rate(&self) -> Option<f64> {
+        (self.watched > 0).then(|| self.detected as f64 / self.watched as f64)
+    }
+
+    /// How the time-to-detect compares with the previous period.
+    pub fn trend(&self) -> &'static str {
+        match (self.p90, self.previous_p90) {
+            (Some(now), Some(before)) if now > before * 1.1 => "slower than the previous period",
+            (Some(now), Some(before)) if now < before * 0.9 => "faster than the previous period",
+            (Some(_), Some(_)) => "as fast as the previous period",
+            _ => "no previous period to compare",
+        }
+    }
+
+    /// One line: `config:x  detected 18/20 (90%)  p90 4m12s  slower than the previous period`.
+    pub fn verdict(&self) -> String {
+        let rate = self.rate().map(|r| format!(" ({:.0}%)", r * 100.0)).unwrap_or_default();
+        let p90 = self.p90.map(|s| format!("  p90 {}", human(Duration::from_secs_f64(s)))).unwrap_or_default();
+        let blind =
+            if self.could_not_see > 0 { format!("  could not see {}", self.could_not_see) } else { String::new() };
+        format!("{}  detected {}/{}{rate}{p90}{blind}  {}", self.detector, self.detected, self.watched, self.trend())
+    }
+}
+
+/// One technique over a period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TechniqueSummary {
+    pub experiment: String,
+    pub runs: usize,
+    pub outcomes: BTreeMap<&'static str, usize>,
+    pub detectors: Vec<DetectorSummary>,
+}
+
+/// The value at quantile `q` (nearest rank) of sorted `values`.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
+
+fn p90_of(entries: &[&Entry], detector: &str) -> Option<f64> {
+    let mut times: Vec<f64> = entries
+        .iter()
+        .flat_map(|e| &e.detections)
+        .filter(|d| d.detector == detector && d.detected)
+        .filter_map(|d| d.seconds)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    quantile(&times, 0.9)
+}
+
+/// Summarises the outcomes concluded in `[since, until)`, per technique and detector,
+/// comparing each detector's p90 with the period of the same length before.
+pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec<TechniqueSummary> {
+    let length = until.duration_since(since).unwrap_or_default();
+    let before = since.checked_sub(length).unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut names: Vec<&str> = entries.iter().map(|e| e.experiment.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let of = |from: SystemTime, to: SystemTime| -> Vec<&Entry> {
+                entries
+                    .iter()
+                    .filter(|e| e.experiment == name && e.concluded_at >= from && e.concluded_at < to)
+                    .collect()
+            };
+            let now = of(since, until);
+            let earlier = of(before, since);
+            let mut outcomes = BTreeMap::new();
+            for e in &now {
+                *outcomes.entry(e.outcome.as_str()).or_insert(0) += 1;
+            }
+            let mut detectors: Vec<String> = now
+                .iter()
+                .flat_map(|e| &e.detections)
+                .map(|d| d.detector.clone())
+                .filter(|d| d != REMEDIATION)
+                .collect();
+            detectors.sort();
+            detectors.dedup();
+            let detectors = detectors
+                .into_iter()
+                .map(|detector| {
+                    let runs: Vec<&Detection> = now
+                        .iter()
+                        .filter(|e| e.injected())
+                        .flat_map(|e| &e.detections)
+                        .filter(|d| d.detector == detector)
+                        .collect();
+                    let could_not_see = runs.iter().filter(|d| d.could_not_see && !d.detected).count();
+                    let mut times: Vec<f64> = runs.iter().filter(|d| d.detected).filter_map(|d| d.seconds).collect();
+                    times.sort_by(f64::total_cmp);
+                    DetectorSummary {
+                        watched: runs.len() - could_not_see,
+                        detected: runs.iter().filter(|d| d.detected).count(),
+                        could_not_see,
+                        p50: quantile(&times, 0.5),
+                        p90: quantile(&times, 0.9),
+                        max: times.last().copied(),
+                        previous_p90: p90_of(&earlier, &detector),
+                        detector,
+                    }
+                })
+                .collect();
+            TechniqueSummary { experiment: name.to_string(), runs: now.len(), outcomes, detectors }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(day: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + day * 86_400)
+    }
+
+    fn outcome(id: &str, experiment: Option<&str>, day: u64, outcome: &str, detections: Value) -> Entry {
+        let mut v = json!({
+            "schema": "chaoslingr.outcome/v1",
+            "experiment_id": id,
+            "security_group_id": "sg-1",
+            "protocol": "tcp", "from_port": 40000, "to_port": 40002,
+            "concluded_at": crate::time::rfc3339_millis(at(day)),
+            "outcome": outcome,
+            "detections": detections,
+        });
+        if let Some(e) = experiment {
+            v["experiment"] = json!(e);
+        }
+        Entry::from_json(&v).unwrap()
+    }
+
+    fn det(detector: &str, seconds: Option<f64>) -> Value {
+        json!({"detector": detector, "detected": seconds.is_some(), "seconds_to_detect": seconds, "evidence": ""})
+    }
+
+    #[test]
+    fn outcomes_are_read_old_and_new_and_refused_when_not_outcomes() {
+        let e = outcome("cs-1", None, 0, "detected", json!([det("alarm:a", Some(3.0))]));
+        assert_eq!((e.experiment.as_str(), e.target_id.as_deref()), ("port-change", Some("sg-1")));
+        assert_eq!(e.change.as_deref(), Some("tcp 40000-40002"));
+        assert!(e.injected());
+        assert!(Entry::from_json(&json!({"schema": "chaoslingr.started/v1"})).unwrap_err().contains("not a"));
+        let bad = json!({"schema": "chaoslingr.outcome/v1", "experiment_id": "cs-2", "concluded_at": "noon", "outcome": "detected"});
+        assert!(Entry::from_json(&bad).unwrap_err().contains("not RFC 3339"));
+    }
+
+    #[test]
+    fn each_detector_gets_its_rate_its_times_and_its_trend() {
+        // The period before: the alarm at 10s each time.
+        let mut entries: Vec<Entry> = (0..5)
+            .map(|i| {
+                outcome(&format!("cs-old-{i}"), Some("port-change"), i, "detected", json!([det("alarm:a", Some(10.0))]))
+            })
+            .collect();
+        // This period: the alarm slower (20s .. 60s), Config missing twice, one aborted run.
+        for (i, secs) in [20.0, 30.0, 40.0, 50.0, 60.0].into_iter().enumerate() {
+            let config = if i < 2 { det("config:c", None) } else { det("config:c", Some(100.0 + i as f64)) };
+            entries.push(outcome(
+                &format!("cs-{i}"),
+                Some("port-change"),
+                10 + i as u64,
+                "detected",
+                json!([det("alarm:a", Some(secs)), config, det("remediation", None)]),
+            ));
+        }
+        entries.push(outcome("cs-aborted", Some("port-change"), 12, "aborted", json!([])));
+        entries.push(outcome("cs-acl", Some("nacl-entry"), 12, "undetected", json!([det("alarm:n", None)])));
+
+        let summary = summarize(&entries, at(10), at(20));
+        assert_eq!(summary.iter().map(|t| t.experiment.as_str()).collect::<Vec<_>>(), ["nacl-entry", "port-change"]);
+        let pc = &summary[1];
+        assert_eq!(pc.runs, 6);
+        assert_eq!((pc.outcomes["detected"], pc.outcomes["aborted"]), (5, 1));
+        let alarm = pc.detectors.iter().find(|d| d.detector == "alarm:a").unwrap();
+        assert_eq!((alarm.watched, alarm.detected), (5, 5));
+        assert_eq!((alarm.p50, alarm.p90, alarm.max), (Some(40.0), Some(60.0), Some(60.0)));
+        assert_eq!(alarm.trend(), "slower than the previous period");
+        assert_eq!(alarm.verdict(), "alarm:a  detected 5/5 (100%)  p90 1m  slower than the previous period");
+        let config = pc.detectors.iter().find(|d| d.detector == "config:c").unwrap();
+        assert_eq!((config.watched, config.detected), (5, 3));
+        assert_eq!(config.trend(), "no previous period to compare");
+        assert!(pc.detectors.iter().all(|d| d.detector != "remediation"));
+        let acl = &summary[0].detectors[0];
+        assert_eq!((acl.watched, acl.detected, acl.rate()), (1, 0, Some(0.0)));
+    }
+
+    #[test]
+    fn a_detector_that_could_not_see_is_not_a_miss() {
+        let blind =
+            json!([{"detector": "config:c", "detected": false, "seconds_to_detect": null, "could_not_see": true}]);
+        let entries = vec![outcome("cs-1", Some("nacl-entry"), 1, "failed", blind)];
+        let s = summarize(&entries, at(0), at(7));
+        let c = &s[0].detectors[0];
+        assert_eq!((c.watched, c.detected, c.could_not_see), (0, 0, 0), "a failed run made no change to see");
+        let blind = json!([
+            {"detector": "config:c", "detected": false, "could_not_see": true},
+            {"detector": "alarm:a", "detected": true, "seconds_to_detect": 2.0}
+        ]);
+        let s = summarize(&[outcome("cs-2", Some("nacl-entry"), 1, "detected", blind)], at(0), at(7));
+        let c = s[0].detectors.iter().find(|d| d.detector == "config:c").unwrap();
+        assert_eq!((c.watched, c.could_not_see, c.rate()), (0, 1, None));
+        assert!(c.verdict().contains("could not see 1"), "{}", c.verdict());
+    }
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
+        assert_eq!((quantile(&v, 0.5), quantile(&v, 0.9), quantile(&v, 1.0)), (Some(5.0), Some(9.0), Some(10.0)));
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[7.0], 0.9), Some(7.0));
+    }
+}
