@@ -11,6 +11,7 @@ mod iam;
 mod lab;
 mod lambdas;
 mod nacl;
+mod report;
 mod soak;
 
 const LIMIT: Duration = Duration::from_secs(120);

@@ -6,6 +6,7 @@
 
 mod inspect;
 mod output;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -82,6 +83,35 @@ enum Command {
     /// One judge tick, as the scheduled judge function runs it: conclude and revert every
     /// experiment that is decided or past its deadline, finish what a crashed tick left.
     Judge(ListArgs),
+    /// How well each control detects: per technique and detector, experiments, outcome
+    /// counts, detection rate, time-to-detect p50/p90/max against the previous period, and
+    /// the gaps, from outcome objects (`run --json` output, SNS messages, an archive).
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// Outcome objects to read: a file of JSON lines or a JSON array, or a directory of
+    /// such files (*.json, *.jsonl, *.ndjson; repeatable). Start messages and other
+    /// schemas are skipped.
+    #[arg(long, value_name = "PATH", required = true)]
+    from: Vec<std::path::PathBuf>,
+
+    /// The period, back from now, e.g. 7d, 30d, 12h [default: 30d].
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    since: String,
+
+    /// Only this technique (port-change, nacl-entry).
+    #[arg(long, value_name = "TECHNIQUE")]
+    experiment: Option<String>,
+
+    /// table, json (schema chaoslingr.report/v1) or csv (one row per experiment).
+    #[arg(long, value_name = "FORMAT", default_value = "table")]
+    format: String,
+
+    /// Write the report to this file instead of stdout (its path is printed).
+    #[arg(long, value_name = "FILE")]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +341,19 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             }
             let engine = engine(Settings::from_env()?).await?;
             inspect::revert(&engine, id, args.json).await
+        }
+        Command::Report(args) => {
+            let since = humantime::parse_duration(&args.since).map_err(|e| Failure {
+                status: exit::BAD_INPUT,
+                error: anyhow::anyhow!("--since `{}`: {e} (e.g. 7d, 30d, 12h)", args.since),
+            })?;
+            report::report(&report::ReportRequest {
+                from: args.from,
+                since,
+                experiment: args.experiment,
+                format: args.format,
+                out: args.out,
+            })
         }
         Command::Judge(args) => {
             let engine = engine(Settings::from_env()?).await?;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::detector::REMEDIATION;
@@ -92,7 +93,7 @@ impl Entry {
 }
 
 /// How one detector did over a period.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DetectorSummary {
     pub detector: String,
     /// Experiments it watched whose change was made (and it could see).
@@ -133,7 +134,7 @@ impl DetectorSummary {
 }
 
 /// One technique over a period.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TechniqueSummary {
     pub experiment: String,
     pub runs: usize,
