@@ -4,7 +4,7 @@
 Run it with the lab's Python, which has boto3 (it comes with moto):
 
     infra/.venv/bin/python infra/seed.py seed    [--endpoint URL] [--region us-east-1]
-    infra/.venv/bin/python infra/seed.py receive [--endpoint URL] --queue-url URL [--wait 5]
+    infra/.venv/bin/python infra/seed.py receive [--endpoint URL] --queue-url URL [--wait 5] [--save DIR]
     infra/.venv/bin/python infra/seed.py reset   [--endpoint URL]
 
 --endpoint defaults to the emulator started by infra/emulator.sh (infra/.run/emulator.port).
@@ -338,6 +338,18 @@ def cmd_receive(args):
         }
         decoded.append({"body": body, "attributes": attributes})
 
+    if args.save:
+        # One file per message body, named by experiment id when it has one: what
+        # `chaoslingr report --from DIR` reads.
+        save = Path(args.save)
+        save.mkdir(parents=True, exist_ok=True)
+        for i, message in enumerate(decoded, 1):
+            body = message["body"]
+            name = body.get("experiment_id") if isinstance(body, dict) else None
+            schema = body.get("schema", "message").split("/")[0].split(".")[-1] if isinstance(body, dict) else "message"
+            (save / f"{name or 'message-' + str(i)}.{schema}.json").write_text(
+                json.dumps(body) if not isinstance(body, str) else body
+            )
     if args.json:
         print(json.dumps(decoded, indent=2))
     else:
@@ -394,6 +406,7 @@ def main():
     p.add_argument("--keep", action="store_true", help="leave the messages on the queue")
     p.add_argument("--json", action="store_true", help="print one JSON array of {body, attributes}")
     p.add_argument("--require", action="store_true", help="exit 1 when no message arrived")
+    p.add_argument("--save", metavar="DIR", help="also write each message body to DIR as <experiment id>.<kind>.json")
     p.set_defaults(func=cmd_receive)
 
     p = sub.add_parser("reset", help="forget everything the emulator holds")

@@ -497,10 +497,33 @@ fn demo() -> Result<()> {
     header("[9/9] chaoslingr status, and the outcome messages that arrived over SNS");
     run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["status"]))?;
     println!("\nThe SQS queue subscribed to {topic_arn} received:");
+    let outcomes = ws.root.join("infra").join(".run").join("outcomes");
+    let _ = std::fs::remove_dir_all(&outcomes);
+    let saved = outcomes.to_string_lossy().to_string();
     run_ok(
         &ws,
-        &mut ws.seed(["receive", "--endpoint", &emulator, "--queue-url", &queue_url, "--wait", "5", "--require"]),
+        &mut ws.seed([
+            "receive",
+            "--endpoint",
+            &emulator,
+            "--queue-url",
+            &queue_url,
+            "--wait",
+            "5",
+            "--require",
+            "--save",
+            &saved,
+        ]),
     )?;
+    let report = ws.root.join("infra").join(".run").join("report.txt");
+    println!("\nThe report over those outcomes (chaoslingr report --from {saved}):");
+    run_ok(&ws, &mut ws.chaoslingr(&endpoint, &["report", "--from", &saved, "--since", "1d"]))?;
+    run_ok(
+        &ws,
+        &mut ws
+            .chaoslingr(&endpoint, &["report", "--from", &saved, "--since", "1d", "--out", &report.to_string_lossy()]),
+    )?;
+    println!("Report written to {}", report.display());
 
     println!("\nDemo finished in {}.", human(started.elapsed()));
     Ok(())
