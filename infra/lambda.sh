@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Packages ChaoSlingr's Lambda functions (inject, judge, notify) with cargo-lambda, which
-# the project installs from PyPI (with the Zig toolchain it links with) into
-# infra/.venv-lambda. Nothing is installed globally.
+# Packages ChaoSlingr's Lambda functions (inject, judge, notify, archive) with
+# cargo-lambda, which the project installs from PyPI (with the Zig toolchain it links
+# with) into infra/.venv-lambda. Nothing is installed globally.
 set -euo pipefail
 
 INFRA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -9,20 +9,24 @@ ROOT="$(cd "$INFRA_DIR/.." && pwd)"
 VENV="$INFRA_DIR/.venv-lambda"
 REQUIREMENTS="$INFRA_DIR/lambda-requirements.txt"
 PYTHON="${CHAOSLINGR_PYTHON:-python3}"
-FUNCTIONS=(inject judge notify)
+# The functions, by binary name (target/lambda/<name>/bootstrap.zip); package_of names
+# each one's cargo package.
+FUNCTIONS=(inject judge notify archive)
 # shellcheck source=infra/venv.sh
 source "$INFRA_DIR/venv.sh"
 
 usage() {
-    cat <<USAGE
+    # Quoted: the text is printed as is, never expanded (its `cargo ...` is not run).
+    cat <<'USAGE'
 Usage: infra/lambda.sh COMMAND
 
 Commands:
   install   create infra/.venv-lambda with cargo-lambda and ziglang from
             infra/lambda-requirements.txt (only when missing or changed)
   build     install if needed, then
-              cargo lambda build --release --arm64 --output-format zip \\
-                -p chaoslingr-inject -p chaoslingr-judge -p chaoslingr-notify
+              cargo lambda build --release --arm64 --output-format zip \
+                -p chaoslingr-inject -p chaoslingr-judge -p chaoslingr-notify \
+                -p chaoslingr-archive-fn
             and list target/lambda/<function>/bootstrap.zip with their sizes.
             cargo-lambda adds the aarch64-unknown-linux-gnu target with rustup
             when it is missing. Set CHAOSLINGR_LAMBDA_ARCH=x86-64 for x86_64.
@@ -37,6 +41,13 @@ USAGE
 }
 
 log() { printf '%s\n' "lambda: $*" >&2; }
+# chaoslingr-<function>, except archive: chaoslingr-archive is its library crate.
+package_of() {
+    case "$1" in
+    archive) echo chaoslingr-archive-fn ;;
+    *) echo "chaoslingr-$1" ;;
+    esac
+}
 die() {
     log "error: $*"
     exit 1
@@ -52,7 +63,7 @@ cmd_build() {
     cmd_install
     local arch="--${CHAOSLINGR_LAMBDA_ARCH:-arm64}"
     local packages=()
-    for f in "${FUNCTIONS[@]}"; do packages+=(-p "chaoslingr-$f"); done
+    for f in "${FUNCTIONS[@]}"; do packages+=(-p "$(package_of "$f")"); done
     (cd "$ROOT" && PATH="$VENV/bin:$PATH" cargo lambda build --release "$arch" --output-format zip "${packages[@]}") ||
         die "cargo lambda build failed"
     local target="${CARGO_TARGET_DIR:-$ROOT/target}"

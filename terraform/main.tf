@@ -1,7 +1,7 @@
-# ChaoSlingr's scheduled security chaos experiments: the inject, judge and notify
-# functions, their schedules, roles, topic, dead-letter queue, optional detectors and a
-# dashboard. The resources are split by topic: kms.tf, iam.tf, lambda.tf, schedule.tf,
-# notifications.tf, detectors.tf, dashboard.tf.
+# ChaoSlingr's scheduled security chaos experiments: the inject, judge, notify and archive
+# functions, their schedules, roles, topic, dead-letter queue, outcome archive, optional
+# detectors and a dashboard. The resources are split by topic: kms.tf, iam.tf, lambda.tf,
+# schedule.tf, notifications.tf, archive.tf, detectors.tf, dashboard.tf.
 
 data "aws_partition" "current" {}
 
@@ -14,7 +14,8 @@ locals {
   region     = data.aws_region.current.name
   account_id = data.aws_caller_identity.current.account_id
 
-  # The one key for the topic and the log groups: one made here, or the caller's.
+  # The one key for the topic, the log groups and the archive: one made here, or the
+  # caller's.
   # Whether things exist is decided by booleans only, so counts never wait for an ARN
   # that is known only after apply.
   kms_key_arn = var.create_kms_key ? aws_kms_key.this[0].arn : var.kms_key_arn
@@ -41,6 +42,14 @@ locals {
   webhook_parameter_kms_key_arn = var.slack_webhook_ssm_parameter == null ? null : (
     var.slack_webhook_kms_key_arn != null ? var.slack_webhook_kms_key_arn : data.aws_kms_alias.ssm[0].target_key_arn
   )
+
+  # The outcome archive (archive.tf). Its bucket is encrypted with the module's key when
+  # there is one (decided by booleans, like every count), else with S3 managed keys.
+  # Written as a conditional: checkov cannot evaluate `a || b != null`.
+  archive_uses_kms    = var.create_kms_key ? true : var.kms_key_arn != null
+  archive_kms_key_arn = local.archive_uses_kms ? local.kms_key_arn : null
+  archive_bucket      = var.archive_outcomes ? aws_s3_bucket.archive[0].id : null
+  archive_url         = var.archive_outcomes ? "s3://${aws_s3_bucket.archive[0].id}/${var.archive_prefix}" : null
 
   # ARN prefixes the policies scope to.
   ec2_arn_prefix          = "arn:${local.partition}:ec2:${local.region}:${local.account_id}"
@@ -86,15 +95,19 @@ locals {
   )
 
   default_zip = {
-    inject = "${path.module}/../target/lambda/inject/bootstrap.zip"
-    judge  = "${path.module}/../target/lambda/judge/bootstrap.zip"
-    notify = "${path.module}/../target/lambda/notify/bootstrap.zip"
+    inject  = "${path.module}/../target/lambda/inject/bootstrap.zip"
+    judge   = "${path.module}/../target/lambda/judge/bootstrap.zip"
+    notify  = "${path.module}/../target/lambda/notify/bootstrap.zip"
+    archive = "${path.module}/../target/lambda/archive/bootstrap.zip"
   }
 
   # One entry per function; lambda.tf and iam.tf create one of each resource per entry.
   # Retries: inject and judge never retry, because the next schedule or tick is the
   # retry (and a late inject must not start an experiment nobody expects); notify
-  # retries twice so a Slack hiccup does not lose a message.
+  # retries twice so a Slack hiccup does not lose a message; archive retries twice and
+  # keeps an outcome for up to six hours (the maximum), because the archive is the record
+  # an auditor reads: a throttle or an S3 hiccup must not lose it, and a late write is
+  # harmless (the same key is overwritten).
   functions = merge(
     {
       inject = {
@@ -127,9 +140,20 @@ locals {
         environment          = tomap({ CHAOSLINGR_SLACK_WEBHOOK = local.webhook_source })
       }
     } : {},
+    var.archive_outcomes ? {
+      archive = {
+        description          = "ChaoSlingr: keeps every outcome from the topic as one object in the S3 outcome archive."
+        zip                  = coalesce(var.archive_zip_path, local.default_zip.archive)
+        timeout              = var.archive_timeout
+        reserved_concurrency = var.archive_reserved_concurrency
+        retries              = 2
+        max_event_age        = 21600
+        environment          = tomap({ CHAOSLINGR_ARCHIVE = local.archive_url })
+      }
+    } : {},
   )
 
-  function_names  = { for k in ["inject", "judge", "notify"] : k => "${var.name}-${k}" }
+  function_names  = { for k in ["inject", "judge", "notify", "archive"] : k => "${var.name}-${k}" }
   log_group_names = { for k, name in local.function_names : k => "/aws/lambda/${name}" }
 }
 

@@ -1,5 +1,6 @@
 # The topic every start and outcome is published to (created KMS-encrypted, or the
-# caller's), and the optional Slack notifier subscribed to it.
+# caller's), and the optional Slack notifier subscribed to it. The archive's subscription
+# is in archive.tf.
 
 resource "aws_sns_topic" "this" {
   count = var.create_topic ? 1 : 0
@@ -14,6 +15,12 @@ resource "aws_sns_topic" "this" {
 # The notifier receives only ChaoSlingr's own messages (starts and outcomes carry the
 # `experiment` attribute). Alarm notifications on the same topic are for people and
 # other subscribers; the notifier would refuse them as unreadable.
+#
+# Quiet outcomes never reach Slack: a scheduled run that aborted in pre-flight because
+# nothing was meant to run (the kill switch is on, outside the allowed hours, the maximum
+# of active experiments reached) is published with the attribute `quiet = "true"`, so the
+# archive keeps the record, but an hourly "aborted: disabled" in the channel would only
+# teach people to ignore it. SNS ANDs the keys: both must hold.
 resource "aws_sns_topic_subscription" "notify" {
   count = local.notify_enabled ? 1 : 0
 
@@ -24,6 +31,7 @@ resource "aws_sns_topic_subscription" "notify" {
   filter_policy_scope = "MessageAttributes"
   filter_policy = jsonencode({
     experiment = [{ exists = true }]
+    quiet      = [{ exists = false }]
   })
 }
 

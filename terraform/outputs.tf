@@ -28,6 +28,16 @@ output "notify_function_arn" {
   value       = try(aws_lambda_function.function["notify"].arn, null)
 }
 
+output "archive_function_name" {
+  description = "Name of the archive function, or null when archive_outcomes is false."
+  value       = try(aws_lambda_function.function["archive"].function_name, null)
+}
+
+output "archive_function_arn" {
+  description = "ARN of the archive function, or null when archive_outcomes is false."
+  value       = try(aws_lambda_function.function["archive"].arn, null)
+}
+
 output "inject_role_arn" {
   description = "ARN of the inject function's execution role."
   value       = aws_iam_role.function["inject"].arn
@@ -43,13 +53,18 @@ output "notify_role_arn" {
   value       = try(aws_iam_role.function["notify"].arn, null)
 }
 
+output "archive_role_arn" {
+  description = "ARN of the archive function's execution role, or null when archive_outcomes is false."
+  value       = try(aws_iam_role.function["archive"].arn, null)
+}
+
 output "scheduler_role_arn" {
   description = "ARN of the role EventBridge Scheduler uses to invoke inject and judge."
   value       = aws_iam_role.scheduler.arn
 }
 
 output "log_group_names" {
-  description = "Log group of each function, by function (inject, judge, notify)."
+  description = "Log group of each function, by function (inject, judge, notify, archive)."
   value       = { for k, g in aws_cloudwatch_log_group.function : k => g.name }
 }
 
@@ -59,8 +74,23 @@ output "topic_arn" {
 }
 
 output "kms_key_arn" {
-  description = "ARN of the KMS key encrypting the topic and the log groups (created, or kms_key_arn)."
+  description = "ARN of the KMS key encrypting the topic, the log groups and the outcome archive (created, or kms_key_arn)."
   value       = local.kms_key_arn
+}
+
+output "archive_url" {
+  description = "Where outcomes are archived, `s3://<bucket>/<archive_prefix>`: the value of CHAOSLINGR_ARCHIVE and of `chaoslingr report --archive`. null when archive_outcomes is false."
+  value       = local.archive_url
+}
+
+output "archive_bucket" {
+  description = "Name of the outcome archive's bucket, or null when archive_outcomes is false."
+  value       = local.archive_bucket
+}
+
+output "archive_reader_policy_json" {
+  description = "IAM policy (JSON) for the people or roles that run `chaoslingr report --archive`: s3:ListBucket under `<archive_prefix>outcomes/`, s3:GetObject on the outcome objects, and kms:Decrypt through S3 when the bucket uses the module's KMS key. Attach it yourself; null when archive_outcomes is false."
+  value       = var.archive_outcomes ? module.function_policies.archive_reader : null
 }
 
 output "dead_letter_queue_url" {

@@ -55,6 +55,12 @@ variable "notify_zip_path" {
   default     = null
 }
 
+variable "archive_zip_path" {
+  description = "Path of the archive function's zip. null means `<repository>/target/lambda/archive/bootstrap.zip`, relative to this module."
+  type        = string
+  default     = null
+}
+
 variable "architecture" {
   description = "Instruction set the zips were built for: `arm64` (the default of `infra/lambda.sh build`) or `x86_64` (built with CHAOSLINGR_LAMBDA_ARCH=x86-64)."
   type        = string
@@ -121,6 +127,28 @@ variable "notify_reserved_concurrency" {
   }
 }
 
+variable "archive_timeout" {
+  description = "Timeout of the archive function, in seconds. It writes one object per outcome."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.archive_timeout >= 3 && var.archive_timeout <= 900
+    error_message = "The archive timeout must be from 3 to 900 seconds."
+  }
+}
+
+variable "archive_reserved_concurrency" {
+  description = "Reserved concurrency of the archive function. Outcomes are rare (one per experiment), so a small number is plenty; throttled SNS deliveries are retried by Lambda for up to six hours."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.archive_reserved_concurrency >= 1 && var.archive_reserved_concurrency <= 100 && floor(var.archive_reserved_concurrency) == var.archive_reserved_concurrency
+    error_message = "The archive reserved concurrency must be a whole number from 1 to 100."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention of the functions' log groups, in days (0 keeps logs forever)."
   type        = number
@@ -150,13 +178,13 @@ variable "tracing_enabled" {
 }
 
 variable "create_kms_key" {
-  description = "Create a customer managed KMS key (with rotation) for the created SNS topic and the log groups. false uses kms_key_arn instead."
+  description = "Create a customer managed KMS key (with rotation) for the created SNS topic, the log groups and the outcome archive. false uses kms_key_arn instead."
   type        = bool
   default     = true
 }
 
 variable "kms_key_arn" {
-  description = "ARN of an existing customer managed KMS key for the created SNS topic and the log groups; required when create_kms_key is false. Its policy must let CloudWatch Logs (`logs.<region>.amazonaws.com`) and, for the module's alarms, CloudWatch (`cloudwatch.amazonaws.com`) use it."
+  description = "ARN of an existing customer managed KMS key for the created SNS topic, the log groups and the outcome archive; required when create_kms_key is false. Its policy must let CloudWatch Logs (`logs.<region>.amazonaws.com`) and, for the module's alarms, CloudWatch (`cloudwatch.amazonaws.com`) use it, and let IAM policies of the account grant its use (the archive function and the archive's readers get theirs that way)."
   type        = string
   default     = null
 
@@ -491,6 +519,52 @@ variable "slack_webhook_kms_key_arn" {
   validation {
     condition     = var.slack_webhook_kms_key_arn == null || can(regex("^arn:[^:]+:kms:[a-z0-9-]+:[0-9]{12}:key/.+$", var.slack_webhook_kms_key_arn))
     error_message = "The webhook's KMS key must be given by its key ARN, not an alias."
+  }
+}
+
+################################################################################
+# Outcome archive
+################################################################################
+
+variable "archive_outcomes" {
+  description = "Keep every outcome published on the topic as one object in an S3 bucket the module creates (encrypted, versioned, lifecycle-limited), written by the archive function. Read it with `chaoslingr report --archive <archive_url>`."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "archive_bucket_name" {
+  description = "Name of the archive bucket. null generates a unique name starting with `<name>-outcomes-` (lowercase, `_` as `-`, the name cut to 27 characters)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.archive_bucket_name == null || try(can(regex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", var.archive_bucket_name)) && !strcontains(var.archive_bucket_name, ".."), false)
+    error_message = "The archive bucket name must be a valid S3 bucket name: 3-63 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit."
+  }
+}
+
+variable "archive_prefix" {
+  description = "Key prefix of the archive in its bucket: outcomes are written to `<archive_prefix>outcomes/v1/YYYY/MM/DD/<experiment_id>.json`. Empty, or ending with `/`; never starting with `/`."
+  type        = string
+  default     = "chaoslingr/"
+  nullable    = false
+
+  validation {
+    condition     = var.archive_prefix == "" || (endswith(var.archive_prefix, "/") && !startswith(var.archive_prefix, "/") && !strcontains(var.archive_prefix, "//") && length(var.archive_prefix) <= 512)
+    error_message = "The archive prefix must be empty, or end with \"/\" (e.g. \"chaoslingr/\"), without a leading \"/\" or an empty segment (\"//\")."
+  }
+}
+
+variable "archive_retention_days" {
+  description = "How long each outcome object is kept, in days, before the bucket's lifecycle rule expires it. Overwritten or expired versions are removed 30 days later."
+  type        = number
+  default     = 400
+  nullable    = false
+
+  validation {
+    condition     = var.archive_retention_days >= 1 && floor(var.archive_retention_days) == var.archive_retention_days
+    error_message = "The archive retention must be a whole number of days, at least 1."
   }
 }
 

@@ -468,6 +468,8 @@ async fn malformed_events_bad_settings_and_the_kill_switch_change_nothing() {
     assert!(receive_all(&s.emu, &s.inbox).await.is_empty());
 
     // AND with the kill switch on, a scheduled inject is an aborted run that writes nothing
+    // (behind the module's subscription filter of the notifier, which must not see it)
+    let notifier_inbox = filtered_inbox(&s.emu, &s.topic, "notifier-inbox", NOTIFY_FILTER).await;
     let mut off = env.clone();
     off.push(("CHAOSLINGR_ENABLED", "false"));
     let stopped = start_fn("inject", &off).await;
@@ -476,9 +478,14 @@ async fn malformed_events_bad_settings_and_the_kill_switch_change_nothing() {
     assert!(r["outcome"]["reason"].as_str().unwrap().contains("kill switch"), "{r}");
     assert!(experiment_rules(&s.emu).await.is_empty());
     assert_eq!(group_tags(&s.emu, &s.group).await, before.1);
-    // AND the abort is counted in the metrics but not published (no Slack message per
-    // skipped schedule)
-    assert!(receive_all(&s.emu, &s.inbox).await.is_empty(), "a scheduled pre-flight abort was published");
+    // AND the abort is counted in the metrics and published marked quiet: the archive's
+    // subscription receives it, the notifier's filter policy keeps it from Slack (no
+    // message per skipped schedule)
+    let published = receive_all(&s.emu, &s.inbox).await;
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert!(published[0].1.contains(&("quiet".to_string(), "true".to_string())), "{published:?}");
+    assert_eq!(serde_json::from_str::<Value>(&published[0].0).unwrap()["quiet"], true);
+    assert!(receive_all(&s.emu, &notifier_inbox).await.is_empty(), "the notifier's filter let a quiet abort through");
     let metrics = s.emu.cloudwatch().list_metrics().namespace("ChaoSlingr").metric_name("Aborted").send().await;
     assert!(!metrics.expect("list metrics").metrics().is_empty(), "the abort was not counted");
 
@@ -920,4 +927,116 @@ async fn owners_opting_an_acl_out_mid_experiment_never_lock_the_judge_out_of_its
     assert_eq!(concluded[0]["reverted"], true);
     assert_eq!(acl_entries(&s.emu, &acl).await, before);
     assert!(marker_keys(&acl_tags(&s.emu, &acl).await).is_empty(), "record left");
+}
+
+/// The filter policy the Terraform module puts on the notifier's subscription
+/// (terraform/notifications.tf): ChaoSlingr's own messages, but not the quiet ones.
+const NOTIFY_FILTER: &str = r#"{"experiment": [{"exists": true}], "quiet": [{"exists": false}]}"#;
+
+/// A queue subscribed to `topic` with `filter` on the message attributes.
+async fn filtered_inbox(emu: &Emulator, topic: &str, name: &str, filter: &str) -> String {
+    let url = emu.sqs().create_queue().queue_name(name).send().await.unwrap().queue_url().unwrap().to_string();
+    let arn = format!("arn:aws:sqs:us-east-1:123456789012:{name}");
+    emu.sns()
+        .subscribe()
+        .topic_arn(topic)
+        .protocol("sqs")
+        .endpoint(arn)
+        .attributes("RawMessageDelivery", "true")
+        .attributes("FilterPolicy", filter)
+        .attributes("FilterPolicyScope", "MessageAttributes")
+        .send()
+        .await
+        .expect("subscribe with a filter");
+    url
+}
+
+/// The envelope Lambda delivers from an SNS subscription, one record per message.
+fn sns_records(messages: &[&Value]) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            json!({"EventSource": "aws:sns", "EventVersion": "1.0", "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:outcomes:2",
+                "Sns": {"Type": "Notification", "MessageId": format!("m-{i}"), "TopicArn": "arn:aws:sns:us-east-1:123456789012:outcomes",
+                        "Subject": "ChaoSlingr", "Message": m.to_string(), "Timestamp": "2026-12-02T12:00:00.000Z",
+                        "SignatureVersion": "1", "Signature": "c2lnbmF0dXJl",
+                        "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0.pem",
+                        "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe", "MessageAttributes": {}}})
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+async fn archived_keys(emu: &Emulator, bucket: &str) -> Vec<String> {
+    let listed = emu.s3().list_objects_v2().bucket(bucket).send().await.expect("list the archive");
+    listed.contents().iter().filter_map(|o| o.key().map(String::from)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_function_keeps_each_outcome_once_and_report_reads_the_archive() {
+    // GIVEN the outcome of a real run, a start message, and the archive bucket
+    let emu = Emulator::start().await;
+    let vpc = create_vpc(&emu).await;
+    let _group = create_group(&emu, &vpc, "web", Some("true")).await;
+    let run = run_cli(&emu, &["run", "--window", "2s", "--poll-interval", "1s", "--json"], &[], LIMIT).await;
+    let outcome = run.json();
+    assert_eq!(outcome["schema"], "chaoslingr.outcome/v1", "{}", run.stderr);
+    let started = json!({"schema": "chaoslingr.started/v1", "experiment_id": outcome["experiment_id"]});
+    emu.s3().create_bucket().bucket("chaoslingr-outcomes").send().await.expect("create the bucket");
+    let env = function_env(&emu.endpoint, &[("CHAOSLINGR_ARCHIVE", "s3://chaoslingr-outcomes/chaoslingr/")]);
+    let archive = start_fn("archive", &env).await;
+
+    // WHEN the topic delivers both, and SNS delivers the outcome again
+    let first = ok(&archive.invoke(sns_records(&[&outcome, &started]), INVOKE).await, &archive);
+    let again = ok(&archive.invoke(sns_records(&[&outcome]), INVOKE).await, &archive);
+
+    // THEN the outcome is one object, keyed by the day it concluded and its id, holding
+    // exactly what was published; the start message was skipped
+    let day = outcome["concluded_at"].as_str().unwrap()[..10].replace('-', "/");
+    let key = format!("chaoslingr/outcomes/v1/{day}/{}.json", outcome["experiment_id"].as_str().unwrap());
+    assert_eq!((first["archived"].as_u64(), first["skipped"].as_u64()), (Some(1), Some(1)), "{first}");
+    assert_eq!(first["keys"][0], key.as_str());
+    assert_eq!(again["keys"][0], key.as_str());
+    assert_eq!(archived_keys(&emu, "chaoslingr-outcomes").await, [key.clone()]);
+    let object = emu.s3().get_object().bucket("chaoslingr-outcomes").key(&key).send().await.unwrap();
+    assert_eq!(object.content_type(), Some("application/json"));
+    let body: Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    assert_eq!(body, outcome);
+
+    // AND a malformed event writes nothing and is not retried
+    let inv = archive.invoke(json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "{"}}]}), INVOKE).await;
+    assert!(inv.result.as_ref().is_err_and(|e| e.error_type == "ChaoSlingr.NotRetryable.BadEvent"), "{:?}", inv.result);
+    assert_eq!(archived_keys(&emu, "chaoslingr-outcomes").await.len(), 1);
+
+    // AND a missing bucket needs a person: not retryable, and it says which bucket
+    let missing = function_env(&emu.endpoint, &[("CHAOSLINGR_ARCHIVE", "s3://no-such-bucket/x/")]);
+    let lost = start_fn("archive", &missing).await;
+    let inv = lost.invoke(sns_records(&[&outcome]), INVOKE).await;
+    let e = inv.result.as_ref().expect_err("archived into a missing bucket");
+    assert_eq!(e.error_type, "ChaoSlingr.NotRetryable.AwsError", "{e}");
+    assert!(e.error_message.contains("no-such-bucket") && e.error_message.contains("NoSuchBucket"), "{e}");
+
+    // AND a bad CHAOSLINGR_ARCHIVE fails the cold start, naming it
+    let bad = function_env(&emu.endpoint, &[("CHAOSLINGR_ARCHIVE", "my-bucket")]);
+    let broken = FunctionProcess::start("archive", &function_bin("archive"), &bad).await;
+    let inv = broken.invoke(sns_records(&[&outcome]), Duration::from_secs(20)).await;
+    assert!(inv.result.is_err());
+    let logs = broken.logs().join("\n");
+    assert!(logs.contains("CHAOSLINGR_ARCHIVE") && logs.contains("expected s3://"), "{logs}");
+    broken.kill();
+
+    // AND `report --archive` reads it back
+    let out = run_cli(
+        &emu,
+        &["report", "--archive", "s3://chaoslingr-outcomes/chaoslingr/", "--since", "1d", "--format", "json"],
+        &[],
+        LIMIT,
+    )
+    .await;
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let v = out.json();
+    assert_eq!(v["experiments"], 1, "{v}");
+    assert!(v["source"].as_str().unwrap().contains("s3://chaoslingr-outcomes/chaoslingr/"), "{v}");
+    report("archive", &archive);
 }

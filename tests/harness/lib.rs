@@ -142,6 +142,22 @@ fn moto_server() -> PathBuf {
     path
 }
 
+/// Loads `html` in headless Chromium (`infra/browser.sh check`, which installs Debian's
+/// chromium and the pinned playwright-core when missing), with JavaScript off and on, and
+/// returns its verdict: every chart in `charts` drawn, no request but the page itself, no
+/// console error, no script. Writes a full-page PNG to `screenshot` when given.
+pub fn browser_check(html: &Path, charts: &[&str], screenshot: Option<&Path>) -> (bool, serde_json::Value, String) {
+    let mut cmd = std::process::Command::new(workspace_root().join("infra/browser.sh"));
+    cmd.arg("check").arg(html).args(["--charts", &charts.join(",")]);
+    if let Some(png) = screenshot {
+        cmd.arg("--screenshot").arg(png);
+    }
+    let out = cmd.output().expect("run infra/browser.sh check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let verdict = stdout.lines().rev().find_map(|l| serde_json::from_str(l).ok()).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), verdict, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 /// The `chaoslingr` binary under test.
 pub fn chaoslingr_bin() -> PathBuf {
     let path = std::env::var_os("CHAOSLINGR_BIN").map(PathBuf::from).unwrap_or_else(|| {
@@ -223,6 +239,25 @@ impl Emulator {
     }
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.config)
+    }
+    /// S3, path-style (the emulator has no per-bucket host names).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&self.config).force_path_style(true).build())
+    }
+
+    /// Writes a seeded history of `count` outcome objects over the last `weeks` weeks into
+    /// the archive at `archive` (`s3://BUCKET/PREFIX`), keyed as the archive function keys
+    /// them (`infra/seed.py history`).
+    pub fn seed_history(&self, archive: &str, count: usize, weeks: usize, seed: u64) -> serde_json::Value {
+        let python = moto_server().with_file_name("python");
+        let out = std::process::Command::new(&python)
+            .arg(workspace_root().join("infra/seed.py"))
+            .args(["history", "--endpoint", &self.endpoint, "--archive", archive])
+            .args(["--count", &count.to_string(), "--weeks", &weeks.to_string(), "--seed", &seed.to_string()])
+            .output()
+            .expect("run infra/seed.py history");
+        assert!(out.status.success(), "seed.py history failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("seed.py history prints JSON")
     }
 
     /// `chaoslingr` with this emulator as its only AWS endpoint and nothing inherited

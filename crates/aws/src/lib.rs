@@ -10,6 +10,7 @@
 mod detectors;
 pub mod ec2;
 mod errors;
+pub mod metrics_history;
 mod recorder;
 
 pub use detectors::AwsDetectors;

@@ -154,13 +154,17 @@ impl AwsRecorder {
         let mut subject =
             format!("ChaoSlingr: {} on {}", report.outcome, report.security_group_id.as_deref().unwrap_or("no target"));
         subject.truncate(100);
-        self.sns
+        let publish = self
+            .sns
             .publish()
             .topic_arn(topic)
             .subject(subject)
             .message(report.to_json())
             .message_attributes("outcome", attribute(report.outcome.as_str()))
-            .message_attributes("experiment", attribute(report.experiment))
+            .message_attributes("experiment", attribute(report.experiment));
+        // Only on quiet outcomes: the notifier's subscription takes messages without it.
+        let publish = if report.quiet { publish.message_attributes("quiet", attribute("true")) } else { publish };
+        publish
             .send()
             .await
             .map_err(|e| call_error("Publish", &e))?;

@@ -488,6 +488,7 @@ mod recorder {
             ],
             reverted,
             dry_run: false,
+            quiet: false,
         }
     }
 

@@ -84,17 +84,26 @@ enum Command {
     /// experiment that is decided or past its deadline, finish what a crashed tick left.
     Judge(ListArgs),
     /// How well each control detects: per technique and detector, experiments, outcome
-    /// counts, detection rate, time-to-detect p50/p90/max against the previous period, and
-    /// the gaps, from outcome objects (`run --json` output, SNS messages, an archive).
+    /// counts, detection rate, time-to-detect p50/p90/max against the previous period, the
+    /// trend by week and the gaps, from outcome objects (the S3 archive, or files), as a
+    /// table, JSON, CSV or a self-contained HTML page. Without either, from the CloudWatch
+    /// metrics, saying what those cannot show.
     Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
 struct ReportArgs {
-    /// Outcome objects to read: a file of JSON lines or a JSON array, or a directory of
-    /// such files (*.json, *.jsonl, *.ndjson; repeatable). Start messages and other
-    /// schemas are skipped.
-    #[arg(long, value_name = "PATH", required = true)]
+    /// The outcome archive the Terraform module keeps (its `archive_url` output):
+    /// s3://BUCKET/PREFIX. Read with s3:ListBucket and s3:GetObject (the module's
+    /// `archive_reader_policy_json`).
+    #[arg(long, value_name = "S3_URL", env = "CHAOSLINGR_ARCHIVE")]
+    archive: Option<String>,
+
+    /// Read outcome objects from files instead: a file of JSON lines or a JSON array, or a
+    /// directory of such files (*.json, *.jsonl, *.ndjson, searched recursively, so a
+    /// copy of the archive reads as it is; repeatable). Start messages and other schemas
+    /// are skipped.
+    #[arg(long, value_name = "PATH")]
     from: Vec<std::path::PathBuf>,
 
     /// The period, back from now, e.g. 7d, 30d, 12h [default: 30d].
@@ -105,13 +114,19 @@ struct ReportArgs {
     #[arg(long, value_name = "TECHNIQUE")]
     experiment: Option<String>,
 
-    /// table, json (schema chaoslingr.report/v1) or csv (one row per experiment).
+    /// table, json (schema chaoslingr.report/v1), csv (one row per experiment, with the
+    /// schema version in each row) or html (one self-contained page of SVG charts: no
+    /// scripts, no fetches).
     #[arg(long, value_name = "FORMAT", default_value = "table")]
     format: String,
 
     /// Write the report to this file instead of stdout (its path is printed).
     #[arg(long, value_name = "FILE")]
     out: Option<std::path::PathBuf>,
+
+    /// The CloudWatch namespace read when there is no archive.
+    #[arg(long, value_name = "NAMESPACE", env = "CHAOSLINGR_NAMESPACE", default_value = "ChaoSlingr")]
+    namespace: String,
 }
 
 #[derive(Debug, Args)]
@@ -349,11 +364,14 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             })?;
             report::report(&report::ReportRequest {
                 from: args.from,
+                archive: args.archive.filter(|a| !a.trim().is_empty()),
                 since,
                 experiment: args.experiment,
                 format: args.format,
                 out: args.out,
+                namespace: args.namespace,
             })
+            .await
         }
         Command::Judge(args) => {
             let engine = engine(Settings::from_env()?).await?;

@@ -67,8 +67,9 @@ pub struct RunRequest {
     /// Target this group (or ACL) instead of choosing one; it must be opted in.
     pub target: Option<String>,
     /// Started by a schedule, not a person: pre-flight aborts (kill switch, outside the
-    /// allowed hours, maximum active) are counted in the metrics but not published, so
-    /// subscribers are not told on every schedule that nothing ran.
+    /// allowed hours, maximum active) are published marked `quiet`: the archive keeps
+    /// them and the report shows them, but Slack is not told on every schedule that
+    /// nothing ran.
     pub scheduled: bool,
 }
 
@@ -1087,24 +1088,27 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
         Ok(self.revert_checked(&id, &rule.security_group_id, rule_id, Check::Forced).await)
     }
 
-    /// A scheduled pre-flight abort: counted in the metrics, not published.
+    /// A scheduled pre-flight abort: counted and published marked `quiet`, so the archive
+    /// keeps it and Slack never sees it.
     pub(crate) async fn aborted_quietly(&self, technique: TechniqueRef, reason: String) -> RunEnd {
-        info!(reason = %reason, "aborted in pre-flight (counted, not published)");
-        self.aborted_unplanned(technique, reason, false).await
+        info!(reason = %reason, "aborted in pre-flight (counted, published quiet)");
+        self.aborted_unplanned(technique, reason, true).await
     }
 
-    /// An abort before anything was planned: counted, and published when `publish`.
-    async fn aborted_unplanned(&self, technique: TechniqueRef, reason: String, publish: bool) -> RunEnd {
+    /// An abort before anything was planned: counted and published (marked `quiet` when
+    /// `quiet`).
+    async fn aborted_unplanned(&self, technique: TechniqueRef, reason: String, quiet: bool) -> RunEnd {
         let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
-        let report = self.report_for(technique, &id, None, None, Ending::nothing_injected(Outcome::Aborted, reason));
-        let failures = if publish { self.recorder.record(&report).await } else { self.recorder.count(&report).await };
+        let mut report = self.report_for(technique, &id, None, None, Ending::nothing_injected(Outcome::Aborted, reason));
+        report.quiet = quiet;
+        let failures = self.recorder.record(&report).await;
         RunEnd::Concluded { report, revert: None, record_failures: failures.iter().map(ToString::to_string).collect() }
     }
 
     /// An abort in pre-flight or planning: nothing was written.
     pub(crate) async fn aborted_before_plan(&self, technique: TechniqueRef, reason: String) -> RunEnd {
         info!(reason = %reason, "aborted before injection");
-        self.aborted_unplanned(technique, reason, true).await
+        self.aborted_unplanned(technique, reason, false).await
     }
 
     /// An abort after planning, before anything was written.
@@ -1198,6 +1202,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             detections: ending.detections,
             reverted: ending.reverted,
             dry_run: false,
+            quiet: false,
         }
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::detector::REMEDIATION;
 use crate::outcome::Outcome;
-use crate::time::{human, parse_rfc3339};
+use crate::time::{human, parse_rfc3339, rfc3339};
 
 /// One detector's result in one archived outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +35,8 @@ pub struct Entry {
     pub concluded_at: SystemTime,
     pub outcome: Outcome,
     pub detections: Vec<Detection>,
+    /// A scheduled pre-flight abort (kill switch, allowed hours, maximum active).
+    pub quiet: bool,
 }
 
 impl Entry {
@@ -82,6 +84,7 @@ impl Entry {
             concluded_at,
             outcome,
             detections,
+            quiet: v.get("quiet").and_then(Value::as_bool).unwrap_or(false),
             experiment_id,
         })
     }
@@ -139,7 +142,64 @@ pub struct TechniqueSummary {
     pub experiment: String,
     pub runs: usize,
     pub outcomes: BTreeMap<&'static str, usize>,
+    /// Of the aborted runs, the scheduled pre-flight aborts (kill switch on, outside the
+    /// allowed hours, maximum active reached): the schedule ran, on purpose nothing did.
+    pub scheduled_skips: usize,
     pub detectors: Vec<DetectorSummary>,
+    /// The period week by week (weeks start on Monday, 00:00 UTC).
+    pub weeks: Vec<Week>,
+}
+
+/// One week of one technique.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Week {
+    /// Monday 00:00 UTC, RFC 3339.
+    pub starts: String,
+    pub runs: usize,
+    pub outcomes: BTreeMap<&'static str, usize>,
+    /// Per detector: changes it could see, and how many it detected.
+    pub detectors: BTreeMap<String, WeekRate>,
+}
+
+/// One detector in one week.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WeekRate {
+    pub watched: usize,
+    pub detected: usize,
+}
+
+impl WeekRate {
+    pub fn rate(&self) -> Option<f64> {
+        (self.watched > 0).then(|| self.detected as f64 / self.watched as f64)
+    }
+}
+
+/// Seconds from the epoch (a Thursday) to the first Monday, 1970-01-05T00:00:00Z.
+const FIRST_MONDAY: u64 = 4 * 86_400;
+const WEEK: u64 = 7 * 86_400;
+
+/// The Monday 00:00 UTC starting the week `t` is in.
+pub fn week_start(t: SystemTime) -> SystemTime {
+    let s = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let monday = if s < FIRST_MONDAY { 0 } else { FIRST_MONDAY + (s - FIRST_MONDAY) / WEEK * WEEK };
+    SystemTime::UNIX_EPOCH + Duration::from_secs(monday)
+}
+
+/// The week starts from the week of `since` to the week of the last instant before `until`.
+pub fn week_starts(since: SystemTime, until: SystemTime) -> Vec<SystemTime> {
+    let last = week_start(until.checked_sub(Duration::from_nanos(1)).unwrap_or(until));
+    let mut weeks = vec![week_start(since)];
+    while let Some(&w) = weeks.last().filter(|&&w| w < last) {
+        weeks.push(w + Duration::from_secs(WEEK));
+    }
+    weeks
+}
+
+/// The detectors an entry's change could be seen by, with whether each detected it.
+fn seen_by(e: &Entry) -> impl Iterator<Item = &Detection> {
+    e.detections
+        .iter()
+        .filter(move |d| e.injected() && d.detector != REMEDIATION && (d.detected || !d.could_not_see))
 }
 
 /// The value at quantile `q` (nearest rank) of sorted `values`.
@@ -185,6 +245,31 @@ pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec
             for e in &now {
                 *outcomes.entry(e.outcome.as_str()).or_insert(0) += 1;
             }
+            let weeks = week_starts(since, until)
+                .into_iter()
+                .map(|starts| {
+                    let ends = starts + Duration::from_secs(WEEK);
+                    let mut week = Week {
+                        starts: rfc3339(starts),
+                        runs: 0,
+                        outcomes: BTreeMap::new(),
+                        detectors: BTreeMap::new(),
+                    };
+                    for e in now.iter().filter(|e| e.concluded_at >= starts && e.concluded_at < ends) {
+                        week.runs += 1;
+                        *week.outcomes.entry(e.outcome.as_str()).or_insert(0) += 1;
+                        for d in seen_by(e) {
+                            let rate = week
+                                .detectors
+                                .entry(d.detector.clone())
+                                .or_insert(WeekRate { watched: 0, detected: 0 });
+                            rate.watched += 1;
+                            rate.detected += usize::from(d.detected);
+                        }
+                    }
+                    week
+                })
+                .collect();
             let mut detectors: Vec<String> = now
                 .iter()
                 .flat_map(|e| &e.detections)
@@ -217,7 +302,14 @@ pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec
                     }
                 })
                 .collect();
-            TechniqueSummary { experiment: name.to_string(), runs: now.len(), outcomes, detectors }
+            TechniqueSummary {
+                experiment: name.to_string(),
+                runs: now.len(),
+                outcomes,
+                scheduled_skips: now.iter().filter(|e| e.quiet).count(),
+                detectors,
+                weeks,
+            }
         })
         .collect()
 }
@@ -318,6 +410,43 @@ mod tests {
         let c = s[0].detectors.iter().find(|d| d.detector == "config:c").unwrap();
         assert_eq!((c.watched, c.could_not_see, c.rate()), (0, 1, None));
         assert!(c.verdict().contains("could not see 1"), "{}", c.verdict());
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_cover_the_period_without_holes() {
+        let t = |s: &str| parse_rfc3339(s).unwrap();
+        // 2026-12-02 is a Wednesday.
+        assert_eq!(week_start(t("2026-12-02T15:00:00Z")), t("2026-11-30T00:00:00Z"));
+        assert_eq!(week_start(t("2026-11-30T00:00:00Z")), t("2026-11-30T00:00:00Z"));
+        assert_eq!(week_start(t("2026-11-29T23:59:59Z")), t("2026-11-23T00:00:00Z"));
+        let weeks = week_starts(t("2026-11-02T15:00:00Z"), t("2026-12-02T15:00:00Z"));
+        assert_eq!(weeks.first(), Some(&t("2026-11-02T00:00:00Z")));
+        assert_eq!(weeks.last(), Some(&t("2026-11-30T00:00:00Z")));
+        assert_eq!(weeks.len(), 5);
+        assert_eq!(week_starts(t("2026-11-30T00:00:00Z"), t("2026-12-07T00:00:00Z")).len(), 1);
+    }
+
+    #[test]
+    fn each_week_counts_its_outcomes_and_its_detections() {
+        // Days 0.. are from 2026-11-18 (a Wednesday, see `at`).
+        let mut entries = vec![
+            outcome("cs-1", Some("port-change"), 0, "detected", json!([det("alarm:a", Some(5.0)), det("config:c", None)])),
+            outcome("cs-2", Some("port-change"), 1, "undetected", json!([det("alarm:a", None), det("config:c", None)])),
+            outcome("cs-3", Some("port-change"), 8, "detected", json!([det("alarm:a", Some(5.0)), det("config:c", Some(9.0))])),
+        ];
+        let mut quiet = outcome("cs-4", Some("port-change"), 9, "aborted", json!([]));
+        quiet.quiet = true;
+        entries.push(quiet);
+        let s = summarize(&entries, at(0), at(14));
+        let pc = &s[0];
+        assert_eq!((pc.runs, pc.scheduled_skips), (4, 1));
+        let weeks: Vec<(usize, Option<&WeekRate>)> = pc.weeks.iter().map(|w| (w.runs, w.detectors.get("config:c"))).collect();
+        assert_eq!(weeks.len(), 3, "{:?}", pc.weeks);
+        assert_eq!(weeks[0], (2, Some(&WeekRate { watched: 2, detected: 0 })));
+        assert_eq!(weeks[1], (2, Some(&WeekRate { watched: 1, detected: 1 })));
+        assert_eq!(weeks[2], (0, None));
+        assert_eq!(pc.weeks[1].outcomes.get("aborted"), Some(&1));
+        assert_eq!(pc.weeks[0].detectors["alarm:a"].rate(), Some(0.5));
     }
 
     #[test]

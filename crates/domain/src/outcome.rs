@@ -131,6 +131,11 @@ pub struct OutcomeReport {
     /// Whether the injected rule is gone (true when nothing was injected).
     pub reverted: bool,
     pub dry_run: bool,
+    /// A scheduled pre-flight abort (kill switch on, outside the allowed hours, maximum
+    /// active reached): counted and archived, but never posted to Slack, so a schedule
+    /// that is paused on purpose makes no noise. Published with the message attribute
+    /// `quiet` so the notifier's subscription filters it out.
+    pub quiet: bool,
 }
 
 pub const SCHEMA: &str = "chaoslingr.outcome/v1";

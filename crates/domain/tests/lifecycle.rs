@@ -1823,7 +1823,7 @@ async fn a_failed_authorize_is_reported_reverted_only_when_the_group_was_read() 
 }
 
 #[tokio::test]
-async fn scheduled_preflight_aborts_are_counted_but_not_published() {
+async fn scheduled_preflight_aborts_are_counted_and_published_quiet() {
     // GIVEN the kill switch on
     let h = Harness::one_group();
     let engine = h.engine(Settings { enabled: false, ..Settings::default() });
@@ -1833,10 +1833,14 @@ async fn scheduled_preflight_aborts_are_counted_but_not_published() {
         panic!("started with the kill switch on")
     };
     assert_eq!(concluded(end).0.outcome, Outcome::Aborted);
-    // THEN the scheduled abort is counted but not published; the person's is both
-    assert_eq!((h.reports().len(), h.published().len()), (1, 0));
+    // THEN the scheduled abort is counted and published marked quiet (archived, never
+    // posted to Slack); the person's is counted and published as usual
+    assert_eq!((h.reports().len(), h.published().len()), (1, 1));
+    assert!(h.published()[0].quiet, "{:?}", h.published()[0]);
+    assert!(h.published()[0].reason.contains("kill switch"), "{}", h.published()[0].reason);
     concluded(run(&engine, &RunRequest::default(), 1).await.unwrap());
-    assert_eq!((h.reports().len(), h.published().len()), (2, 1));
+    assert_eq!((h.reports().len(), h.published().len()), (2, 2));
+    assert!(!h.published()[1].quiet, "a person's abort is not quiet");
 }
 
 #[tokio::test]
@@ -1905,6 +1909,7 @@ async fn a_judge_that_died_between_counting_and_its_mark_is_not_counted_twice() 
         detections: vec![],
         reverted: true,
         dry_run: false,
+        quiet: false,
     };
     lock(&h.recorder.counted).push(earlier);
 

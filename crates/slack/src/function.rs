@@ -13,7 +13,7 @@ use aws_lambda_events::event::sns::SnsEvent;
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::{slack_payload, Notifier, NotifyError, WebhookSource};
+use crate::{parse_notice, Notifier, NotifyError, WebhookSource};
 
 /// A failed invocation of the notifier.
 #[derive(Debug, thiserror::Error)]
@@ -162,16 +162,20 @@ impl Notify {
 
     /// Posts every record of an SNS event. Every message is rendered before the first
     /// post, so a malformed event posts nothing.
+    /// Quiet outcomes (scheduled pre-flight aborts) are skipped, should the subscription's
+    /// filter policy let one through.
     pub async fn handle(&self, event: SnsEvent) -> Result<Value, FunctionError> {
-        let payloads = sns_messages(&event)?.into_iter().map(slack_payload).collect::<Result<Vec<_>, _>>()?;
+        let notices = sns_messages(&event)?.into_iter().map(parse_notice).collect::<Result<Vec<_>, _>>()?;
+        let quiet = notices.iter().filter(|n| n.is_quiet()).count();
+        let payloads: Vec<Value> = notices.iter().filter(|n| !n.is_quiet()).map(|n| n.slack_payload()).collect();
         for (i, payload) in payloads.iter().enumerate() {
             if let Err(e) = self.notifier.post(payload).await {
                 warn!(record = i, retryable = e.retryable(), error = %e, "could not post to Slack");
                 return Err(e.into());
             }
         }
-        info!(posted = payloads.len(), "posted to Slack");
-        Ok(json!({ "posted": payloads.len() }))
+        info!(posted = payloads.len(), quiet, "posted to Slack");
+        Ok(json!({ "posted": payloads.len(), "quiet": quiet }))
     }
 }
 

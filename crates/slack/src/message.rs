@@ -88,6 +88,9 @@ pub struct OutcomeNotice {
     pub detections: Vec<DetectionNotice>,
     pub reverted: Option<bool>,
     pub dry_run: Option<bool>,
+    /// A scheduled pre-flight abort: archived, never posted.
+    #[serde(default)]
+    pub quiet: Option<bool>,
 }
 
 /// One detector's result in an outcome message.
@@ -223,6 +226,12 @@ impl Notice {
             Notice::Outcome(o) => &o.experiment_id,
             Notice::Started(s) => &s.experiment_id,
         }
+    }
+
+    /// Whether the message is not for people: a scheduled pre-flight abort, which the
+    /// subscription's filter policy normally keeps from the notifier already.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, Notice::Outcome(o) if o.quiet == Some(true))
     }
 
     /// The schema the message declared.

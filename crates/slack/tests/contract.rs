@@ -30,7 +30,7 @@ static PORT_CHANGE_TECHNIQUE: chaoslingr_domain::technique::Technique = chaoslin
 };
 const PORT_CHANGE: &str = "port-change";
 
-const OUTCOME_FIELDS: [&str; 21] = [
+const OUTCOME_FIELDS: [&str; 22] = [
     "schema",
     "experiment_id",
     "experiment",
@@ -52,6 +52,7 @@ const OUTCOME_FIELDS: [&str; 21] = [
     "detections",
     "reverted",
     "dry_run",
+    "quiet",
 ];
 
 const DETECTION_FIELDS: [&str; 5] = ["detector", "detected", "seconds_to_detect", "evidence", "could_not_see"];
@@ -118,7 +119,20 @@ fn outcome(outcome: Outcome) -> OutcomeReport {
         ],
         reverted: true,
         dry_run: false,
+        quiet: false,
     }
+}
+
+#[test]
+fn a_quiet_outcome_is_read_as_quiet_and_others_are_not() {
+    let mut report = outcome(Outcome::Aborted);
+    assert!(!parse_notice(&report.to_json()).unwrap().is_quiet());
+    report.quiet = true;
+    assert!(parse_notice(&report.to_json()).unwrap().is_quiet());
+    // A message from a producer before `quiet` existed is not quiet.
+    let mut old: Value = serde_json::from_str(&report.to_json()).unwrap();
+    old.as_object_mut().unwrap().remove("quiet");
+    assert!(!parse_notice(&old.to_string()).unwrap().is_quiet());
 }
 
 #[test]
@@ -156,6 +170,7 @@ fn every_outcome_field_the_domain_publishes_reaches_the_notifier_unchanged() {
         assert_eq!(n.reason.as_deref(), Some(report.reason.as_str()));
         assert_eq!(n.reverted, Some(report.reverted));
         assert_eq!(n.dry_run, Some(report.dry_run));
+        assert_eq!(n.quiet, Some(report.quiet));
         assert_eq!(n.detections.len(), report.detections.len());
         for (got, sent) in n.detections.iter().zip(&report.detections) {
             assert_eq!(got.detector, sent.detector);

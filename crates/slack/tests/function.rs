@@ -183,6 +183,7 @@ fn outcome_report() -> impl Strategy<Value = OutcomeReport> {
             detections,
             reverted,
             dry_run,
+            quiet: false,
         },
     )
 }
@@ -365,16 +366,20 @@ fn outcome_message(id: &str) -> String {
 
 #[tokio::test]
 async fn every_record_is_posted_in_order() {
-    // GIVEN a webhook receiver and an SNS event with two outcomes
+    // GIVEN a webhook receiver and an SNS event with two outcomes and a quiet one (a
+    // scheduled pre-flight abort the subscription filter should have kept away)
     let receiver = Receiver::start().await;
     let notify = notify_posting_to(&receiver.webhook_url());
-    let event = sns_event(sns_delivery(&[outcome_message("cs-1"), outcome_message("cs-2")])).unwrap();
+    let quiet = json!({"schema": "chaoslingr.outcome/v1", "experiment_id": "cs-q", "outcome": "aborted",
+                       "reason": "the kill switch is on", "detections": [], "quiet": true})
+    .to_string();
+    let event = sns_event(sns_delivery(&[outcome_message("cs-1"), quiet, outcome_message("cs-2")])).unwrap();
 
     // WHEN the function handles it
     let answer = notify.handle(event).await.unwrap();
 
-    // THEN both were posted, in order
-    assert_eq!(answer, json!({"posted": 2}));
+    // THEN both outcomes were posted, in order, and the quiet one was not
+    assert_eq!(answer, json!({"posted": 2, "quiet": 1}));
     let texts: Vec<String> = receiver.received().iter().map(|r| r.json().to_string()).collect();
     assert_eq!(texts.len(), 2);
     assert!(texts[0].contains("cs-1") && texts[1].contains("cs-2"), "{texts:?}");

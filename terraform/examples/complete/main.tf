@@ -1,8 +1,8 @@
 # Every feature of the module: both techniques (security-group rules and network ACL
 # entries), the AWS Config rule and the CIS network ACL alarm as detectors next to a
 # firewall alarm and Security Hub, authorized ports shared by the experiments and the
-# rule, allowed hours, a stop alarm, the Slack notifier reading its webhook from SSM, and
-# the dashboard.
+# rule, allowed hours, a stop alarm, the Slack notifier reading its webhook from SSM, the
+# outcome archive in S3 with a policy for the people who read it, and the dashboard.
 #
 # Prerequisites: the zips (infra/lambda.sh build), an AWS Config configuration recorder
 # recording AWS::EC2::SecurityGroup in the region, a CloudTrail trail delivering the
@@ -102,6 +102,13 @@ module "chaoslingr" {
   # Terraform or its state.
   slack_webhook_ssm_parameter = var.slack_webhook_ssm_parameter
 
+  # Every outcome, quiet pre-flight aborts included, kept as one object per experiment
+  # in an encrypted bucket for about two years, under
+  # s3://<bucket>/security/chaoslingr/outcomes/v1/.
+  archive_outcomes       = true
+  archive_prefix         = "security/chaoslingr/"
+  archive_retention_days = 731
+
   log_retention_days = 365
   log_level          = "INFO"
   tracing_enabled    = true
@@ -110,6 +117,14 @@ module "chaoslingr" {
     project = "chaoslingr"
     owner   = "security-engineering"
   }
+}
+
+# Read access to the archive for the people who run `chaoslingr report --archive`:
+# attach this policy to their role or group (auditors, the security team).
+resource "aws_iam_policy" "archive_reader" {
+  name        = "chaoslingr-archive-reader"
+  description = "List and read ChaoSlingr's outcome archive (chaoslingr report --archive)."
+  policy      = module.chaoslingr.archive_reader_policy_json
 }
 
 output "inject_function_name" {
@@ -140,6 +155,16 @@ output "detectors" {
 output "experiments" {
   description = "The techniques the schedule picks from."
   value       = module.chaoslingr.experiments
+}
+
+output "archive_url" {
+  description = "The outcome archive: `chaoslingr report --archive <this>`."
+  value       = module.chaoslingr.archive_url
+}
+
+output "archive_reader_policy_arn" {
+  description = "Attach it to whoever reads the archive."
+  value       = aws_iam_policy.archive_reader.arn
 }
 
 output "dashboard_name" {

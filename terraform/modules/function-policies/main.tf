@@ -1,6 +1,8 @@
-# The identity policies of the three functions, as plain data: every statement is built
-# from the inputs with Terraform core, so `terraform output` renders exactly what the root
-# module deploys (the detection lab enforces these documents in the end-to-end tests).
+# The identity policies of the functions (inject, judge, notify, and archive when there is
+# an archive bucket) and the archive's reader policy, as plain data: every statement is
+# built from the inputs with Terraform core, so `terraform output` renders exactly what
+# the root module deploys (the detection lab enforces these documents in the end-to-end
+# tests).
 
 locals {
   ec2_arn_prefix          = "arn:${var.partition}:ec2:${var.region}:${var.account_id}"
@@ -9,6 +11,13 @@ locals {
   network_acl_arns        = "${local.ec2_arn_prefix}:network-acl/*"
   alarm_arns              = "arn:${var.partition}:cloudwatch:${var.region}:${var.account_id}:alarm:*"
   security_hub_arn        = "arn:${var.partition}:securityhub:${var.region}:${var.account_id}:hub/default"
+
+  # The outcome archive: the bucket, and the objects under its prefix. Nothing else in the
+  # bucket is granted, to the function or to readers.
+  archive_bucket_arn  = var.archive_bucket == null ? null : "arn:${var.partition}:s3:::${var.archive_bucket}"
+  archive_objects_arn = var.archive_bucket == null ? null : "arn:${var.partition}:s3:::${var.archive_bucket}/${var.archive_prefix}outcomes/*"
+  # S3 uses the bucket's key on the caller's behalf, and only for this region's S3.
+  via_s3 = { StringEquals = { "kms:ViaService" = ["s3.${var.region}.amazonaws.com"] } }
 
   # inject may open only the changes of the techniques this deployment runs; reading,
   # marking what is already marked and reverting are granted for every technique, so an
@@ -153,7 +162,8 @@ locals {
 
   # Used by AWS on the function's behalf: Lambda writes the logs, sends failed
   # asynchronous invocations to the dead-letter queue and sends traces with the role.
-  runtime = { for f in ["inject", "judge", "notify"] : f => concat(
+  # One per function given a log group.
+  runtime = { for f in keys(var.log_group_arns) : f => concat(
     [
       {
         Sid      = "WriteOwnLogs"
@@ -359,6 +369,69 @@ locals {
         Condition = { StringEquals = { "kms:ViaService" = ["secretsmanager.${var.region}.amazonaws.com"] } }
       }],
       local.runtime["notify"],
+    )
+  }
+
+  ##############################################################################
+  # archive: write each outcome as one object under the archive's prefix
+  ##############################################################################
+
+  # PutObject only: no read, list or delete, so the function can add and overwrite
+  # records but never read back or remove the archive. It sends no encryption headers;
+  # the bucket's default encryption (SSE-KMS with the bucket key) asks KMS for a data key
+  # on its behalf, which is all a single-part upload needs. Without its log group the
+  # output's precondition says what is missing.
+  archive = var.archive_bucket == null || !contains(keys(var.log_group_arns), "archive") ? null : {
+    Version = "2012-10-17"
+    Statement = concat(
+      [{
+        Sid      = "WriteOutcomeObjects"
+        Effect   = "Allow"
+        Action   = ["s3:PutObject"]
+        Resource = [local.archive_objects_arn]
+      }],
+      var.archive_kms_key_arn == null ? [] : [{
+        Sid       = "EncryptOutcomeObjects"
+        Effect    = "Allow"
+        Action    = ["kms:GenerateDataKey"]
+        Resource  = [var.archive_kms_key_arn]
+        Condition = local.via_s3
+      }],
+      local.runtime["archive"],
+    )
+  }
+
+  ##############################################################################
+  # archive reader: for the people who run `chaoslingr report --archive`
+  ##############################################################################
+
+  # Listing and reading the outcomes, nothing else: listing is limited to keys under the
+  # outcomes prefix (the caller must ask for that prefix), and there is no write or delete.
+  archive_reader = var.archive_bucket == null ? null : {
+    Version = "2012-10-17"
+    Statement = concat(
+      [
+        {
+          Sid       = "ListOutcomeObjects"
+          Effect    = "Allow"
+          Action    = ["s3:ListBucket"]
+          Resource  = [local.archive_bucket_arn]
+          Condition = { StringLike = { "s3:prefix" = ["${var.archive_prefix}outcomes/*"] } }
+        },
+        {
+          Sid      = "ReadOutcomeObjects"
+          Effect   = "Allow"
+          Action   = ["s3:GetObject"]
+          Resource = [local.archive_objects_arn]
+        },
+      ],
+      var.archive_kms_key_arn == null ? [] : [{
+        Sid       = "DecryptOutcomeObjects"
+        Effect    = "Allow"
+        Action    = ["kms:Decrypt"]
+        Resource  = [var.archive_kms_key_arn]
+        Condition = local.via_s3
+      }],
     )
   }
 }

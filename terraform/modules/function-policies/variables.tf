@@ -90,7 +90,7 @@ variable "webhook_secret_kms_key_arn" {
 }
 
 variable "log_group_arns" {
-  description = "ARN of each function's log group, by function (inject, judge, notify)."
+  description = "ARN of each function's log group, by function (inject, judge, notify; archive too when archive_bucket is set)."
   type        = map(string)
   nullable    = false
 
@@ -98,6 +98,30 @@ variable "log_group_arns" {
     condition     = alltrue([for f in ["inject", "judge", "notify"] : contains(keys(var.log_group_arns), f)])
     error_message = "log_group_arns needs an entry for inject, judge and notify."
   }
+}
+
+variable "archive_bucket" {
+  description = "Name of the outcome archive's bucket, or null when outcomes are not archived (then the archive and archive_reader outputs are null)."
+  type        = string
+  default     = null
+}
+
+variable "archive_prefix" {
+  description = "Key prefix of the archive in its bucket (empty, or ending with /); outcomes are written under <archive_prefix>outcomes/."
+  type        = string
+  default     = ""
+  nullable    = false
+
+  validation {
+    condition     = var.archive_prefix == "" || (endswith(var.archive_prefix, "/") && !startswith(var.archive_prefix, "/"))
+    error_message = "archive_prefix must be empty or end with \"/\", without a leading \"/\"."
+  }
+}
+
+variable "archive_kms_key_arn" {
+  description = "Customer managed KMS key of the archive bucket's default encryption (SSE-KMS), or null when it uses S3 managed keys."
+  type        = string
+  default     = null
 }
 
 variable "dead_letter_queue_arn" {
