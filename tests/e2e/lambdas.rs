@@ -979,7 +979,7 @@ async fn the_archive_function_keeps_each_outcome_once_and_report_reads_the_archi
     let emu = Emulator::start().await;
     let vpc = create_vpc(&emu).await;
     let _group = create_group(&emu, &vpc, "web", Some("true")).await;
-    let run = run_cli(&emu, &["run", "--window", "2s", "--poll-interval", "1s", "--json"], &[], LIMIT).await;
+    let run = run_cli(&emu, &["run", "--window", "10s", "--poll-interval", "1s", "--json"], &[], LIMIT).await;
     let outcome = run.json();
     assert_eq!(outcome["schema"], "chaoslingr.outcome/v1", "{}", run.stderr);
     let started = json!({"schema": "chaoslingr.started/v1", "experiment_id": outcome["experiment_id"]});

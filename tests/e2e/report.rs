@@ -188,7 +188,7 @@ async fn without_an_archive_report_falls_back_to_the_metrics_and_says_what_it_ca
     let emu = Emulator::start().await;
     let vpc = create_vpc(&emu).await;
     let _group = create_group(&emu, &vpc, "web", Some("true")).await;
-    let done = run_cli(&emu, &["run", "--window", "2s", "--poll-interval", "1s", "--json"], &[], LIMIT).await;
+    let done = run_cli(&emu, &["run", "--window", "10s", "--poll-interval", "1s", "--json"], &[], LIMIT).await;
     let outcome = done.json()["outcome"].as_str().unwrap().to_string();
     let aborted = run_cli(&emu, &["run", "--json"], &[("CHAOSLINGR_ENABLED", "false")], LIMIT).await;
     assert_eq!(aborted.json()["outcome"], "aborted");

@@ -177,6 +177,26 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a loopback port").local_addr().expect("local addr").port()
 }
 
+/// Whether process `pid` holds the listening TCP socket of `port` (Linux: its socket
+/// inodes against /proc/net/tcp). Elsewhere it cannot tell and answers true.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(tcp) = std::fs::read_to_string("/proc/net/tcp") else { return true };
+    let inodes: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let inode = f.get(9)?;
+            (local_port == port && f.get(3) == Some(&"0A")).then(|| format!("socket:[{inode}]"))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return false };
+    fds.filter_map(Result::ok)
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .any(|link| inodes.iter().any(|i| link.to_string_lossy() == i.as_str()))
+}
+
 fn ready(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
@@ -209,7 +229,13 @@ impl Emulator {
                 .expect("start moto_server");
             // Until it answers, or exits (another process took the port first).
             let up = poll_within(Duration::from_secs(30), || {
-                let seen = if ready(port) { Some(Ok(())) } else { child.try_wait().ok().flatten().map(Err) };
+                // Ours only when our child holds the port: two tests handed the same free
+                // port would otherwise both use the first emulator to bind it.
+                let seen = if ready(port) && listens_on(child.id(), port) {
+                    Some(Ok(()))
+                } else {
+                    child.try_wait().ok().flatten().map(Err)
+                };
                 std::future::ready(seen)
             })
             .await;

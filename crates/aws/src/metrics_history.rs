@@ -65,7 +65,9 @@ async fn run(
             .get_metric_data()
             .set_metric_data_queries(Some(chunk.to_vec()))
             .start_time(DateTime::from(since))
-            .end_time(DateTime::from(until))
+            // A minute on: CloudWatch (and the emulator) cut the end to whole seconds or
+            // minutes, which would leave out what was counted a moment ago.
+            .end_time(DateTime::from(until + Duration::from_secs(60)))
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
