@@ -25,7 +25,7 @@ Commands:
   install     install Debian's chromium package if $DEFAULT_CHROMIUM is missing (apt-get,
               as root or with sudo), and infra/browser/package-lock.json (playwright-core)
               into infra/.browser with \`npm ci\` (only when missing or when the lock changed)
-  check FILE.html [--charts a,b,c] [--screenshot OUT.png] [--width N]
+  check FILE.html [--charts a,b,c] [--screenshot OUT.png] [--width N] [--max-height N]
               install if needed, then check the report in headless Chromium, loaded once
               with JavaScript off and once on: no request besides the file itself, no
               console or page errors, no <script>, each chart (default: every
@@ -36,6 +36,7 @@ Commands:
               --charts a,b,c        the charts that must be there
               --screenshot OUT.png  full-page screenshot (JavaScript off)
               --width N             viewport width in CSS px (default 1100)
+              --max-height N        cut the screenshot N CSS px from the top
   help        show this text
 
 Environment:

@@ -3,7 +3,7 @@
 // readable without JavaScript, and every expected chart must have drawn something.
 //
 // Usage: node infra/browser/check-report.mjs FILE.html [--charts a,b,c]
-//            [--screenshot OUT.png] [--width N]
+//            [--screenshot OUT.png] [--width N] [--max-height N]
 //
 // The file is loaded twice, once with JavaScript disabled and once with it enabled. Each
 // load fails the check when:
@@ -18,7 +18,7 @@
 //   - there is not exactly one <table data-table="gaps"> (it may have no body rows).
 // Without --charts, every <svg data-chart> in the page is checked and there must be one.
 // --screenshot writes a full-page PNG of the JavaScript-disabled load, at a viewport
-// --width CSS px wide (default 1100).
+// --width CSS px wide (default 1100), cut at --max-height CSS px when given.
 //
 // Prints one line of JSON on stdout:
 //   {"ok":bool,"charts":{NAME:{"marks":n,"width":w,"height":h}|null},"requests":[...],
@@ -60,7 +60,8 @@ const USAGE = `Usage: check-report.mjs FILE.html [--charts a,b,c] [--screenshot 
   --charts a,b,c        charts that must be present and drawn (<svg data-chart=NAME>);
                         default: every chart in the page, at least one
   --screenshot OUT.png  write a full-page screenshot of the JavaScript-disabled load
-  --width N             viewport width in CSS px (default 1100)`
+  --width N             viewport width in CSS px (default 1100)
+  --max-height N        cut the screenshot at N CSS px from the top (default: the whole page)`
 
 function usageError(message) {
   process.stderr.write(`check-report: ${message}\n${USAGE}\n`)
@@ -68,7 +69,7 @@ function usageError(message) {
 }
 
 function parseArgs(argv) {
-  const options = { file: null, charts: null, screenshot: null, width: 1100 }
+  const options = { file: null, charts: null, screenshot: null, width: 1100, maxHeight: null }
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
     const value = () => {
@@ -89,6 +90,12 @@ function parseArgs(argv) {
     } else if (name === '--screenshot') {
       options.screenshot = value()
       if (!options.screenshot) usageError('--screenshot needs a file name')
+    } else if (name === '--max-height') {
+      const raw = value()
+      options.maxHeight = Number(raw)
+      if (!/^\d+$/.test(raw) || options.maxHeight < 100) {
+        usageError(`--max-height must be a whole number of CSS px, at least 100, not ${JSON.stringify(raw)}`)
+      }
     } else if (name === '--width') {
       const raw = value()
       options.width = Number(raw)
@@ -321,7 +328,12 @@ async function load(label, javaScriptEnabled) {
 
   if (options.screenshot && !javaScriptEnabled) {
     fs.mkdirSync(path.dirname(path.resolve(options.screenshot)), { recursive: true })
-    await page.screenshot({ path: options.screenshot, fullPage: true, type: 'png', animations: 'disabled' })
+    const shot = { path: options.screenshot, fullPage: true, type: 'png', animations: 'disabled' }
+    if (options.maxHeight) {
+      const height = await page.evaluate(() => document.documentElement.scrollHeight)
+      shot.clip = { x: 0, y: 0, width: options.width, height: Math.min(height, options.maxHeight) }
+    }
+    await page.screenshot(shot)
     screenshot = path.resolve(options.screenshot)
   }
   await context.close()

@@ -90,7 +90,7 @@ async fn report_summarises_real_outcomes_per_technique_and_detector_in_every_for
     // AND as a table, naming the gap
     let table = run_cli(&emu, &["report", "--from", from], &[], LIMIT).await;
     assert_eq!(table.status, 0, "{}", table.stderr);
-    assert!(table.stdout.contains("nacl-entry: 1 run(s)") && table.stdout.contains("Gaps:"), "{}", table.stdout);
+    assert!(table.stdout.contains("nacl-entry: 1 run(s)") && table.stdout.contains("Gaps (1):"), "{}", table.stdout);
 
     // AND bad input changes nothing and says what is expected
     let bad = run_cli(&emu, &["report", "--from", from, "--format", "pdf"], &[], LIMIT).await;
@@ -142,7 +142,11 @@ async fn report_reads_hundreds_of_archived_outcomes_and_draws_them_in_a_real_bro
     assert_eq!(techniques.iter().map(|t| t["runs"].as_u64().unwrap()).sum::<u64>(), 400);
     let config = "config:vpc-sg-open-only-to-authorized-ports";
     let detections = |keep: &dyn Fn(&Value) -> bool| {
-        objects.iter().flat_map(|o| o["detections"].as_array().cloned().unwrap_or_default()).filter(|d| d["detector"] == config && keep(d)).count() as u64
+        objects
+            .iter()
+            .flat_map(|o| o["detections"].as_array().cloned().unwrap_or_default())
+            .filter(|d| d["detector"] == config && keep(d))
+            .count() as u64
     };
     let port = techniques.iter().find(|t| t["experiment"] == "port-change").unwrap();
     let d = port["detectors"].as_array().unwrap().iter().find(|d| d["detector"] == config).unwrap();
@@ -171,7 +175,8 @@ async fn report_reads_hundreds_of_archived_outcomes_and_draws_them_in_a_real_bro
 
 async fn archived_outcomes(emu: &Emulator) -> Vec<Value> {
     let s3 = emu.s3();
-    let mut pages = s3.list_objects_v2().bucket("chaoslingr-outcomes").prefix("chaoslingr/outcomes/v1/").into_paginator().send();
+    let mut pages =
+        s3.list_objects_v2().bucket("chaoslingr-outcomes").prefix("chaoslingr/outcomes/v1/").into_paginator().send();
     let mut out = Vec::new();
     while let Some(page) = pages.next().await {
         for o in page.unwrap().contents() {

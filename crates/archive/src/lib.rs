@@ -270,7 +270,8 @@ impl Archive {
                 self.s3.list_objects_v2().bucket(&self.location.bucket).prefix(&prefix).into_paginator().send();
             while let Some(page) = pages.next().await {
                 calls += 1;
-                let page = page.map_err(|e| s3_error("ListObjectsV2", format!("s3://{}/{prefix}", self.location.bucket), &e))?;
+                let page =
+                    page.map_err(|e| s3_error("ListObjectsV2", format!("s3://{}/{prefix}", self.location.bucket), &e))?;
                 keys.extend(
                     page.contents()
                         .iter()

@@ -164,10 +164,7 @@ impl AwsRecorder {
             .message_attributes("experiment", attribute(report.experiment));
         // Only on quiet outcomes: the notifier's subscription takes messages without it.
         let publish = if report.quiet { publish.message_attributes("quiet", attribute("true")) } else { publish };
-        publish
-            .send()
-            .await
-            .map_err(|e| call_error("Publish", &e))?;
+        publish.send().await.map_err(|e| call_error("Publish", &e))?;
         Ok(())
     }
 }

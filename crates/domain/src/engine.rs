@@ -1099,7 +1099,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
     /// `quiet`).
     async fn aborted_unplanned(&self, technique: TechniqueRef, reason: String, quiet: bool) -> RunEnd {
         let id = ExperimentId::generate(self.clock.now(), &mut rand::rng());
-        let mut report = self.report_for(technique, &id, None, None, Ending::nothing_injected(Outcome::Aborted, reason));
+        let mut report =
+            self.report_for(technique, &id, None, None, Ending::nothing_injected(Outcome::Aborted, reason));
         report.quiet = quiet;
         let failures = self.recorder.record(&report).await;
         RunEnd::Concluded { report, revert: None, record_failures: failures.iter().map(ToString::to_string).collect() }

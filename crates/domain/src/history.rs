@@ -197,9 +197,7 @@ pub fn week_starts(since: SystemTime, until: SystemTime) -> Vec<SystemTime> {
 
 /// The detectors an entry's change could be seen by, with whether each detected it.
 fn seen_by(e: &Entry) -> impl Iterator<Item = &Detection> {
-    e.detections
-        .iter()
-        .filter(move |d| e.injected() && d.detector != REMEDIATION && (d.detected || !d.could_not_see))
+    e.detections.iter().filter(move |d| e.injected() && d.detector != REMEDIATION && (d.detected || !d.could_not_see))
 }
 
 /// The value at quantile `q` (nearest rank) of sorted `values`.
@@ -430,9 +428,21 @@ mod tests {
     fn each_week_counts_its_outcomes_and_its_detections() {
         // Days 0.. are from 2026-11-18 (a Wednesday, see `at`).
         let mut entries = vec![
-            outcome("cs-1", Some("port-change"), 0, "detected", json!([det("alarm:a", Some(5.0)), det("config:c", None)])),
+            outcome(
+                "cs-1",
+                Some("port-change"),
+                0,
+                "detected",
+                json!([det("alarm:a", Some(5.0)), det("config:c", None)]),
+            ),
             outcome("cs-2", Some("port-change"), 1, "undetected", json!([det("alarm:a", None), det("config:c", None)])),
-            outcome("cs-3", Some("port-change"), 8, "detected", json!([det("alarm:a", Some(5.0)), det("config:c", Some(9.0))])),
+            outcome(
+                "cs-3",
+                Some("port-change"),
+                8,
+                "detected",
+                json!([det("alarm:a", Some(5.0)), det("config:c", Some(9.0))]),
+            ),
         ];
         let mut quiet = outcome("cs-4", Some("port-change"), 9, "aborted", json!([]));
         quiet.quiet = true;
@@ -440,7 +450,8 @@ mod tests {
         let s = summarize(&entries, at(0), at(14));
         let pc = &s[0];
         assert_eq!((pc.runs, pc.scheduled_skips), (4, 1));
-        let weeks: Vec<(usize, Option<&WeekRate>)> = pc.weeks.iter().map(|w| (w.runs, w.detectors.get("config:c"))).collect();
+        let weeks: Vec<(usize, Option<&WeekRate>)> =
+            pc.weeks.iter().map(|w| (w.runs, w.detectors.get("config:c"))).collect();
         assert_eq!(weeks.len(), 3, "{:?}", pc.weeks);
         assert_eq!(weeks[0], (2, Some(&WeekRate { watched: 2, detected: 0 })));
         assert_eq!(weeks[1], (2, Some(&WeekRate { watched: 1, detected: 1 })));

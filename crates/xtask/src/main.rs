@@ -530,7 +530,7 @@ fn demo() -> Result<()> {
 
     // The archive as the module keeps it: an 8-week seeded history, plus this demo's runs.
     let archive = "s3://chaoslingr-demo-outcomes/chaoslingr/";
-    println!("\nAn outcome archive in S3 ({archive}): a seeded 8-week history of 400 experiments plus these runs:");
+    println!("\nAn outcome archive in S3 ({archive}): a seeded 16-week history of 600 experiments plus these runs:");
     run_ok(
         &ws,
         &mut ws.seed([
@@ -540,9 +540,9 @@ fn demo() -> Result<()> {
             "--archive",
             archive,
             "--count",
-            "400",
+            "600",
             "--weeks",
-            "8",
+            "16",
             "--add",
             &saved,
         ]),

@@ -65,6 +65,16 @@ fn nice_ceiling(v: f64) -> f64 {
     [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * p).find(|c| *c >= v).unwrap_or(10.0 * p)
 }
 
+/// A round upper bound for a time axis, in seconds: 5 s, 10 s, 15 s, 30 s, 1, 2, 3, 5,
+/// 10, 15, 20, 30 minutes, 1, 2, 3, 6, 12, 24 hours, then whole days.
+fn time_ceiling(v: f64) -> f64 {
+    const STEPS: [f64; 18] = [
+        5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 7200.0, 10800.0,
+        21600.0, 43200.0, 86400.0,
+    ];
+    STEPS.into_iter().find(|s| *s >= v).unwrap_or_else(|| (v / 86400.0).ceil() * 86400.0)
+}
+
 /// The week label of an RFC 3339 week start: `2026-11-30` → `Nov 30`.
 fn week_label(starts: &str) -> String {
     const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -84,8 +94,11 @@ fn series(report: &Report) -> Vec<(usize, usize, Series)> {
     for (t, tech) in report.summary.iter().enumerate() {
         for (d, det) in tech.detectors.iter().enumerate() {
             let colour = PALETTE[out.len() % PALETTE.len()];
-            let label =
-                if report.summary.len() > 1 { format!("{} · {}", tech.experiment, det.detector) } else { det.detector.clone() };
+            let label = if report.summary.len() > 1 {
+                format!("{} · {}", tech.experiment, det.detector)
+            } else {
+                det.detector.clone()
+            };
             out.push((t, d, Series { label, colour }));
         }
     }
@@ -100,9 +113,12 @@ fn open_chart(out: &mut String, name: &str, title: &str, height: f64) {
     );
 }
 
+/// A legend of `items`, in two columns below a plot starting at `y`.
 fn legend(out: &mut String, x: f64, y: f64, items: &[(String, &str)]) {
+    let column = (WIDTH - x) / 2.0;
     for (i, (label, colour)) in items.iter().enumerate() {
-        let yy = y + i as f64 * 18.0;
+        let yy = y + (i / 2) as f64 * 18.0;
+        let x = x + column * (i % 2) as f64;
         let _ = write!(
             out,
             r#"<rect x="{x}" y="{}" width="12" height="12" fill="{colour}"/><text x="{}" y="{}" class="legend">{}</text>"#,
@@ -118,8 +134,9 @@ fn legend(out: &mut String, x: f64, y: f64, items: &[(String, &str)]) {
 fn detection_rate(report: &Report) -> String {
     let all = series(report);
     let weeks = report.summary.first().map(|t| t.weeks.len()).unwrap_or(0);
-    let (left, top, plot_w, plot_h): (f64, f64, f64, f64) = (56.0, 20.0, 600.0, 220.0);
-    let height = (top + plot_h + 50.0).max(top + 18.0 * all.len() as f64 + 20.0);
+    let (left, top, plot_w, plot_h) = (56.0, 20.0, 860.0, 220.0);
+    let legend_y = top + plot_h + 48.0;
+    let height = legend_y + 18.0 * all.len().div_ceil(2) as f64 + 4.0;
     let mut out = String::new();
     open_chart(&mut out, "detection-rate", "Detection rate per detector, by week", height);
     for step in 0..=4 {
@@ -170,7 +187,12 @@ fn detection_rate(report: &Report) -> String {
             .collect();
         if points.len() > 1 {
             let path: Vec<String> = points.iter().map(|(x, y, _)| format!("{x:.1},{y:.1}")).collect();
-            let _ = write!(out, r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#, path.join(" "), s.colour);
+            let _ = write!(
+                out,
+                r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="2"/>"#,
+                path.join(" "),
+                s.colour
+            );
         }
         for (x, y, tip) in &points {
             drawn += 1;
@@ -191,7 +213,7 @@ fn detection_rate(report: &Report) -> String {
         );
     }
     let items: Vec<(String, &str)> = all.iter().map(|(_, _, s)| (s.label.clone(), s.colour)).collect();
-    legend(&mut out, left + plot_w + 24.0, top + 10.0, &items);
+    legend(&mut out, left, legend_y, &items);
     out.push_str("</svg>");
     out
 }
@@ -199,8 +221,8 @@ fn detection_rate(report: &Report) -> String {
 /// Every detection's time-to-detect, one row per detector, with its p50 and p90.
 fn time_to_detect(report: &Report) -> String {
     let all = series(report);
-    let row_h = 34.0;
-    let (left, top, plot_w) = (300.0, 16.0, 600.0);
+    let row_h = 46.0;
+    let (left, top, plot_w) = (56.0, 8.0, 860.0);
     let rows = all.len().max(1) as f64;
     let height = top + rows * row_h + 44.0;
     // Every detection time, per series.
@@ -221,7 +243,7 @@ fn time_to_detect(report: &Report) -> String {
             v
         })
         .collect();
-    let max = nice_ceiling(times.iter().flatten().copied().fold(0.0, f64::max));
+    let max = time_ceiling(times.iter().flatten().copied().fold(0.0, f64::max));
     let x_of = |s: f64| left + plot_w * (s / max).clamp(0.0, 1.0);
     let mut out = String::new();
     open_chart(&mut out, "time-to-detect", "Time to detect, every detection, per detector (bars: p50 and p90)", height);
@@ -238,8 +260,8 @@ fn time_to_detect(report: &Report) -> String {
     }
     let mut drawn = 0;
     for (i, ((_, _, s), v)) in all.iter().zip(&times).enumerate() {
-        let mid = top + row_h * i as f64 + row_h / 2.0;
-        let _ = write!(out, r#"<text x="{}" y="{}" class="label" text-anchor="end">{}</text>"#, left - 10.0, mid + 4.0, esc(&s.label));
+        let mid = top + row_h * i as f64 + 30.0;
+        let _ = write!(out, r#"<text x="{left}" y="{}" class="label">{}</text>"#, mid - 16.0, esc(&s.label));
         for (j, secs) in v.iter().enumerate() {
             drawn += 1;
             // A fixed jitter spreads equal times so each stays visible.
@@ -295,14 +317,16 @@ fn outcomes_per_week(report: &Report) -> String {
         })
         .collect();
     let tallest = counts.iter().map(|c| c.iter().sum::<usize>()).max().unwrap_or(0);
-    let max = nice_ceiling(tallest as f64);
-    let (left, top, plot_w, plot_h) = (56.0, 20.0, 600.0, 220.0);
-    let height = top + plot_h + 50.0;
+    // Five gridlines on whole numbers.
+    let max = nice_ceiling(tallest as f64).max(5.0);
+    let (left, top, plot_w, plot_h) = (56.0, 20.0, 860.0, 220.0);
+    let legend_y = top + plot_h + 48.0;
+    let height = legend_y + 18.0 * OUTCOMES.len().div_ceil(2) as f64 + 4.0;
     let mut out = String::new();
     open_chart(&mut out, "outcomes-per-week", "Outcomes per week, every technique", height);
-    for step in 0..=4 {
-        let v = max * step as f64 / 4.0;
-        let y = top + plot_h - plot_h * step as f64 / 4.0;
+    for step in 0..=5 {
+        let v = max * step as f64 / 5.0;
+        let y = top + plot_h - plot_h * step as f64 / 5.0;
         let _ = write!(
             out,
             r#"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" class="grid"/><text x="{}" y="{}" class="axis" text-anchor="end">{v}</text>"#,
@@ -347,7 +371,7 @@ fn outcomes_per_week(report: &Report) -> String {
         );
     }
     let items: Vec<(String, &str)> = OUTCOMES.iter().map(|o| (o.to_string(), outcome_colour(o))).collect();
-    legend(&mut out, left + plot_w + 24.0, top + 10.0, &items);
+    legend(&mut out, left, legend_y, &items);
     out.push_str("</svg>");
     out
 }
@@ -403,7 +427,11 @@ pub fn render(report: &Report) -> String {
     out.push_str(r#"<h2>Per technique and detector</h2><table data-table="summary"><thead><tr><th>Technique</th><th>Runs</th><th>Outcomes</th><th>Detector</th><th>Detected</th><th>Rate</th><th>p50</th><th>p90</th><th>Max</th><th>Trend</th></tr></thead><tbody>"#);
     for t in &report.summary {
         let counts: Vec<String> = t.outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
-        let skips = if t.scheduled_skips > 0 { format!(" ({} skipped in pre-flight)", t.scheduled_skips) } else { String::new() };
+        let skips = if t.scheduled_skips > 0 {
+            format!(" ({} skipped in pre-flight)", t.scheduled_skips)
+        } else {
+            String::new()
+        };
         let span = t.detectors.len().max(1);
         let _ = write!(
             out,
@@ -468,7 +496,9 @@ pub fn render(report: &Report) -> String {
         );
     }
     if report.gaps.is_empty() {
-        out.push_str(r#"<tr><td colspan="9">No gaps: every change was caught by every detector that could see it.</td></tr>"#);
+        out.push_str(
+            r#"<tr><td colspan="9">No gaps: every change was caught by every detector that could see it.</td></tr>"#,
+        );
     }
     out.push_str("</tbody></table>");
     let _ = write!(
@@ -504,7 +534,12 @@ mod tests {
         let since = until - Duration::from_secs(21 * 86_400);
         let day = |d: u64| since + Duration::from_secs(d * 86_400 + 3600);
         let entries = vec![
-            entry("cs-1", day(1), "detected", json!([{"detector": "alarm:a", "detected": true, "seconds_to_detect": 42.0}])),
+            entry(
+                "cs-1",
+                day(1),
+                "detected",
+                json!([{"detector": "alarm:a", "detected": true, "seconds_to_detect": 42.0}]),
+            ),
             entry("cs-2", day(9), "undetected", json!([{"detector": "alarm:a", "detected": false}])),
             entry("cs-3", day(15), "aborted", json!([])),
         ];
@@ -525,7 +560,10 @@ mod tests {
         assert!(rate.contains("detected 1/1 (100%)") && rate.contains("detected 0/1 (0%)"));
         assert!(page.contains("<title>alarm:a: 42s</title>"));
         assert!(page.contains(r#"data-table="gaps""#) && page.contains("cs-2"));
-        assert!(!page.contains("http://") || page.matches("http://").count() == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+        assert!(
+            !page.contains("http://")
+                || page.matches("http://").count() == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count()
+        );
     }
 
     #[test]
@@ -544,5 +582,9 @@ mod tests {
             [1.0, 0.5, 1.0, 5.0, 10.0, 50.0, 200.0, 1000.0]
         );
         assert_eq!(week_label("2026-11-30T00:00:00Z"), "Nov 30");
+        assert_eq!(
+            [0.0, 4.0, 42.0, 552.0, 3601.0, 90000.0].map(time_ceiling),
+            [5.0, 5.0, 60.0, 600.0, 7200.0, 172800.0]
+        );
     }
 }

@@ -72,9 +72,7 @@ fn read_outcomes(path: &Path, out: &mut Vec<Entry>) -> Result<(), Failure> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_dir() || p.extension().is_some_and(|e| e == "json" || e == "jsonl" || e == "ndjson")
-            })
+            .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "json" || e == "jsonl" || e == "ndjson"))
             .collect();
         files.sort();
         for f in files {
@@ -181,7 +179,10 @@ impl<'a> Report<'a> {
 
     /// `technique  detector  detected 18/20 (90%)  p90 4m12s  slower than the previous period`.
     pub fn verdicts(&self) -> Vec<String> {
-        self.summary.iter().flat_map(|t| t.detectors.iter().map(|d| format!("{}  {}", t.experiment, d.verdict()))).collect()
+        self.summary
+            .iter()
+            .flat_map(|t| t.detectors.iter().map(|d| format!("{}  {}", t.experiment, d.verdict())))
+            .collect()
     }
 
     fn json(&self) -> String {
@@ -268,10 +269,19 @@ impl<'a> Report<'a> {
             }
         }
         if !self.gaps.is_empty() {
-            out.push_str("\nGaps:\n");
-            for g in &self.gaps {
-                let missed =
-                    if g.missed_by.is_empty() { String::new() } else { format!(", missed by {}", g.missed_by.join(", ")) };
+            // The most recent ones; JSON, CSV and HTML list them all.
+            let shown = self.gaps.len().min(TABLE_GAPS);
+            out.push_str(&format!("\nGaps ({}", self.gaps.len()));
+            if shown < self.gaps.len() {
+                out.push_str(&format!(", the latest {shown}; --format csv or html lists them all"));
+            }
+            out.push_str("):\n");
+            for g in &self.gaps[self.gaps.len() - shown..] {
+                let missed = if g.missed_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", missed by {}", g.missed_by.join(", "))
+                };
                 out.push_str(&format!(
                     "  {} {} {} on {} ({}, {}): {}{missed}\n",
                     g.experiment_id,
@@ -288,6 +298,9 @@ impl<'a> Report<'a> {
     }
 }
 
+/// How many gaps the table lists.
+const TABLE_GAPS: usize = 20;
+
 /// Each detector's detection rate week by week, one line each:
 /// `  by week: config:c  -  2/2  1/2  -` (weeks without a change it could see are `-`).
 fn weekly_lines(t: &TechniqueSummary) -> String {
@@ -298,13 +311,17 @@ fn weekly_lines(t: &TechniqueSummary) -> String {
         "  by week from {}:\n",
         t.weeks.first().map(|w| w.starts.get(..10).unwrap_or(&w.starts)).unwrap_or_default()
     );
+    let name_width = t.detectors.iter().map(|d| d.detector.chars().count()).max().unwrap_or(0);
     for d in &t.detectors {
         let cells: Vec<String> = t
             .weeks
             .iter()
-            .map(|w| w.detectors.get(&d.detector).map(|r| format!("{}/{}", r.detected, r.watched)).unwrap_or("-".into()))
+            .map(|w| {
+                let cell = w.detectors.get(&d.detector).map(|r| format!("{}/{}", r.detected, r.watched));
+                format!("{:>7}", cell.unwrap_or("-".into()))
+            })
             .collect();
-        out.push_str(&format!("    {}  {}\n", d.detector, cells.join("  ")));
+        out.push_str(&format!("    {:<name_width$}{}\n", d.detector, cells.join("")));
     }
     out
 }
@@ -399,7 +416,12 @@ fn emit(req: &ReportRequest, text: &str) -> Result<u8, Failure> {
 /// What the metrics cannot show, said wherever a report comes from them.
 pub const METRICS_CANNOT_SHOW: &str = "no outcome archive, so this report comes from the CloudWatch metrics, which cannot show each detector's detection rate (a miss is not a metric), the gaps, per-experiment rows, or time-to-detect percentiles where CloudWatch does not answer them; keep the outcome archive (Terraform archive_outcomes) and pass --archive s3://BUCKET/PREFIX";
 
-async fn metrics_report(req: &ReportRequest, format: Format, since: SystemTime, until: SystemTime) -> Result<u8, Failure> {
+async fn metrics_report(
+    req: &ReportRequest,
+    format: Format,
+    since: SystemTime,
+    until: SystemTime,
+) -> Result<u8, Failure> {
     let conf = aws_config().await?;
     let names: Vec<&str> = match &req.experiment {
         Some(n) => vec![n.as_str()],
@@ -432,15 +454,20 @@ async fn metrics_report(req: &ReportRequest, format: Format, since: SystemTime, 
             serde_json::to_string_pretty(&v).expect("serializable") + "\n"
         }
         _ => {
-            let mut out =
-                format!("ChaoSlingr report, {} to {}, from {source}\nnote: {METRICS_CANNOT_SHOW}\n", rfc3339(start), rfc3339(until));
+            let mut out = format!(
+                "ChaoSlingr report, {} to {}, from {source}\nnote: {METRICS_CANNOT_SHOW}\n",
+                rfc3339(start),
+                rfc3339(until)
+            );
             for t in techniques.iter().filter(|t| t.runs > 0 || !t.outcomes.is_empty()) {
                 let counts: Vec<String> = t.outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
                 out.push_str(&format!("\n{}: {} run(s): {}\n", t.experiment, t.runs, counts.join(", ")));
                 let rows: Vec<Vec<String>> = t
                     .detectors
                     .iter()
-                    .map(|d| vec![d.detector.clone(), d.detected.to_string(), seconds(d.p50), seconds(d.p90), seconds(d.max)])
+                    .map(|d| {
+                        vec![d.detector.clone(), d.detected.to_string(), seconds(d.p50), seconds(d.p90), seconds(d.max)]
+                    })
                     .collect();
                 if !rows.is_empty() {
                     out.push_str(&table(&["DETECTOR", "DETECTED", "P50", "P90", "MAX"], &rows));
