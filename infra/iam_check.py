@@ -26,7 +26,7 @@ import json
 import pathlib
 import sys
 
-FUNCTIONS = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify"}
+FUNCTIONS = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify", "AKIDARCHIVE": "archive"}
 
 
 def expected_denial(entry):

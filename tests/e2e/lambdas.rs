@@ -984,7 +984,10 @@ async fn the_archive_function_keeps_each_outcome_once_and_report_reads_the_archi
     assert_eq!(outcome["schema"], "chaoslingr.outcome/v1", "{}", run.stderr);
     let started = json!({"schema": "chaoslingr.started/v1", "experiment_id": outcome["experiment_id"]});
     emu.s3().create_bucket().bucket("chaoslingr-outcomes").send().await.expect("create the bucket");
-    let env = function_env(&emu.endpoint, &[("CHAOSLINGR_ARCHIVE", "s3://chaoslingr-outcomes/chaoslingr/")]);
+    // Through the lab, under the archive policy the Terraform module renders (bucket
+    // `chaoslingr-outcomes`, prefix `chaoslingr/` in infra/terraform.sh policies).
+    let lab = start_lab(&emu, &["--config-mode", "off", "--firewall-mode", "off"]);
+    let env = function_env(&lab.endpoint, &[("CHAOSLINGR_ARCHIVE", "s3://chaoslingr-outcomes/chaoslingr/")]);
     let archive = start_fn("archive", &env).await;
 
     // WHEN the topic delivers both, and SNS delivers the outcome again
@@ -998,7 +1001,7 @@ async fn the_archive_function_keeps_each_outcome_once_and_report_reads_the_archi
     assert_eq!((first["archived"].as_u64(), first["skipped"].as_u64()), (Some(1), Some(1)), "{first}");
     assert_eq!(first["keys"][0], key.as_str());
     assert_eq!(again["keys"][0], key.as_str());
-    assert_eq!(archived_keys(&emu, "chaoslingr-outcomes").await, [key.clone()]);
+    assert_eq!(archived_keys(&emu, "chaoslingr-outcomes").await, vec![key.clone()]);
     let object = emu.s3().get_object().bucket("chaoslingr-outcomes").key(&key).send().await.unwrap();
     assert_eq!(object.content_type(), Some("application/json"));
     let body: Value = serde_json::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
@@ -1007,6 +1010,16 @@ async fn the_archive_function_keeps_each_outcome_once_and_report_reads_the_archi
     // AND a malformed event writes nothing and is not retried
     let inv = archive.invoke(json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "{"}}]}), INVOKE).await;
     assert!(inv.result.as_ref().is_err_and(|e| e.error_type == "ChaoSlingr.NotRetryable.BadEvent"), "{:?}", inv.result);
+    assert_eq!(archived_keys(&emu, "chaoslingr-outcomes").await.len(), 1);
+
+    // AND a write the policy does not grant is refused by IAM: not retryable (through a
+    // lab of its own, whose deliberate denial stays out of the suite's calls log)
+    let strict = Lab::start_enforced(&emu, &["--config-mode", "off", "--firewall-mode", "off"]);
+    let elsewhere = function_env(&strict.endpoint, &[("CHAOSLINGR_ARCHIVE", "s3://chaoslingr-outcomes/other/")]);
+    let denied = start_fn("archive", &elsewhere).await;
+    let e = denied.invoke(sns_records(&[&outcome]), INVOKE).await.result.expect_err("archived outside its prefix");
+    assert_eq!(e.error_type, "ChaoSlingr.NotRetryable.AwsError", "{e}");
+    assert!(e.error_message.contains("AccessDenied"), "{e}");
     assert_eq!(archived_keys(&emu, "chaoslingr-outcomes").await.len(), 1);
 
     // AND a missing bucket needs a person: not retryable, and it says which bucket

@@ -231,3 +231,21 @@ fn tempdir() -> std::path::PathBuf {
 fn rand_suffix() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
 }
+
+#[test]
+fn the_browser_check_fails_pages_that_fetch_run_scripts_or_draw_nothing() {
+    // The check the HTML report passes must be able to fail: each fixture breaks one rule.
+    let fixtures = workspace_root().join("infra/browser/fixtures");
+    let (ok, verdict, stderr) = browser_check(&fixtures.join("report.html"), &CHARTS, None);
+    assert!(ok, "the good fixture failed: {verdict}\n{stderr}");
+    for (page, says) in [
+        ("remote-image.html", "requested https://example.com/x.png"),
+        ("script.html", "<script> element"),
+        ("empty-chart.html", "chart detection-rate"),
+    ] {
+        let (ok, verdict, stderr) = browser_check(&fixtures.join(page), &CHARTS, None);
+        assert!(!ok, "{page} passed: {verdict}");
+        assert_eq!(verdict["ok"], false, "{page}: {verdict}");
+        assert!(stderr.contains(says), "{page}: {stderr}");
+    }
+}

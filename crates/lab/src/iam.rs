@@ -26,6 +26,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 /// order.
 pub type Params = Vec<(String, String)>;
 
+/// The parameter an S3 request's path is passed to [`checks_for`] as.
+pub const S3_PATH: &str = "s3:path";
+
 /// Decodes an `application/x-www-form-urlencoded` body or URI query.
 pub fn form_params(text: &str) -> Params {
     text.split('&')
@@ -309,6 +312,20 @@ pub fn checks_for(action: &str, params: &Params, json: Option<&Value>, scope: &S
                 format!("arn:{}:secretsmanager:{}:{}:secret:{id}", scope.partition, scope.region, scope.account)
             };
             vec![Check::new(action, arn)]
+        }
+        // Path-style S3: `/bucket/key` (objects) and `/bucket` (listings).
+        "s3:PutObject" | "s3:GetObject" | "s3:DeleteObject" | "s3:ListBucket" => {
+            let path = param(params, S3_PATH).unwrap_or("/").trim_start_matches('/');
+            let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
+            if action == "s3:ListBucket" {
+                let mut check = Check::new(action, format!("arn:{}:s3:::{bucket}", scope.partition));
+                if let Some(prefix) = param(params, "prefix") {
+                    check.context.insert("s3:prefix".into(), ContextValue::One(prefix.to_string()));
+                }
+                vec![check]
+            } else {
+                vec![Check::new(action, format!("arn:{}:s3:::{bucket}/{}", scope.partition, percent_decode(key)))]
+            }
         }
         // Describe and read calls without resource-level permissions, STS, Config.
         _ => vec![Check::new(action, "*".into())],
@@ -632,6 +649,8 @@ pub enum Protocol {
     Json,
     /// REST JSON (Security Hub).
     RestJson,
+    /// REST XML (S3).
+    S3,
 }
 
 pub fn protocol_of(service: &str, has_target: bool) -> Protocol {
@@ -644,6 +663,7 @@ pub fn protocol_of(service: &str, has_target: bool) -> Protocol {
         "monitoring" => Protocol::CloudWatch,
         "sts" => Protocol::Sts,
         "securityhub" => Protocol::RestJson,
+        "s3" => Protocol::S3,
         _ => Protocol::Query,
     }
 }
@@ -714,6 +734,13 @@ pub fn denied_answer(
         Protocol::RestJson => {
             let body = json!({"Message": plain, "Code": "AccessDeniedException"}).to_string();
             (403, "application/json", Some("AccessDeniedException"), body)
+        }
+        Protocol::S3 => {
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code><Message>{}</Message><RequestId>{request_id}</RequestId></Error>",
+                xml_escape(&plain)
+            );
+            (403, "application/xml", None, body)
         }
     }
 }
@@ -975,8 +1002,26 @@ mod tests {
         let (s, _, t, _) = denied_answer(Protocol::RestJson, &d, "t", "r");
         assert_eq!((s, t), (403, Some("AccessDeniedException")));
         assert_eq!(protocol_of("ec2", false), Protocol::Ec2);
+        assert_eq!(protocol_of("s3", false), Protocol::S3);
+        let (s, t, _, b) = denied_answer(Protocol::S3, &d, "t", "r");
+        assert_eq!((s, t), (403, "application/xml"));
+        assert!(b.contains("<Error><Code>AccessDenied</Code>"), "{b}");
         assert_eq!(protocol_of("config", true), Protocol::Json);
         assert_eq!(protocol_of("monitoring", false), Protocol::CloudWatch);
+    }
+
+    #[test]
+    fn s3_calls_are_authorized_on_the_object_or_the_bucket() {
+        let s = scope();
+        let mut p = form_params("x-id=PutObject");
+        p.push((S3_PATH.into(), "/bkt/chaoslingr/outcomes/v1/2026/12/02/cs-1%3Ax.json".into()));
+        let c = checks_for("s3:PutObject", &p, None, &s, "x");
+        assert_eq!(c[0].resource, "arn:aws:s3:::bkt/chaoslingr/outcomes/v1/2026/12/02/cs-1:x.json");
+        let mut p = form_params("list-type=2&prefix=chaoslingr%2Foutcomes%2Fv1%2F2026%2F12%2F");
+        p.push((S3_PATH.into(), "/bkt".into()));
+        let c = checks_for("s3:ListBucket", &p, None, &s, "x");
+        assert_eq!(c[0].resource, "arn:aws:s3:::bkt");
+        assert_eq!(c[0].context.get("s3:prefix"), Some(&ContextValue::One("chaoslingr/outcomes/v1/2026/12/".into())));
     }
 
     #[test]

@@ -114,7 +114,9 @@ pub fn call_of(
         other => other,
     };
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let operation = if let Some(t) = target {
+    let operation = if service == "s3" {
+        s3_operation(method.as_str(), path)
+    } else if let Some(t) = target {
         t.rsplit('.').next().unwrap_or(t).to_string()
     } else if let Some(action) = std::str::from_utf8(body)
         .ok()
@@ -129,6 +131,21 @@ pub fn call_of(
         }
     };
     Some((access_key.to_string(), format!("{prefix}:{operation}")))
+}
+
+/// The IAM action of a path-style S3 request (`/bucket` or `/bucket/key`): what the
+/// archive function and `report --archive` call. Others read as `METHOD PATH`.
+fn s3_operation(method: &str, path: &str) -> String {
+    let object = path.trim_start_matches('/').split_once('/').is_some_and(|(_, key)| !key.is_empty());
+    match (method, object) {
+        ("PUT", true) => "PutObject",
+        ("GET" | "HEAD", true) => "GetObject",
+        ("DELETE", true) => "DeleteObject",
+        ("GET", false) => "ListBucket",
+        ("PUT", false) => "CreateBucket",
+        (m, _) => return format!("{m} {path}"),
+    }
+    .to_string()
 }
 
 /// The signing name of the service a request is for, from its SigV4 credential scope
@@ -651,7 +668,12 @@ async fn enforce(
     key: &str,
     action: &str,
 ) -> anyhow::Result<Verdict> {
-    let params = query_params(parts, body);
+    let mut params = query_params(parts, body);
+    if action.starts_with("s3:") {
+        // S3 names its resource in the path (and an object's body is not parameters).
+        params = iam::form_params(parts.uri.query().unwrap_or_default());
+        params.push((iam::S3_PATH.to_string(), parts.uri.path().to_string()));
+    }
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let new_rule = format!("sgr-{}", enforcer.fresh(17));
     let checks = iam::checks_for(action, &params, json.as_ref(), &enforcer.scope, &new_rule);
@@ -827,6 +849,17 @@ mod tests {
             HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=K/20261123/us-east-1/securityhub/aws4_request, SignedHeaders=host, Signature=abc"),
         );
         assert_eq!(call_of(&sh, &post, "/findings", b"{}").unwrap().1, "securityhub:GetFindings");
+        let mut s3 = hyper::HeaderMap::new();
+        s3.insert(
+            "authorization",
+            HeaderValue::from_static("AWS4-HMAC-SHA256 Credential=AKIDARCHIVE/20261123/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=abc"),
+        );
+        let (put, get) = (hyper::Method::PUT, hyper::Method::GET);
+        // An object's body is never read as parameters.
+        assert_eq!(call_of(&s3, &put, "/b/p/outcomes/v1/x.json", b"Action=Publish").unwrap().1, "s3:PutObject");
+        assert_eq!(call_of(&s3, &get, "/b/p/outcomes/v1/x.json", b"").unwrap().1, "s3:GetObject");
+        assert_eq!(call_of(&s3, &get, "/b", b"").unwrap().1, "s3:ListBucket");
+        assert_eq!(call_of(&s3, &put, "/b", b"").unwrap().1, "s3:CreateBucket");
         assert_eq!(call_of(&hyper::HeaderMap::new(), &post, "/", b""), None);
     }
 }

@@ -461,6 +461,13 @@ pub fn fault_answer(
             let body = serde_json::json!({"Message": message, "Code": code}).to_string();
             (status, "application/json", Some(code), body)
         }
+        Protocol::S3 => {
+            let (status, code) = if throttle { (503, "SlowDown") } else { (500, "InternalError") };
+            let body = format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>chaoslingr-lab</RequestId></Error>"
+            );
+            (status, "application/xml", None, body)
+        }
     }
 }
 
