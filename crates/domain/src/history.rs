@@ -142,6 +142,8 @@ pub struct TechniqueSummary {
     pub experiment: String,
     pub runs: usize,
     pub outcomes: BTreeMap<&'static str, usize>,
+    /// Each outcome's share of the runs (0 to 1).
+    pub outcome_rates: BTreeMap<&'static str, f64>,
     /// Of the aborted runs, the scheduled pre-flight aborts (kill switch on, outside the
     /// allowed hours, maximum active reached): the schedule ran, on purpose nothing did.
     pub scheduled_skips: usize,
@@ -303,6 +305,7 @@ pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec
             TechniqueSummary {
                 experiment: name.to_string(),
                 runs: now.len(),
+                outcome_rates: outcomes.iter().map(|(o, n)| (*o, *n as f64 / now.len() as f64)).collect(),
                 outcomes,
                 scheduled_skips: now.iter().filter(|e| e.quiet).count(),
                 detectors,
@@ -379,6 +382,7 @@ mod tests {
         let pc = &summary[1];
         assert_eq!(pc.runs, 6);
         assert_eq!((pc.outcomes["detected"], pc.outcomes["aborted"]), (5, 1));
+        assert_eq!((pc.outcome_rates["detected"], pc.outcome_rates["aborted"]), (5.0 / 6.0, 1.0 / 6.0));
         let alarm = pc.detectors.iter().find(|d| d.detector == "alarm:a").unwrap();
         assert_eq!((alarm.watched, alarm.detected), (5, 5));
         assert_eq!((alarm.p50, alarm.p90, alarm.max), (Some(40.0), Some(60.0), Some(60.0)));

@@ -241,9 +241,16 @@ impl<'a> Report<'a> {
             out.push_str(&format!("warning: {w}\n"));
         }
         for t in &self.summary {
-            let counts: Vec<String> = t.outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
+            let counts: Vec<String> = t
+                .outcomes
+                .iter()
+                .map(|(o, n)| format!("{n} {o} ({:.0}%)", t.outcome_rates.get(o).copied().unwrap_or(0.0) * 100.0))
+                .collect();
             let skips = if t.scheduled_skips > 0 {
-                format!(" ({} of them scheduled runs skipped in pre-flight)", t.scheduled_skips)
+                format!(
+                    "; {} aborted in a scheduled pre-flight (kill switch, allowed hours, maximum active)",
+                    t.scheduled_skips
+                )
             } else {
                 String::new()
             };
