@@ -426,9 +426,13 @@ pub fn render(report: &Report) -> String {
     }
     out.push_str(r#"<h2>Per technique and detector</h2><table data-table="summary"><thead><tr><th>Technique</th><th>Runs</th><th>Outcomes</th><th>Detector</th><th>Detected</th><th>Rate</th><th>p50</th><th>p90</th><th>Max</th><th>Trend</th></tr></thead><tbody>"#);
     for t in &report.summary {
-        let counts: Vec<String> = t.outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
+        let counts: Vec<String> = t
+            .outcomes
+            .iter()
+            .map(|(o, n)| format!("{n} {o} ({})", pct(t.outcome_rates.get(o).copied().unwrap_or(0.0))))
+            .collect();
         let skips = if t.scheduled_skips > 0 {
-            format!(" ({} skipped in pre-flight)", t.scheduled_skips)
+            format!("; {} aborted in a scheduled pre-flight", t.scheduled_skips)
         } else {
             String::new()
         };
