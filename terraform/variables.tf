@@ -551,15 +551,15 @@ variable "archive_prefix" {
   nullable    = false
 
   validation {
-    condition     = var.archive_prefix == "" || (endswith(var.archive_prefix, "/") && !startswith(var.archive_prefix, "/") && !strcontains(var.archive_prefix, "//") && length(var.archive_prefix) <= 512)
-    error_message = "The archive prefix must be empty, or end with \"/\" (e.g. \"chaoslingr/\"), without a leading \"/\" or an empty segment (\"//\")."
+    condition     = var.archive_prefix == "" || (endswith(var.archive_prefix, "/") && !startswith(var.archive_prefix, "/") && !strcontains(var.archive_prefix, "//") && length(var.archive_prefix) <= 512 && !can(regex("[*?$]", var.archive_prefix)))
+    error_message = "The archive prefix must be empty, or end with \"/\" (e.g. \"chaoslingr/\"), without a leading \"/\", an empty segment (\"//\") or a wildcard or policy variable character (*, ?, $), which would widen the functions' and readers' grants."
   }
 }
 
 variable "archive_retention_days" {
-  description = "How long each outcome object is kept, in days, before the bucket's lifecycle rule expires it. Overwritten or expired versions are removed 30 days later."
+  description = "How long each outcome object is kept, in days, before the bucket's lifecycle rule expires it (800 by default: `chaoslingr report --since 365d` compares a year with the year before, which needs two years). Overwritten or expired versions are removed 30 days later."
   type        = number
-  default     = 400
+  default     = 800
   nullable    = false
 
   validation {

@@ -470,6 +470,7 @@ async fn malformed_events_bad_settings_and_the_kill_switch_change_nothing() {
     // AND with the kill switch on, a scheduled inject is an aborted run that writes nothing
     // (behind the module's subscription filter of the notifier, which must not see it)
     let notifier_inbox = filtered_inbox(&s.emu, &s.topic, "notifier-inbox", NOTIFY_FILTER).await;
+    let archive_inbox = filtered_inbox(&s.emu, &s.topic, "archive-inbox", ARCHIVE_FILTER).await;
     let mut off = env.clone();
     off.push(("CHAOSLINGR_ENABLED", "false"));
     let stopped = start_fn("inject", &off).await;
@@ -485,7 +486,30 @@ async fn malformed_events_bad_settings_and_the_kill_switch_change_nothing() {
     assert_eq!(published.len(), 1, "{published:?}");
     assert!(published[0].1.contains(&("quiet".to_string(), "true".to_string())), "{published:?}");
     assert_eq!(serde_json::from_str::<Value>(&published[0].0).unwrap()["quiet"], true);
-    assert!(receive_all(&s.emu, &notifier_inbox).await.is_empty(), "the notifier's filter let a quiet abort through");
+    // (and the filters are live: a start message reaches the notifier and not the archive,
+    // the quiet abort reaches the archive and not the notifier)
+    let attribute = |v: &str| {
+        aws_sdk_sns::types::MessageAttributeValue::builder().data_type("String").string_value(v).build().unwrap()
+    };
+    s.emu
+        .sns()
+        .publish()
+        .topic_arn(&s.topic)
+        .message(r#"{"schema": "chaoslingr.started/v1"}"#)
+        .message_attributes("event", attribute("started"))
+        .message_attributes("experiment", attribute("port-change"))
+        .send()
+        .await
+        .unwrap();
+    let to_notifier = receive_all(&s.emu, &notifier_inbox).await;
+    assert_eq!(to_notifier.len(), 1, "{to_notifier:?}");
+    assert!(
+        to_notifier[0].0.contains("chaoslingr.started/v1"),
+        "the notifier's filter let a quiet abort through: {to_notifier:?}"
+    );
+    let to_archive = receive_all(&s.emu, &archive_inbox).await;
+    assert_eq!(to_archive.len(), 1, "{to_archive:?}");
+    assert_eq!(serde_json::from_str::<Value>(&to_archive[0].0).unwrap()["quiet"], true, "{to_archive:?}");
     let metrics = s.emu.cloudwatch().list_metrics().namespace("ChaoSlingr").metric_name("Aborted").send().await;
     assert!(!metrics.expect("list metrics").metrics().is_empty(), "the abort was not counted");
 
@@ -933,6 +957,10 @@ async fn owners_opting_an_acl_out_mid_experiment_never_lock_the_judge_out_of_its
 /// (terraform/notifications.tf): ChaoSlingr's own messages, but not the quiet ones.
 const NOTIFY_FILTER: &str = r#"{"experiment": [{"exists": true}], "quiet": [{"exists": false}]}"#;
 
+/// The filter policy of the archive function's subscription (terraform/archive.tf):
+/// outcomes only.
+const ARCHIVE_FILTER: &str = r#"{"outcome": [{"exists": true}]}"#;
+
 /// A queue subscribed to `topic` with `filter` on the message attributes.
 async fn filtered_inbox(emu: &Emulator, topic: &str, name: &str, filter: &str) -> String {
     let url = emu.sqs().create_queue().queue_name(name).send().await.unwrap().queue_url().unwrap().to_string();
@@ -1010,6 +1038,13 @@ async fn the_archive_function_keeps_each_outcome_once_and_report_reads_the_archi
     // AND a malformed event writes nothing and is not retried
     let inv = archive.invoke(json!({"Records": [{"EventSource": "aws:sns", "Sns": {"Message": "{"}}]}), INVOKE).await;
     assert!(inv.result.as_ref().is_err_and(|e| e.error_type == "ChaoSlingr.NotRetryable.BadEvent"), "{:?}", inv.result);
+    // and so does a damaged outcome, which must reach the dead-letter queue, not vanish
+    let mut damaged = outcome.clone();
+    damaged["experiment_id"] = json!("../../escape");
+    let inv = archive.invoke(sns_records(&[&damaged]), INVOKE).await;
+    let e = inv.result.as_ref().expect_err("archived a damaged outcome");
+    assert_eq!(e.error_type, "ChaoSlingr.NotRetryable.BadEvent", "{e}");
+    assert!(e.error_message.contains("cannot name an object"), "{e}");
     assert_eq!(archived_keys(&emu, "chaoslingr-outcomes").await.len(), 1);
 
     // AND a write the policy does not grant is refused by IAM: not retryable (through a

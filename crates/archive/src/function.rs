@@ -13,6 +13,8 @@ use chaoslingr_slack::function::{load_config, sns_messages, FunctionError};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
+use chaoslingr_domain::outcome::SCHEMA;
+
 use crate::{Archive, ArchiveError, Location};
 
 /// The environment variable naming the archive: `s3://BUCKET/PREFIX`.
@@ -52,14 +54,16 @@ impl Archiver {
         for (i, m) in messages.iter().enumerate() {
             let v: Value = serde_json::from_str(m)
                 .map_err(|e| FunctionError::BadEvent(format!("Records[{i}].Sns.Message is not JSON: {e}")))?;
-            match crate::key_for(self.archive.location(), &v) {
-                Ok(_) => outcomes.push(v),
-                Err(ArchiveError::NotAnOutcome(why)) => {
-                    info!(record = i, why, "skipped: not an outcome");
-                    skipped += 1;
-                }
-                Err(e) => return Err(FunctionError::BadEvent(format!("Records[{i}]: {e}"))),
+            if v.get("schema").and_then(Value::as_str) != Some(SCHEMA) {
+                info!(record = i, schema = ?v.get("schema"), "skipped: not an outcome");
+                skipped += 1;
+                continue;
             }
+            // An outcome that cannot be keyed is damaged: it fails the invocation, so it
+            // lands in the dead-letter queue instead of vanishing.
+            crate::key_for(self.archive.location(), &v)
+                .map_err(|e| FunctionError::BadEvent(format!("Records[{i}]: {e}")))?;
+            outcomes.push(v);
         }
         let mut keys = Vec::new();
         for (i, v) in outcomes.iter().enumerate() {

@@ -25,7 +25,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use chaoslingr_domain::outcome::SCHEMA;
 use chaoslingr_domain::time::{parse_rfc3339, rfc3339};
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 use tracing::{debug, info};
 
@@ -93,16 +93,16 @@ impl ArchiveError {
     }
 }
 
-/// Error codes that need a person: retrying the same call cannot help.
-const PERMANENT: [&str; 8] = [
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "InvalidBucketName",
-    "NoSuchBucket",
-    "SignatureDoesNotMatch",
-    "KMS.DisabledException",
-    "KMS.NotFoundException",
+/// Error codes of the moment: the same call, made again, may succeed. Every other
+/// answer of S3 (a denial, a missing bucket, a refused request) needs a person.
+const TRANSIENT: [&str; 7] = [
+    "SlowDown",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalError",
+    "ServiceUnavailable",
 ];
 
 fn s3_error<E>(operation: &'static str, location: String, e: &SdkError<E>) -> ArchiveError
@@ -113,16 +113,16 @@ where
         SdkError::ServiceError(s) => {
             let code = s.err().code().map(String::from);
             let status = s.raw().status().as_u16();
-            let permanent = code.as_deref().is_some_and(|c| PERMANENT.contains(&c) || c.starts_with("KMS."))
-                || status == 403
-                || (status == 404 && operation != "GetObject");
+            let transient = status >= 500 || status == 429 || code.as_deref().is_some_and(|c| TRANSIENT.contains(&c));
             let message = match (&code, s.err().message()) {
                 (Some(c), Some(m)) => format!("{c}: {m}"),
                 (Some(c), None) => c.clone(),
                 (None, _) => format!("HTTP {status}"),
             };
-            (code, message, !permanent)
+            (code, message, transient)
         }
+        // The request could not even be built: the same request fails the same way.
+        SdkError::ConstructionFailure(_) => (None, error_chain(e), false),
         other => (None, error_chain(other), true),
     };
     ArchiveError::S3 { operation, location, code, message, retryable }
@@ -209,7 +209,8 @@ pub struct Read {
     pub outcomes: Vec<Value>,
     /// Objects listed in the period's folders.
     pub listed: usize,
-    /// Objects that could not be read as JSON, with why.
+    /// Objects that could not be fetched or read as JSON, with why (an object expired
+    /// between the listing and the read, a denied read): the report says so and goes on.
     pub unreadable: Vec<String>,
     /// Listing and fetching calls made.
     pub calls: usize,
@@ -282,7 +283,7 @@ impl Archive {
             }
         }
         let listed = keys.len();
-        let bodies: Vec<(String, Vec<u8>)> = stream::iter(keys)
+        let fetched: Vec<Result<(String, Vec<u8>), ArchiveError>> = stream::iter(keys)
             .map(|key| async move {
                 let object = self
                     .s3
@@ -302,11 +303,17 @@ impl Archive {
                 Ok::<_, ArchiveError>((key, bytes.into_bytes().to_vec()))
             })
             .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
         calls += listed;
         let mut read = Read { listed, calls, ..Read::default() };
-        let mut bodies = bodies;
+        let mut bodies = Vec::new();
+        for f in fetched {
+            match f {
+                Ok(body) => bodies.push(body),
+                Err(e) => read.unreadable.push(e.to_string()),
+            }
+        }
         bodies.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, body) in bodies {
             match serde_json::from_slice::<Value>(&body) {

@@ -84,6 +84,15 @@ async fn run(
     Ok(out)
 }
 
+/// One period covering `[since, until + 60 s)` in a single bucket, in whole hours:
+/// CloudWatch answers data older than 15 days only for periods that are multiples of 300
+/// seconds, and older than 63 days only for multiples of 3600.
+fn whole_period(since: SystemTime, until: SystemTime) -> i32 {
+    let span = (until + Duration::from_secs(60)).duration_since(since).unwrap_or_default().as_secs();
+    let hours = span.div_ceil(3600).max(1);
+    i32::try_from(hours * 3600).unwrap_or(i32::MAX / 3600 * 3600)
+}
+
 /// The metrics' history of `[since, until)` in `namespace`, for `techniques`; `since`
 /// should be a week start so that weeks line up with the archive's.
 pub async fn metric_history(
@@ -112,8 +121,7 @@ pub async fn metric_history(
             }
         }
     }
-    let whole = until.duration_since(since).unwrap_or(Duration::from_secs(60)).as_secs().div_ceil(60).max(1) * 60;
-    let whole = i32::try_from(whole).unwrap_or(i32::MAX / 60 * 60);
+    let whole = whole_period(since, until);
     let mut counts = Vec::new();
     let mut times = Vec::new();
     let mut percentiles = Vec::new();
@@ -182,4 +190,20 @@ pub async fn metric_history(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_whole_period_is_one_bucket_of_whole_hours() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        for days in [1u64, 7, 30, 64, 365] {
+            let p = whole_period(t0, t0 + Duration::from_secs(days * 86_400 + 17)) as u64;
+            assert_eq!(p % 3600, 0, "{days}d: {p}");
+            assert!(p >= days * 86_400 + 77 && p < days * 86_400 + 77 + 3600, "{days}d: {p}");
+        }
+        assert_eq!(whole_period(t0, t0), 3600);
+    }
 }

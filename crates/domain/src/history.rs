@@ -13,6 +13,9 @@ use crate::detector::REMEDIATION;
 use crate::outcome::Outcome;
 use crate::time::{human, parse_rfc3339, rfc3339};
 
+/// The longest time to detect an outcome can hold: a week, far past the 24-hour window cap.
+const MAX_SECONDS: f64 = 7.0 * 86_400.0;
+
 /// One detector's result in one archived outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
@@ -59,22 +62,25 @@ impl Entry {
             (Some(p), Some(a), Some(b)) => Some(format!("{p} {a}-{b}")),
             _ => None,
         };
-        let detections = v
-            .get("detections")
-            .and_then(Value::as_array)
-            .map(|ds| {
-                ds.iter()
-                    .filter_map(|d| {
-                        Some(Detection {
-                            detector: d.get("detector")?.as_str()?.to_string(),
-                            detected: d.get("detected").and_then(Value::as_bool).unwrap_or(false),
-                            seconds: d.get("seconds_to_detect").and_then(Value::as_f64),
-                            could_not_see: d.get("could_not_see").and_then(Value::as_bool).unwrap_or(false),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut detections = Vec::new();
+        for d in v.get("detections").and_then(Value::as_array).into_iter().flatten() {
+            let Some(detector) = d.get("detector").and_then(Value::as_str) else { continue };
+            let seconds = d.get("seconds_to_detect").and_then(Value::as_f64);
+            // A time no run could have taken (negative, or past the 24-hour window cap by
+            // far) is a damaged object, not a measurement.
+            if seconds.is_some_and(|s| !(0.0..=MAX_SECONDS).contains(&s)) {
+                return Err(format!(
+                    "{experiment_id}: {detector}: seconds_to_detect {} is out of range",
+                    seconds.unwrap_or_default()
+                ));
+            }
+            detections.push(Detection {
+                detector: detector.to_string(),
+                detected: d.get("detected").and_then(Value::as_bool).unwrap_or(false),
+                seconds,
+                could_not_see: d.get("could_not_see").and_then(Value::as_bool).unwrap_or(false),
+            });
+        }
         Ok(Entry {
             experiment: text("experiment").unwrap_or_else(|| "port-change".into()),
             account: text("account"),
@@ -227,7 +233,11 @@ fn p90_of(entries: &[&Entry], detector: &str) -> Option<f64> {
 pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec<TechniqueSummary> {
     let length = until.duration_since(since).unwrap_or_default();
     let before = since.checked_sub(length).unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut names: Vec<&str> = entries.iter().map(|e| e.experiment.as_str()).collect();
+    let mut names: Vec<&str> = entries
+        .iter()
+        .filter(|e| e.concluded_at >= since && e.concluded_at < until)
+        .map(|e| e.experiment.as_str())
+        .collect();
     names.sort_unstable();
     names.dedup();
     names
@@ -353,6 +363,14 @@ mod tests {
         assert!(Entry::from_json(&json!({"schema": "chaoslingr.started/v1"})).unwrap_err().contains("not a"));
         let bad = json!({"schema": "chaoslingr.outcome/v1", "experiment_id": "cs-2", "concluded_at": "noon", "outcome": "detected"});
         assert!(Entry::from_json(&bad).unwrap_err().contains("not RFC 3339"));
+        for s in [-1.0, 1e20] {
+            let e = outcome("cs-3", None, 0, "detected", json!([det("alarm:a", Some(1.0))]));
+            assert_eq!(e.detections[0].seconds, Some(1.0));
+            let mut v = json!({"schema": "chaoslingr.outcome/v1", "experiment_id": "cs-3", "outcome": "detected",
+                "concluded_at": "2026-12-02T00:00:00Z", "detections": [det("alarm:a", Some(1.0))]});
+            v["detections"][0]["seconds_to_detect"] = json!(s);
+            assert!(Entry::from_json(&v).unwrap_err().contains("out of range"), "{s}");
+        }
     }
 
     #[test]

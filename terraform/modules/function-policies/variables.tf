@@ -113,8 +113,8 @@ variable "archive_prefix" {
   nullable    = false
 
   validation {
-    condition     = var.archive_prefix == "" || (endswith(var.archive_prefix, "/") && !startswith(var.archive_prefix, "/"))
-    error_message = "archive_prefix must be empty or end with \"/\", without a leading \"/\"."
+    condition     = var.archive_prefix == "" || (endswith(var.archive_prefix, "/") && !startswith(var.archive_prefix, "/") && !can(regex("[*?$]", var.archive_prefix)))
+    error_message = "archive_prefix must be empty or end with \"/\", without a leading \"/\" or a wildcard or policy variable character (*, ?, $)."
   }
 }
 

@@ -398,6 +398,7 @@ pub async fn report(req: &ReportRequest) -> Result<u8, Failure> {
     if let Some(name) = &req.experiment {
         entries.retain(|e| &e.experiment == name);
     }
+    let entries = once_each(entries);
     let mut report = Report::new(&entries, since, until, described);
     report.warnings = warnings;
     let text = match format {
@@ -407,6 +408,16 @@ pub async fn report(req: &ReportRequest) -> Result<u8, Failure> {
         Format::Html => html::render(&report),
     };
     emit(req, &text)
+}
+
+/// Each experiment once (the last copy read): SNS delivers at least once, and saved
+/// messages may sit beside `run --json` output of the same run.
+fn once_each(entries: Vec<Entry>) -> Vec<Entry> {
+    let mut last = std::collections::HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        last.insert(e.experiment_id.clone(), i);
+    }
+    entries.into_iter().enumerate().filter(|(i, e)| last.get(&e.experiment_id) == Some(i)).map(|(_, e)| e).collect()
 }
 
 fn emit(req: &ReportRequest, text: &str) -> Result<u8, Failure> {
