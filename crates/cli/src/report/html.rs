@@ -130,6 +130,27 @@ fn legend(out: &mut String, x: f64, y: f64, items: &[(String, &str)]) {
     }
 }
 
+/// `steps + 1` horizontal gridlines over a plot `(left, top, width, height)`, from the
+/// bottom up, each labelled on the left with `label(step)`.
+fn gridlines(
+    out: &mut String,
+    (left, top, plot_w, plot_h): (f64, f64, f64, f64),
+    steps: usize,
+    label: impl Fn(usize) -> String,
+) {
+    for step in 0..=steps {
+        let y = top + plot_h - plot_h * step as f64 / steps as f64;
+        let _ = write!(
+            out,
+            r#"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" class="grid"/><text x="{}" y="{}" class="axis" text-anchor="end">{}</text>"#,
+            left + plot_w,
+            left - 6.0,
+            y + 4.0,
+            esc(&label(step))
+        );
+    }
+}
+
 /// Detection rate per detector per week: a line per detector over 0–100 %.
 fn detection_rate(report: &Report) -> String {
     let all = series(report);
@@ -139,17 +160,7 @@ fn detection_rate(report: &Report) -> String {
     let height = legend_y + 18.0 * all.len().div_ceil(2) as f64 + 4.0;
     let mut out = String::new();
     open_chart(&mut out, "detection-rate", "Detection rate per detector, by week", height);
-    for step in 0..=4 {
-        let y = top + plot_h - plot_h * step as f64 / 4.0;
-        let _ = write!(
-            out,
-            r#"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" class="grid"/><text x="{}" y="{}" class="axis" text-anchor="end">{}%</text>"#,
-            left + plot_w,
-            left - 6.0,
-            y + 4.0,
-            step * 25
-        );
-    }
+    gridlines(&mut out, (left, top, plot_w, plot_h), 4, |step| format!("{}%", step * 25));
     let x_of = |w: usize| left + if weeks <= 1 { plot_w / 2.0 } else { plot_w * w as f64 / (weeks - 1) as f64 };
     if let Some(tech) = report.summary.first() {
         let every = weeks.div_ceil(8).max(1);
@@ -324,17 +335,7 @@ fn outcomes_per_week(report: &Report) -> String {
     let height = legend_y + 18.0 * OUTCOMES.len().div_ceil(2) as f64 + 4.0;
     let mut out = String::new();
     open_chart(&mut out, "outcomes-per-week", "Outcomes per week, every technique", height);
-    for step in 0..=5 {
-        let v = max * step as f64 / 5.0;
-        let y = top + plot_h - plot_h * step as f64 / 5.0;
-        let _ = write!(
-            out,
-            r#"<line x1="{left}" x2="{}" y1="{y}" y2="{y}" class="grid"/><text x="{}" y="{}" class="axis" text-anchor="end">{v}</text>"#,
-            left + plot_w,
-            left - 6.0,
-            y + 4.0
-        );
-    }
+    gridlines(&mut out, (left, top, plot_w, plot_h), 5, |step| (max * step as f64 / 5.0).to_string());
     let slot = if weeks == 0 { plot_w } else { plot_w / weeks as f64 };
     let bar = (slot * 0.7).min(60.0);
     let every = weeks.div_ceil(8).max(1);
