@@ -63,7 +63,10 @@ def main():
     for number, line in enumerate(calls_path.read_text().splitlines(), 1):
         if not line.strip():
             continue
-        entry = json.loads(line)
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as e:
+            sys.exit(f"iam_check: {calls_path}:{number} is not one JSON call ({e}): {line[:120]}")
         function = FUNCTIONS.get(entry.get("access_key"))
         if not function:
             continue

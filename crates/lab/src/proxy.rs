@@ -63,11 +63,17 @@ impl Front {
     }
 
     /// Appends one line to the call log (`--record-calls`), if there is one.
+    ///
+    /// The line goes out in a single `write` on a file opened for appending, so the
+    /// lines of several labs sharing one log (the end-to-end tests run in parallel)
+    /// never interleave: `writeln!` would write the line in pieces.
     fn log(&self, line: Option<Value>) {
         use std::io::Write;
         if let (Some(log), Some(line)) = (&self.calls, line) {
-            let mut f = log.lock().expect("call log lock");
-            let _ = writeln!(f, "{line}");
+            let mut bytes = line.to_string().into_bytes();
+            bytes.push(b'\n');
+            let f = log.lock().expect("call log lock");
+            let _ = (&*f).write_all(&bytes);
         }
     }
 
@@ -793,6 +799,41 @@ pub async fn serve(listener: TcpListener, front: Arc<Front>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labs_sharing_one_call_log_never_interleave_their_lines() {
+        let path = std::env::temp_dir().join(format!("chaoslingr-lab-log-{}.jsonl", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let front = |path: &std::path::Path| {
+            let state = Arc::new(Mutex::new(crate::state::LabState::new(
+                crate::settings::FileSettings::default().resolve().unwrap(),
+                std::time::SystemTime::now(),
+            )));
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+            Arc::new(Front::new(state, Uri::from_static("http://127.0.0.1:1")).with_call_log(file))
+        };
+        // Two labs (two open files on one path), two writers each, long lines.
+        let fronts = [front(&path), front(&path)];
+        let padding = "x".repeat(3000);
+        std::thread::scope(|s| {
+            for (n, f) in fronts.iter().chain(fronts.iter()).enumerate() {
+                let padding = &padding;
+                s.spawn(move || {
+                    for i in 0..300 {
+                        f.log(Some(serde_json::json!({"writer": n, "i": i, "padding": padding})));
+                    }
+                });
+            }
+        });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4 * 300);
+        for line in lines {
+            let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("a torn line ({e}): {line:.80}"));
+            assert_eq!(v["padding"].as_str().map(str::len), Some(3000));
+        }
+    }
 
     #[test]
     fn a_skewed_date_is_an_http_date_shifted_by_the_skew() {
