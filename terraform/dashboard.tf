@@ -150,6 +150,24 @@ locals {
         }
       },
     ],
+    # Many accounts: the accounts and regions the functions could not work on.
+    var.targets == null ? [] : [
+      {
+        type   = "metric"
+        x      = 0
+        y      = local.health_y + 6
+        width  = 24
+        height = 6
+        properties = {
+          title   = "Scope errors by account and region (the target role could not be assumed or used)"
+          view    = "timeSeries"
+          region  = local.region
+          period  = 300
+          metrics = [[{ id = "scope_errors", expression = "SEARCH('{\"${var.namespace}\",Account,Region} MetricName=\"ScopeErrors\"', 'Sum', 300)", label = "$${PROP('Dim.Account')} $${PROP('Dim.Region')}" }]]
+          yAxis   = { left = { min = 0, showUnits = false } }
+        }
+      },
+    ],
   )
 }
 

@@ -162,3 +162,33 @@ resource "aws_cloudwatch_metric_alarm" "dead_letters" {
 
   tags = var.tags
 }
+
+# Many accounts: an account and region the functions could not work on (the target role
+# is missing, does not trust the hub, or an API refused) is counted in ScopeErrors with
+# the dimensions Account and Region, while the other accounts carry on. The judge cannot
+# revert there either, so people must know: one Metrics Insights query over every
+# Account and Region.
+resource "aws_cloudwatch_metric_alarm" "scope_errors" {
+  count = var.targets != null && var.create_scope_errors_alarm ? 1 : 0
+
+  alarm_name        = "${var.name}-scope-errors"
+  alarm_description = "ChaoSlingr could not work on an account and region of its targets (assuming the target role, or a call there, failed). Experiments there cannot start or be reverted by the judge: the functions' logs name the account, region and error; check the target role, then `chaoslingr status`."
+
+  metric_query {
+    id          = "scope_errors"
+    expression  = "SELECT SUM(ScopeErrors) FROM SCHEMA(\"${var.namespace}\", Account, Region)"
+    period      = 300
+    label       = "ScopeErrors"
+    return_data = true
+  }
+
+  evaluation_periods  = 1
+  threshold           = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  treat_missing_data  = "notBreaching"
+
+  actions_enabled = true
+  alarm_actions   = [local.topic_arn]
+
+  tags = var.tags
+}

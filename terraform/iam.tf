@@ -1,7 +1,8 @@
 # One role per function, each with one inline policy (`inject`, `judge`, `notify`,
 # `archive`, built in modules/function-policies), plus the scheduler's role. Least
 # privilege: every action is listed, and every resource is scoped where the service
-# supports it.
+# supports it. With `targets`, inject and judge act on other accounts through the target
+# role of each (modules/target-role) and hold only sts:AssumeRole for that.
 
 data "aws_iam_policy_document" "lambda_assume" {
   statement {
@@ -64,6 +65,8 @@ module "function_policies" {
   archive_bucket        = local.archive_bucket
   archive_prefix        = var.archive_prefix
   archive_kms_key_arn   = local.archive_kms_key_arn
+  # Many accounts: inject and judge assume these roles (null: a single account).
+  target_role_arns = local.target_role_arns
 }
 
 locals {

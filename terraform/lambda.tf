@@ -75,6 +75,15 @@ resource "aws_lambda_function" "function" {
 
   # Lambda checks at creation that the role may send to the dead-letter queue.
   depends_on = [aws_iam_role_policy.function]
+
+  lifecycle {
+    # Lambda takes at most 4 KB of environment (names and values); CHAOSLINGR_TARGETS
+    # grows with every account listed with its own regions.
+    precondition {
+      condition     = sum([for k, v in each.value.environment : length(k) + length(v)]) <= 4096
+      error_message = "The environment of the ${each.key} function is ${sum([for k, v in each.value.environment : length(k) + length(v)])} characters; Lambda allows 4096. With many targets, give accounts the top-level targets.regions instead of their own, or split the accounts over two deployments."
+    }
+  }
 }
 
 # Retries of asynchronous invocations. inject and judge: none, the next schedule or tick

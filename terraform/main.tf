@@ -92,7 +92,30 @@ locals {
     length(var.authorized_ports) > 0 ? { CHAOSLINGR_AUTHORIZED_PORTS = join(",", var.authorized_ports) } : {},
     length(var.stop_alarms) > 0 ? { CHAOSLINGR_STOP_ALARMS = join(",", var.stop_alarms) } : {},
     var.allowed_hours != null ? { CHAOSLINGR_ALLOWED_HOURS = var.allowed_hours } : {},
+    var.targets != null ? { CHAOSLINGR_TARGETS = local.targets_json } : {},
+    var.max_active_total != null ? { CHAOSLINGR_MAX_ACTIVE_TOTAL = tostring(var.max_active_total) } : {},
+    var.scope_concurrency != null ? { CHAOSLINGR_SCOPE_CONCURRENCY = tostring(var.scope_concurrency) } : {},
   )
+
+  # Many accounts and regions: CHAOSLINGR_TARGETS, with empty lists and a missing external
+  # id left out (the functions' defaults: the top-level regions, then their own region).
+  # The role is named with its path, without the leading "/" (team/chaoslingr-target).
+  targets_json = var.targets == null ? null : jsonencode(merge(
+    {
+      accounts = [
+        for a in var.targets.accounts : merge({ id = a.id }, length(a.regions) > 0 ? { regions = a.regions } : {})
+      ]
+      role = "${trimprefix(var.targets.role_path, "/")}${var.targets.role_name}"
+    },
+    length(var.targets.regions) > 0 ? { regions = var.targets.regions } : {},
+    var.targets.external_id != null ? { external_id = var.targets.external_id } : {},
+  ))
+
+  # The target role of each account, which inject and judge may assume (and nothing else
+  # of the accounts): arn:<partition>:iam::<account>:role<path><name>.
+  target_role_arns = var.targets == null ? null : [
+    for a in var.targets.accounts : "arn:${local.partition}:iam::${a.id}:role${var.targets.role_path}${var.targets.role_name}"
+  ]
 
   default_zip = {
     inject  = "${path.module}/../target/lambda/inject/bootstrap.zip"

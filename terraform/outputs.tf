@@ -58,6 +58,21 @@ output "archive_role_arn" {
   value       = try(aws_iam_role.function["archive"].arn, null)
 }
 
+output "target_role_trusted_principals" {
+  description = "The role ARNs a target role (modules/target-role, or the StackSet template) must trust: the inject and judge roles. Add the roles of operators who run the chaoslingr CLI across accounts."
+  value       = [aws_iam_role.function["inject"].arn, aws_iam_role.function["judge"].arn]
+}
+
+output "target_role_arns" {
+  description = "With targets: the target role of each account, which inject and judge may assume (and nothing else of the accounts). null without targets."
+  value       = local.target_role_arns
+}
+
+output "targets_json" {
+  description = "With targets: the functions' CHAOSLINGR_TARGETS (JSON), for running the chaoslingr CLI over the same accounts and regions. null without targets."
+  value       = local.targets_json
+}
+
 output "scheduler_role_arn" {
   description = "ARN of the role EventBridge Scheduler uses to invoke inject and judge."
   value       = aws_iam_role.scheduler.arn
@@ -131,6 +146,11 @@ output "nacl_change_alarm_name" {
 output "undetected_alarm_name" {
   description = "Name of the alarm on undetected outcomes, or null."
   value       = try(aws_cloudwatch_metric_alarm.undetected[0].alarm_name, null)
+}
+
+output "scope_errors_alarm_name" {
+  description = "Name of the alarm on accounts and regions the functions could not work on (metric ScopeErrors), or null (no targets, or create_scope_errors_alarm = false)."
+  value       = try(aws_cloudwatch_metric_alarm.scope_errors[0].alarm_name, null)
 }
 
 output "dead_letter_alarm_name" {

@@ -419,13 +419,24 @@ variable "namespace" {
 }
 
 variable "max_active" {
-  description = "CHAOSLINGR_MAX_ACTIVE: most experiments active at once in the account and region, 1 to 100."
+  description = "CHAOSLINGR_MAX_ACTIVE: most experiments active at once per target account, across its regions (a single-account deployment: in its account), 1 to 100. See max_active_total for the limit across every account."
   type        = number
   default     = 1
 
   validation {
     condition     = var.max_active >= 1 && var.max_active <= 100 && floor(var.max_active) == var.max_active
     error_message = "max_active must be a whole number from 1 to 100."
+  }
+}
+
+variable "max_active_total" {
+  description = "CHAOSLINGR_MAX_ACTIVE_TOTAL: most experiments active at once across every target account and region, 1 to 1000. null uses the functions' default (5)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.max_active_total == null || try(var.max_active_total >= 1 && var.max_active_total <= 1000 && floor(var.max_active_total) == var.max_active_total, false)
+    error_message = "max_active_total must be a whole number from 1 to 1000."
   }
 }
 
@@ -636,4 +647,87 @@ variable "create_dashboard" {
   description = "Create the CloudWatch dashboard (per scheduled technique: outcomes over time and time-to-detect per detector; revert failures, function health)."
   type        = bool
   default     = true
+}
+
+################################################################################
+# Many accounts and regions (hub and spoke)
+################################################################################
+
+variable "targets" {
+  description = "CHAOSLINGR_TARGETS: experiment on the opted-in targets of other accounts and regions from this (hub) deployment. `accounts`: each account id, with its own `regions` (empty: the top-level `regions`); `regions`: the default regions (empty: the functions' own region); `role_name` / `role_path`: the role inject and judge assume in each account (modules/target-role, default chaoslingr-target at /); `external_id`: passed when assuming it, if the roles require one. Then inject and judge hold sts:AssumeRole on exactly those roles and no EC2 or detector permission of their own; metrics and SNS stay in this account. null (the default): this account and region only, with the functions' own roles."
+  type = object({
+    accounts = list(object({
+      id      = string
+      regions = optional(list(string), [])
+    }))
+    regions     = optional(list(string), [])
+    role_name   = optional(string, "chaoslingr-target")
+    role_path   = optional(string, "/")
+    external_id = optional(string)
+  })
+  default = null
+
+  validation {
+    condition     = var.targets == null ? true : length(var.targets.accounts) > 0
+    error_message = "targets.accounts must list at least one account; for a single account, leave targets null."
+  }
+
+  validation {
+    condition     = var.targets == null ? true : alltrue([for a in var.targets.accounts : can(regex("^[0-9]{12}$", a.id))])
+    error_message = "Each of targets.accounts must have an id of 12 digits."
+  }
+
+  validation {
+    condition     = var.targets == null ? true : length(distinct([for a in var.targets.accounts : a.id])) == length(var.targets.accounts)
+    error_message = "targets.accounts must not list an account twice; give it all its regions in one entry."
+  }
+
+  validation {
+    condition = var.targets == null ? true : alltrue([
+      for r in concat(var.targets.regions, flatten([for a in var.targets.accounts : a.regions])) :
+      can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", r))
+    ])
+    error_message = "Each region of targets (top-level or per account) must be a region name such as us-east-1 or eu-west-1."
+  }
+
+  validation {
+    condition = var.targets == null ? true : alltrue([
+      for regions in concat([var.targets.regions], [for a in var.targets.accounts : a.regions]) :
+      length(distinct(regions)) == length(regions)
+    ])
+    error_message = "A regions list of targets must not name a region twice."
+  }
+
+  validation {
+    condition     = var.targets == null ? true : can(regex("^[A-Za-z0-9+=,.@_-]{1,64}$", var.targets.role_name))
+    error_message = "targets.role_name must be an IAM role name: 1-64 letters, digits and + = , . @ _ -."
+  }
+
+  validation {
+    condition     = var.targets == null ? true : length(var.targets.role_path) <= 512 && can(regex("^/([A-Za-z0-9+=,.@_-]+/)*$", var.targets.role_path))
+    error_message = "targets.role_path must be \"/\" or \"/<segments>/\" of letters, digits and + = , . @ _ -."
+  }
+
+  validation {
+    condition     = var.targets == null ? true : var.targets.external_id == null || try(length(var.targets.external_id) >= 2 && length(var.targets.external_id) <= 1224 && can(regex("^[A-Za-z0-9+=,.@:/_-]+$", var.targets.external_id)), false)
+    error_message = "targets.external_id must be 2-1224 characters of letters, digits and + = , . @ : / _ -."
+  }
+}
+
+variable "scope_concurrency" {
+  description = "CHAOSLINGR_SCOPE_CONCURRENCY: how many account and region scopes of targets one tick of inject or judge works on at once, 1 to 64. null uses the functions' default (8)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.scope_concurrency == null || try(var.scope_concurrency >= 1 && var.scope_concurrency <= 64 && floor(var.scope_concurrency) == var.scope_concurrency, false)
+    error_message = "scope_concurrency must be a whole number from 1 to 64."
+  }
+}
+
+variable "create_scope_errors_alarm" {
+  description = "With targets: create the CloudWatch alarm `<name>-scope-errors`, notifying the topic when the functions could not work on an account and region (metric ScopeErrors, any Account and Region, Sum >= 1 over 5 minutes): a missing or broken target role also means experiments there cannot be reverted by the judge."
+  type        = bool
+  default     = true
+  nullable    = false
 }

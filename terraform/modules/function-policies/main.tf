@@ -4,14 +4,23 @@
 # the root module deploys (the detection lab enforces these documents in the end-to-end
 # tests).
 
-locals {
-  ec2_arn_prefix          = "arn:${var.partition}:ec2:${var.region}:${var.account_id}"
-  security_group_arns     = "${local.ec2_arn_prefix}:security-group/*"
-  security_group_rule_arn = "${local.ec2_arn_prefix}:security-group-rule/*"
-  network_acl_arns        = "${local.ec2_arn_prefix}:network-acl/*"
-  alarm_arns              = "arn:${var.partition}:cloudwatch:${var.region}:${var.account_id}:alarm:*"
-  security_hub_arn        = "arn:${var.partition}:securityhub:${var.region}:${var.account_id}:hub/default"
+# The target-side statements of inject and judge, defined once in target-policies: here
+# for the functions' own account and region, and for the target role of each member
+# account (modules/target-role) with region `*`.
+module "targets" {
+  source = "./target-policies"
 
+  partition          = var.partition
+  region             = var.region
+  account_id         = var.account_id
+  opt_in_tag_key     = var.opt_in_tag_key
+  opt_in_tag_value   = var.opt_in_tag_value
+  marker_tag_prefix  = var.marker_tag_prefix
+  experiment_tag_key = var.experiment_tag_key
+  experiments        = var.experiments
+}
+
+locals {
   # The outcome archive: the bucket, and the objects under its prefix. Nothing else in the
   # bucket is granted, to the function or to readers.
   archive_bucket_arn  = var.archive_bucket == null ? null : "arn:${var.partition}:s3:::${var.archive_bucket}"
@@ -19,111 +28,17 @@ locals {
   # S3 uses the bucket's key on the caller's behalf, and only for this region's S3.
   via_s3 = { StringEquals = { "kms:ViaService" = ["s3.${var.region}.amazonaws.com"] } }
 
-  # inject may open only the changes of the techniques this deployment runs; reading,
-  # marking what is already marked and reverting are granted for every technique, so an
-  # experiment started by the CLI or before a technique was dropped is still closed.
-  opens_port_change = contains(var.experiments, "port-change")
-  opens_nacl_entry  = contains(var.experiments, "nacl-entry")
+  # Single account: inject and judge act on the targets of their own account and region
+  # with their own roles, so their policies hold the target-side statements. Many
+  # accounts (target_role_arns set): they hold only sts:AssumeRole on the target roles,
+  # which grant those statements in each member account (modules/target-role).
+  single_account = var.target_role_arns == null
 
-  # The target's owners opted in. IAM compares the whole value ignoring case only: "TRUE"
-  # matches "true", "true " and "yes" do not.
-  opted_in = {
-    StringEqualsIgnoreCase = { "aws:ResourceTag/${var.opt_in_tag_key}" = [var.opt_in_tag_value] }
-  }
-
-  # The target (security group or network ACL) carries ChaoSlingr's marker: an experiment
-  # was started on it.
-  marked = {
-    Null = { "aws:ResourceTag/${var.experiment_tag_key}" = ["false"] }
-  }
-
-  # Tag writes name only ChaoSlingr's own keys, never the opt-in key, and always name keys
-  # (a DeleteTags without keys removes every tag).
-  marker_keys_only = {
-    "ForAllValues:StringLike"      = { "aws:TagKeys" = ["${var.marker_tag_prefix}*"] }
-    "ForAllValues:StringNotEquals" = { "aws:TagKeys" = [var.opt_in_tag_key] }
-    Null                           = { "aws:TagKeys" = ["false"] }
-  }
-
-  # Both: the target carries the marker, and the tag write names only ChaoSlingr's keys.
-  marked_marker_keys_only = merge(local.marker_keys_only, { Null = merge(local.marker_keys_only.Null, local.marked.Null) })
-
-  describe_groups = {
-    Sid      = "DescribeSecurityGroups"
+  assume_target_roles = {
+    Sid      = "AssumeTargetRoles"
     Effect   = "Allow"
-    Action   = ["ec2:DescribeSecurityGroups", "ec2:DescribeSecurityGroupRules"]
-    Resource = ["*"]
-  }
-
-  revoke_ingress_of_marked_groups = {
-    Sid       = "RevokeIngressOfMarkedGroups"
-    Effect    = "Allow"
-    Action    = ["ec2:RevokeSecurityGroupIngress"]
-    Resource  = [local.security_group_arns]
-    Condition = local.marked
-  }
-
-  mark_opted_in_groups = {
-    Sid       = "MarkOptedInGroups"
-    Effect    = "Allow"
-    Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
-    Resource  = [local.security_group_arns]
-    Condition = merge(local.opted_in, local.marker_keys_only)
-  }
-
-  mark_marked_groups = {
-    Sid       = "MarkMarkedGroups"
-    Effect    = "Allow"
-    Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
-    Resource  = [local.security_group_arns]
-    Condition = local.marked_marker_keys_only
-  }
-
-  describe_network_acls = {
-    Sid      = "DescribeNetworkAcls"
-    Effect   = "Allow"
-    Action   = ["ec2:DescribeNetworkAcls"]
-    Resource = ["*"]
-  }
-
-  # A network ACL entry is no resource of its own and carries no tags: the experiment
-  # record lives on the ACL, so the ACL's marker is what grants the revert.
-  delete_entries_of_marked_network_acls = {
-    Sid       = "DeleteEntriesOfMarkedNetworkAcls"
-    Effect    = "Allow"
-    Action    = ["ec2:DeleteNetworkAclEntry"]
-    Resource  = [local.network_acl_arns]
-    Condition = local.marked
-  }
-
-  mark_marked_network_acls = {
-    Sid       = "MarkMarkedNetworkAcls"
-    Effect    = "Allow"
-    Action    = ["ec2:CreateTags", "ec2:DeleteTags"]
-    Resource  = [local.network_acl_arns]
-    Condition = local.marked_marker_keys_only
-  }
-
-  read_alarms = {
-    Sid      = "ReadAlarms"
-    Effect   = "Allow"
-    Action   = ["cloudwatch:DescribeAlarms"]
-    Resource = [local.alarm_arns]
-  }
-
-  # The compliance of the target, and whether the Config recorder records the
-  # technique's resource type continuously at all (a config: detector that cannot see is
-  # refused in pre-flight, or reported as "could not see"). None of these actions
-  # supports resource-level permissions.
-  read_config_compliance = {
-    Sid    = "ReadConfigCompliance"
-    Effect = "Allow"
-    Action = [
-      "config:GetComplianceDetailsByResource",
-      "config:DescribeConfigurationRecorders",
-      "config:DescribeConfigurationRecorderStatus",
-    ]
-    Resource = ["*"]
+    Action   = ["sts:AssumeRole"]
+    Resource = local.single_account ? [] : var.target_role_arns
   }
 
   put_metrics_in_namespace = {
@@ -195,91 +110,12 @@ locals {
   inject = {
     Version = "2012-10-17"
     Statement = concat(
+      # Reading and changing the targets, reading the detectors (target-policies); or
+      # assuming the target roles. (For-expressions with a filter, not a conditional:
+      # the two sides are tuples of different shapes, which a conditional cannot return.)
+      [for s in module.targets.inject_statements : s if local.single_account],
+      [for s in [local.assume_target_roles] : s if !local.single_account],
       [
-        # Listing groups by the opt-in tag (or by the marker's tag-key) and reading their
-        # rules. These Describe calls do not support resource-level permissions.
-        local.describe_groups,
-      ],
-      # Opening the experiment's port, and revoking it when racing starters step back:
-      # on groups whose owners opted in.
-      local.opens_port_change ? [{
-        Sid       = "ChangeIngressOfOptedInGroups"
-        Effect    = "Allow"
-        Action    = ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"]
-        Resource  = [local.security_group_arns]
-        Condition = local.opted_in
-      }] : [],
-      # Revoking on a group that carries the marker even after its owners opted out:
-      # opting out must never lock ChaoSlingr out of closing the port it opened. EC2
-      # authorizes RevokeSecurityGroupIngress against the group's ARN only.
-      [local.revoke_ingress_of_marked_groups],
-      local.opens_port_change ? [
-        # The rule AuthorizeSecurityGroupIngress creates must carry the experiment record
-        # (tagged at creation); the group statement above limits where that rule can be.
-        {
-          Sid       = "CreateTaggedIngressRule"
-          Effect    = "Allow"
-          Action    = ["ec2:AuthorizeSecurityGroupIngress"]
-          Resource  = [local.security_group_rule_arn]
-          Condition = { Null = { "aws:RequestTag/${var.experiment_tag_key}" = ["false"] } }
-        },
-        # Rule tags are written as the rule is created, never afterwards.
-        {
-          Sid       = "TagRuleAtCreation"
-          Effect    = "Allow"
-          Action    = ["ec2:CreateTags"]
-          Resource  = [local.security_group_rule_arn]
-          Condition = { StringEquals = { "ec2:CreateAction" = ["AuthorizeSecurityGroupIngress"] } }
-        },
-        # The group marker, on opted-in groups ...
-        local.mark_opted_in_groups,
-      ] : [],
-      # ... and on groups already carrying it.
-      [local.mark_marked_groups],
-      # Listing network ACLs by the opt-in tag (or by the marker's tag-key) and reading
-      # their entries. DescribeNetworkAcls does not support resource-level permissions.
-      [local.describe_network_acls],
-      local.opens_nacl_entry ? [
-        # The experiment record is written onto the ACL before its entry exists, so the
-        # ACL is marked whenever an entry of ChaoSlingr's may be on it: only on ACLs whose
-        # owners opted in, only ChaoSlingr's keys (never the opt-in key).
-        {
-          Sid       = "MarkOptedInNetworkAcls"
-          Effect    = "Allow"
-          Action    = ["ec2:CreateTags"]
-          Resource  = [local.network_acl_arns]
-          Condition = merge(local.opted_in, local.marker_keys_only)
-        },
-        # Adding the experiment's entry: on ACLs whose owners opted in. IAM cannot limit
-        # the entry itself (direction, action, rule number, ports, CIDR); the function
-        # adds only an inbound ALLOW it planned and recorded first.
-        {
-          Sid       = "AddEntriesToOptedInNetworkAcls"
-          Effect    = "Allow"
-          Action    = ["ec2:CreateNetworkAclEntry"]
-          Resource  = [local.network_acl_arns]
-          Condition = local.opted_in
-        },
-      ] : [],
-      [
-        # Deleting an experiment's entry on an ACL that carries the marker, even after its
-        # owners opted out: opting out must never lock ChaoSlingr out of closing the port
-        # it opened.
-        local.delete_entries_of_marked_network_acls,
-        # The marker and conclusion tags on ACLs already carrying the marker.
-        local.mark_marked_network_acls,
-        # Tells a preventive control's explicit deny (`prevented`) from a permission its
-        # own role lacks (`failed`) by decoding EC2's authorization failure message.
-        # The action does not support resource-level permissions.
-        {
-          Sid      = "DecodeAuthorizationFailures"
-          Effect   = "Allow"
-          Action   = ["sts:DecodeAuthorizationMessage"]
-          Resource = ["*"]
-        },
-        local.read_alarms,
-        # Granted always: the schedule's input can name config: detectors per run.
-        local.read_config_compliance,
         local.put_metrics_in_namespace,
         local.read_back_recorded_outcomes,
         local.publish_to_topic,
@@ -296,35 +132,11 @@ locals {
   judge = {
     Version = "2012-10-17"
     Statement = concat(
+      # Reading and reverting the targets, reading the detectors (target-policies); or
+      # assuming the target roles.
+      [for s in module.targets.judge_statements : s if local.single_account],
+      [for s in [local.assume_target_roles] : s if !local.single_account],
       [
-        local.describe_groups,
-        # The revert. No AuthorizeSecurityGroupIngress: the judge cannot open a port.
-        {
-          Sid       = "RevokeIngressOfOptedInGroups"
-          Effect    = "Allow"
-          Action    = ["ec2:RevokeSecurityGroupIngress"]
-          Resource  = [local.security_group_arns]
-          Condition = local.opted_in
-        },
-        local.revoke_ingress_of_marked_groups,
-        local.mark_opted_in_groups,
-        local.mark_marked_groups,
-        # Network ACL experiments are found, concluded and reverted whatever techniques
-        # are scheduled (the CLI starts any). No CreateNetworkAclEntry: the judge cannot
-        # add an entry.
-        local.describe_network_acls,
-        local.delete_entries_of_marked_network_acls,
-        local.mark_marked_network_acls,
-        local.read_alarms,
-        # Granted always: the judge also concludes experiments started by the CLI, whose
-        # detectors come from the rule's tags.
-        local.read_config_compliance,
-        {
-          Sid      = "ReadSecurityHubFindings"
-          Effect   = "Allow"
-          Action   = ["securityhub:GetFindings"]
-          Resource = [local.security_hub_arn]
-        },
         local.put_metrics_in_namespace,
         local.read_back_recorded_outcomes,
         local.publish_to_topic,

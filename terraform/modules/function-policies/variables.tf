@@ -147,3 +147,14 @@ variable "experiments" {
     error_message = "Each experiment must be one of port-change, nacl-entry."
   }
 }
+
+variable "target_role_arns" {
+  description = "Many accounts: the ARNs of the target roles (modules/target-role) inject and judge assume in the member accounts. Then their policies hold sts:AssumeRole on exactly these roles instead of the target-side statements, which the target roles grant. null: a single account, the functions act on their own account's targets with their own roles."
+  type        = list(string)
+  default     = null
+
+  validation {
+    condition     = var.target_role_arns == null || try(length(var.target_role_arns) > 0 && alltrue([for a in var.target_role_arns : can(regex("^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", a))]), false)
+    error_message = "target_role_arns must be null or a non-empty list of IAM role ARNs without wildcards."
+  }
+}
