@@ -13,6 +13,14 @@ call log and never write to this one.
 Every function call must also have been evaluated: a call with `allowed: null` came from
 a lab without enforcement, which would make this check vacuous.
 
+Many accounts: a call signed with credentials an `sts:AssumeRole` through the lab handed
+out carries the `role_arn` it acts as; all such calls, whatever the account, are
+attributed to one function, `target-role`, and checked like the functions' against the
+role's rendered policy (the policies file's role ARN keys). It must have calls when the
+policies name a role. An `AssumeRole` the lab itself refused (`--deny-assume-role`, a test
+playing a role missing in one account; `lab_denied_assume_role: true`) is expected, not a
+failure; its `iam_allowed` tells whether IAM enforcement evaluated it first.
+
 Per function it reports the distinct actions called and allowed and, given the rendered
 policies, the granted actions no test exercised (information, not a failure: some are
 used by AWS on the function's behalf, such as logs, the dead-letter queue and X-Ray).
@@ -27,6 +35,20 @@ import pathlib
 import sys
 
 FUNCTIONS = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify", "AKIDARCHIVE": "archive"}
+# Calls made with assumed-role credentials (any account) are this function's.
+TARGET_ROLE = "target-role"
+
+
+def function_of(entry):
+    """The function a call is attributed to: the target role for assumed-role credentials,
+    else the function whose access key signed it (None: not a function's call)."""
+    if entry.get("role_arn"):
+        return TARGET_ROLE
+    return FUNCTIONS.get(entry.get("access_key"))
+
+
+def is_role_arn(key):
+    return key.startswith("arn:") and ":role/" in key
 
 
 def expected_denial(entry):
@@ -60,6 +82,7 @@ def main():
     counts = collections.Counter()
     problems = []
     prevented = 0
+    refused_assume_role = 0
     for number, line in enumerate(calls_path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -67,10 +90,17 @@ def main():
             entry = json.loads(line)
         except json.JSONDecodeError as e:
             sys.exit(f"iam_check: {calls_path}:{number} is not one JSON call ({e}): {line[:120]}")
-        function = FUNCTIONS.get(entry.get("access_key"))
+        function = function_of(entry)
         if not function:
             continue
         action = entry["action"]
+        if entry.get("lab_denied_assume_role"):
+            # The lab refused it (--deny-assume-role): a test playing a missing role.
+            if "iam_allowed" in entry and entry["iam_allowed"] is None:
+                problems.append(f"{function}: {action} (line {number}) was not evaluated: the lab ran without --enforce-iam")
+            else:
+                refused_assume_role += 1
+            continue
         called[function].add(action)
         counts[function] += 1
         if entry.get("allowed") is None:
@@ -86,21 +116,31 @@ def main():
         else:
             allowed[function].add(action)
 
-    for function in sorted(FUNCTIONS.values()):
+    role_policies = [p for k, p in policies.items() if is_role_arn(k)]
+    checked = sorted(FUNCTIONS.values())
+    if role_policies or counts[TARGET_ROLE]:
+        checked.append(TARGET_ROLE)
+    for function in checked:
         if not counts[function]:
             problems.append(f"{function}: no calls recorded; did its end-to-end tests run?")
             continue
         line = (f"{function}: {counts[function]} calls, {len(called[function])} distinct actions called, "
                 f"{len(allowed[function])} allowed")
-        key = next(k for k, f in FUNCTIONS.items() if f == function)
-        if key in policies:
-            unused = sorted(granted_actions(policies[key]) - called[function])
+        if function == TARGET_ROLE:
+            granted = set().union(*(granted_actions(p) for p in role_policies)) if role_policies else None
+        else:
+            key = next(k for k, f in FUNCTIONS.items() if f == function)
+            granted = granted_actions(policies[key]) if key in policies else None
+        if granted is not None:
+            unused = sorted(granted - called[function])
             line += f"; granted but not called in these tests: {', '.join(unused) if unused else 'none'}"
         print(line)
         for action in sorted(called[function]):
             print(f"    {'allowed' if action in allowed[function] else 'DENIED '} {action}")
     if prevented:
         print(f"{prevented} calls explicitly denied by a test's service control policy (expected: `prevented`)")
+    if refused_assume_role:
+        print(f"{refused_assume_role} AssumeRole calls refused by the lab's --deny-assume-role (expected: a missing role)")
     if problems:
         print("\nIAM refused what the functions do:")
         for p in problems:

@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use crate::roles::{self, AssumedRole};
+
 /// The request parameters of a query-protocol call (`Action=...&GroupId=...`), decoded, in
 /// order.
 pub type Params = Vec<(String, String)>;
@@ -173,7 +175,8 @@ impl Check {
     }
 }
 
-/// Where the lab's account lives.
+/// Where the resources a request acts on live: the lab's account, or the account of the
+/// role whose credentials signed the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
     pub partition: String,
@@ -184,6 +187,11 @@ pub struct Scope {
 impl Scope {
     pub fn new(region: &str, account: &str) -> Scope {
         Scope { partition: "aws".into(), region: region.into(), account: account.into() }
+    }
+
+    /// The scope of an assumed role: its partition and account, the request's region.
+    pub fn of_role(role: &AssumedRole, region: &str) -> Scope {
+        Scope { partition: role.partition.clone(), region: region.into(), account: role.account.clone() }
     }
 
     fn ec2(&self, kind: &str, id: &str) -> String {
@@ -433,7 +441,8 @@ impl Denial {
 /// The outcome of enforcing one request.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// The access key is not in the policies file: forwarded without evaluation.
+    /// Neither the access key nor its assumed role is in the policies file: forwarded
+    /// without evaluation.
     NotEvaluated,
     Allowed {
         resources: Vec<String>,
@@ -461,21 +470,72 @@ pub fn default_evaluator() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/iam/evaluate.mjs")
 }
 
-/// Reads `{"ACCESS_KEY": policy, ...}`.
+/// Reads `{"ACCESS_KEY": policy, "arn:aws:iam::ACCOUNT:role/NAME": policy, ...}`: the
+/// policy of each access key, and of each role whose assumed-role credentials are
+/// enforced (a key that is an ARN must be an IAM role's).
 pub fn read_policies(text: &str) -> Result<HashMap<String, Value>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let map = v.as_object().ok_or("expected an object of access key id -> IAM policy document")?;
+    let map = v.as_object().ok_or("expected an object of access key id (or IAM role ARN) -> IAM policy document")?;
     if map.is_empty() {
-        return Err("no access keys: nothing would be enforced".into());
+        return Err("no access keys or roles: nothing would be enforced".into());
     }
     let mut out = HashMap::new();
     for (key, policy) in map {
+        if key.starts_with("arn:") && roles::parse_role_arn(key).is_none() {
+            return Err(format!(
+                "`{key}`: not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME); keys are access key ids or role ARNs"
+            ));
+        }
         if policy.get("Statement").is_none() {
             return Err(format!("`{key}`: not an IAM policy document (no Statement)"));
         }
         out.insert(key.clone(), policy.clone());
     }
     Ok(out)
+}
+
+/// Who signed a request, as the enforcement sees it: which policy applies, the principal
+/// it is evaluated as, and where the resources it acts on live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The policies file's key: the access key id, or the assumed role's ARN.
+    pub policy: String,
+    /// `arn:aws:iam::123456789012:user/AKIDJUDGE`, or for assumed-role credentials
+    /// `arn:aws:sts::111111111111:assumed-role/chaoslingr-target/SESSION`.
+    pub principal: String,
+    /// Resource ARNs are built in this scope.
+    pub scope: Scope,
+    /// For assumed-role credentials, the account (the emulator's `x-moto-account-id`) and
+    /// region to read resource tags in; `None` reads them as the lab (its own account).
+    pub tags_in: Option<(String, String)>,
+}
+
+/// The caller an enforcement with `policies` evaluates a request of `access_key` as:
+/// credentials of an assumed role with a policy act as that role in its account (and the
+/// request's `region`, from its SigV4 scope); an access key with a policy of its own acts
+/// in the lab's `scope`. `None`: not evaluated.
+pub fn caller_of(
+    policies: &HashMap<String, Value>,
+    scope: &Scope,
+    access_key: &str,
+    role: Option<&AssumedRole>,
+    region: Option<&str>,
+) -> Option<Caller> {
+    if let Some(role) = role.filter(|r| policies.contains_key(&r.role_arn)) {
+        let region = region.filter(|r| !r.is_empty()).unwrap_or(&scope.region);
+        return Some(Caller {
+            policy: role.role_arn.clone(),
+            principal: role.arn.clone(),
+            scope: Scope::of_role(role, region),
+            tags_in: Some((role.account.clone(), region.to_string())),
+        });
+    }
+    policies.contains_key(access_key).then(|| Caller {
+        policy: access_key.to_string(),
+        principal: scope.principal(access_key),
+        scope: scope.clone(),
+        tags_in: None,
+    })
 }
 
 /// Evaluates requests of the enforced access keys.
@@ -551,8 +611,15 @@ impl Enforcer {
         })
     }
 
-    pub fn enforces(&self, access_key: &str) -> bool {
-        self.policies.contains_key(access_key)
+    /// Whether requests of `access_key` are evaluated (see [`Enforcer::caller`]).
+    pub fn enforces(&self, access_key: &str, role: Option<&AssumedRole>) -> bool {
+        self.caller(access_key, role, None).is_some()
+    }
+
+    /// Who a request of `access_key` (handed out for `role`, if an `AssumeRole` did) in
+    /// `region` is evaluated as; `None` when it is not evaluated (see [`caller_of`]).
+    pub fn caller(&self, access_key: &str, role: Option<&AssumedRole>, region: Option<&str>) -> Option<Caller> {
+        caller_of(&self.policies, &self.scope, access_key, role, region)
     }
 
     pub fn has_scp(&self) -> bool {
@@ -580,7 +647,7 @@ impl Enforcer {
     /// emulator.
     pub async fn evaluate<F, Fut>(
         &self,
-        access_key: &str,
+        caller: &Caller,
         checks: Vec<Check>,
         resource_tags: F,
     ) -> anyhow::Result<Verdict>
@@ -588,8 +655,8 @@ impl Enforcer {
         F: Fn(String) -> Fut,
         Fut: std::future::Future<Output = anyhow::Result<Vec<(String, String)>>>,
     {
-        let Some(policy) = self.policies.get(access_key) else { return Ok(Verdict::NotEvaluated) };
-        let principal = self.scope.principal(access_key);
+        let Some(policy) = self.policies.get(&caller.policy) else { return Ok(Verdict::NotEvaluated) };
+        let principal = caller.principal.clone();
         let mut resources = Vec::new();
         // AWS answers these to any signed request, whatever the policies say.
         if checks.iter().all(|c| NEEDS_NO_PERMISSION.contains(&c.action.as_str())) {
@@ -602,7 +669,7 @@ impl Enforcer {
             }
             let mut request = json!({
                 "principal": principal,
-                "account": self.scope.account,
+                "account": caller.scope.account,
                 "policy": policy,
                 "scp": self.scp,
                 "action": check.action,
@@ -617,7 +684,7 @@ impl Enforcer {
                 .await
                 .context("the IAM evaluation task failed")??;
             if let Some(e) = &decision.error {
-                tracing::warn!(access_key, action = %check.action, resource = %check.resource, error = %e, "the IAM evaluator rejected the request; denied");
+                tracing::warn!(caller = %caller.principal, action = %check.action, resource = %check.resource, error = %e, "the IAM evaluator rejected the request; denied");
             }
             if !decision.allowed {
                 let token = self.fresh(96);
@@ -1037,6 +1104,84 @@ mod tests {
         assert_eq!(denial(false).decoded()["explicitDeny"], false);
         let xml = decode_answer(&v, "r");
         assert!(xml.contains("<DecodedMessage>{&quot;allowed&quot;:false"), "{xml}");
+    }
+
+    fn assumed(account: &str) -> AssumedRole {
+        AssumedRole {
+            role_arn: format!("arn:aws:iam::{account}:role/chaoslingr-target"),
+            account: account.into(),
+            partition: "aws".into(),
+            arn: format!("arn:aws:sts::{account}:assumed-role/chaoslingr-target/chaoslingr-hub"),
+        }
+    }
+
+    fn policies() -> HashMap<String, Value> {
+        read_policies(
+            r#"{"AKIDJUDGE": {"Version": "2012-10-17", "Statement": []},
+                "arn:aws:iam::111111111111:role/chaoslingr-target": {"Version": "2012-10-17", "Statement": []}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn assumed_roles_act_in_their_account_and_the_requests_region() {
+        // GIVEN credentials of the target role in 111111111111, whose policy is in the file
+        let role = assumed("111111111111");
+        // WHEN a request signed with them in eu-west-1 is enforced
+        let caller = caller_of(&policies(), &scope(), "ASIARTXV5AHDTGQIW5FB", Some(&role), Some("eu-west-1")).unwrap();
+        // THEN the role's policy applies, to its session, in its account and that region
+        assert_eq!(caller.policy, "arn:aws:iam::111111111111:role/chaoslingr-target");
+        assert_eq!(caller.principal, "arn:aws:sts::111111111111:assumed-role/chaoslingr-target/chaoslingr-hub");
+        assert_eq!(caller.scope, Scope::new("eu-west-1", "111111111111"));
+        assert_eq!(caller.tags_in, Some(("111111111111".to_string(), "eu-west-1".to_string())));
+        // AND the resources it acts on are that account's
+        let p = form_params("Action=RevokeSecurityGroupIngress&GroupId=sg-9&SecurityGroupRuleId.1=sgr-1");
+        let checks = checks_for("ec2:RevokeSecurityGroupIngress", &p, None, &caller.scope, "sgr-x");
+        assert_eq!(checks[0].resource, "arn:aws:ec2:eu-west-1:111111111111:security-group/sg-9");
+        let p = form_params("Action=AuthorizeSecurityGroupIngress&GroupId=sg-9");
+        let checks = checks_for("ec2:AuthorizeSecurityGroupIngress", &p, None, &caller.scope, "sgr-new");
+        assert_eq!(checks[1].resource, "arn:aws:ec2:eu-west-1:111111111111:security-group-rule/sgr-new");
+        let c =
+            checks_for("cloudwatch:DescribeAlarms", &form_params("AlarmNames.member.1=fw"), None, &caller.scope, "x");
+        assert_eq!(c[0].resource, "arn:aws:cloudwatch:eu-west-1:111111111111:alarm:fw");
+        let c = checks_for("securityhub:GetFindings", &Vec::new(), None, &caller.scope, "x");
+        assert_eq!(c[0].resource, "arn:aws:securityhub:eu-west-1:111111111111:hub/default");
+        // AND without a region in the signature, the lab's
+        let caller = caller_of(&policies(), &scope(), "ASIA1", Some(&role), None).unwrap();
+        assert_eq!(caller.scope, Scope::new("us-east-1", "111111111111"));
+    }
+
+    #[test]
+    fn keys_without_a_policy_stay_unevaluated_and_the_functions_keys_act_as_today() {
+        let policies = policies();
+        // A role without a policy in the file, and an unknown key: not evaluated.
+        assert_eq!(caller_of(&policies, &scope(), "ASIA2", Some(&assumed("222222222222")), Some("us-east-1")), None);
+        assert_eq!(caller_of(&policies, &scope(), "testing", None, Some("us-east-1")), None);
+        // A function's own key: its policy, as a user of the lab's account, in the lab's scope.
+        let judge = caller_of(&policies, &scope(), "AKIDJUDGE", None, Some("eu-west-1")).unwrap();
+        assert_eq!(
+            judge,
+            Caller {
+                policy: "AKIDJUDGE".into(),
+                principal: "arn:aws:iam::123456789012:user/AKIDJUDGE".into(),
+                scope: scope(),
+                tags_in: None,
+            }
+        );
+    }
+
+    #[test]
+    fn policies_files_may_name_roles() {
+        let p = policies();
+        assert!(p.contains_key("arn:aws:iam::111111111111:role/chaoslingr-target"));
+        assert!(p.contains_key("AKIDJUDGE"));
+        let only_roles =
+            r#"{"arn:aws:iam::222222222222:role/ops/chaoslingr-target": {"Version": "2012-10-17", "Statement": []}}"#;
+        assert_eq!(read_policies(only_roles).unwrap().len(), 1);
+        let e = read_policies(r#"{"arn:aws:iam::111111111111:user/x": {"Statement": []}}"#).unwrap_err();
+        assert!(e.contains("not an IAM role ARN"), "{e}");
+        let e = read_policies(r#"{"arn:aws:iam::111111111111:role/x": {"Version": "2012-10-17"}}"#).unwrap_err();
+        assert!(e.contains("no Statement"), "{e}");
     }
 
     #[test]

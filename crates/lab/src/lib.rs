@@ -11,8 +11,11 @@
 //! configurable latencies ([`state`]). Config's recorder is described from settings
 //! ([`recorder`]).
 //! With `--enforce-iam`, requests of the listed access keys are evaluated against their IAM
-//! policies before they reach the emulator ([`iam`]). Requests can be held at a chosen
-//! point, and random faults put on the wire ([`wire`]), for crash and soak tests.
+//! policies before they reach the emulator ([`iam`]); so are those of credentials an
+//! `sts:AssumeRole` through the lab handed out, against their role's policy, in the role's
+//! account ([`roles`], which also refuses `AssumeRole` into chosen accounts).
+//! Requests can be held at a chosen point, and random faults put on the wire ([`wire`]),
+//! for crash and soak tests.
 
 pub mod config_api;
 pub mod emulator_gaps;
@@ -20,6 +23,7 @@ pub mod iam;
 pub mod nacl;
 pub mod proxy;
 pub mod recorder;
+pub mod roles;
 pub mod rules;
 pub mod settings;
 pub mod state;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use chaoslingr_lab::iam::{EnforceOptions, Enforcer, Scope};
 use chaoslingr_lab::proxy::{self, Front};
 use chaoslingr_lab::rules::OpenPortsRule;
-use chaoslingr_lab::settings::{parse_fault, FileSettings, LabSettings, Mode};
+use chaoslingr_lab::settings::{deny_assume_role_accounts, parse_fault, FileSettings, LabSettings, Mode};
 use chaoslingr_lab::state::LabState;
 use chaoslingr_lab::wire::{FaultPlan, HoldSpec, WireFault};
 use chaoslingr_lab::world::{self, Upstream};
@@ -55,8 +55,8 @@ Point the CLI at the lab, not at the emulator:
       --detector config:vpc-sg-open-only-to-authorized-ports \\
       --detector alarm:chaoslingr-lab-firewall
 
-IAM enforcement (--enforce-iam POLICIES.json, a JSON object of access key id -> IAM
-policy document, e.g. from `infra/terraform.sh policies`): every request signed with a
+IAM enforcement (--enforce-iam POLICIES.json, a JSON object of access key id (or IAM role
+ARN, see Many accounts) -> IAM policy document, e.g. from `infra/terraform.sh policies`): every request signed with a
 listed access key is evaluated against that key's policy (and the --scp service control
 policy, if given) by the evaluator (infra/iam/evaluate.mjs on @cloud-copilot/iam-simulate,
 installed by `infra/iam.sh install`, run with Node.js 20+), with the request's context:
@@ -70,6 +70,25 @@ DecodeAuthorizationMessage on the lab decodes; SNS AuthorizationError; CloudWatc
 STS AccessDenied; JSON services AccessDeniedException). Other access keys pass
 unevaluated. Every decision is logged, and --record-calls lines carry `allowed` (null
 when not evaluated) and `denied`.
+
+Many accounts: credentials that an sts:AssumeRole through the lab handed out (the answer's
+AccessKeyId, for the request's RoleArn) act as that role in the role's account, as in the
+emulator. The lab remembers them: --record-calls lines of calls signed with them carry
+`role_arn` (arn:aws:iam::111111111111:role/chaoslingr-target) and `account`
+(111111111111); AssumeRole lines carry the `target_role_arn` and `target_account` asked
+for. The policies file may also map role ARNs to policies (the target role's, per
+account): a call signed by credentials of such a role is enforced against that policy as
+the principal arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION, with resource ARNs in the
+role's account and the region the request is signed for, and the tags of the groups and
+ACLs read in that account and region (the emulator's x-moto-account-id header). Roles
+without a policy stay unevaluated.
+  --deny-assume-role 333333333333 (repeatable, or [sts] deny_assume_role = [...]) refuses
+  sts:AssumeRole of every role in that account, as STS does when the role is missing or
+  does not trust the caller: 403 text/xml ErrorResponse, Code AccessDenied, `User: CALLER
+  is not authorized to perform: sts:AssumeRole on resource: ROLE_ARN`. It is not forwarded;
+  its call log line has `denied: true`, `lab_denied_assume_role: true`, `allowed: false`
+  and `iam_allowed` (IAM enforcement's decision before: true, or null when not evaluated;
+  a request IAM denies is answered as IAM's denial instead). Any other AssumeRole passes.
 
 Holds and wire faults, for crash and soak tests (nothing in ChaoSlingr knows of them):
   --hold ec2:AuthorizeSecurityGroupIngress#1:after holds the first authorize once the
@@ -86,6 +105,10 @@ Holds and wire faults, for crash and soak tests (nothing in ChaoSlingr knows of 
     GET  /_lab/faults                 the wire-fault plan and the faults injected
     PUT  /_lab/faults  {\"rate\": 0.05, \"kinds\": [\"throttle\",\"error\",\"drop\",\"slow\"],
                         \"slow\": 25, \"access_keys\": [], \"seed\": 1}, or null for none
+    GET  /_lab/assume-role-denials    {\"accounts\": [...]}: where AssumeRole is refused
+    PUT  /_lab/assume-role-denials [\"333333333333\"] replaces them (null or [] for none)
+    GET  /_lab/assumed-roles          {\"sessions\": [{\"access_key\", \"role_arn\", \"account\",
+                                      \"arn\"}]}: the credentials AssumeRole handed out
     GET  /_lab/recorder               the Config recorder (null when there is none)
     PUT  /_lab/recorder {\"present\": true, \"recording\": true, \"exclude\":
                         [\"AWS::EC2::NetworkAcl\"], \"frequency\": \"DAILY\", ...} ([config.recorder]'s
@@ -137,6 +160,8 @@ A TOML file (--config) sets the same things; flags override it. Example:
   [remediator]
   mode = \"off\"
   latency = \"5s\"
+  [sts]
+  deny_assume_role = [\"333333333333\"]   # AssumeRole refused in these accounts
   [iam]
   enforce = \"target/chaoslingr-iam-policies.json\"   # off when absent
   scp = \"deny-ports.json\"                          # optional
@@ -283,6 +308,12 @@ struct Args {
     /// Only requests signed with these access keys get wire faults [default: every caller].
     #[arg(long, value_name = "KEYS", value_delimiter = ',')]
     wire_fault_keys: Vec<String>,
+
+    /// Refuse sts:AssumeRole of any role in this account (12 digits), as STS does when the
+    /// role is missing or does not trust the caller: 403 AccessDenied. Repeatable; more
+    /// with PUT /_lab/assume-role-denials (see --help).
+    #[arg(long, value_name = "ACCOUNT")]
+    deny_assume_role: Vec<String>,
 }
 
 /// The wire-fault plan from the flags, or `None` without --wire-faults.
@@ -434,6 +465,10 @@ fn settings(args: &Args) -> anyhow::Result<LabSettings> {
     if let Some(v) = &args.node {
         s.iam.node = Some(v.clone());
     }
+    if !args.deny_assume_role.is_empty() {
+        s.deny_assume_role = deny_assume_role_accounts(&args.deny_assume_role)
+            .map_err(|e| anyhow::anyhow!("--deny-assume-role: {e}"))?;
+    }
     if s.iam.scp.is_some() && s.iam.enforce.is_none() {
         bail!("--scp needs --enforce-iam: only the enforced access keys are evaluated");
     }
@@ -517,6 +552,11 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => summary,
     };
+    let summary = if settings.deny_assume_role.is_empty() {
+        summary
+    } else {
+        format!("{summary}, AssumeRole refused in {}", settings.deny_assume_role.join(","))
+    };
     let summary = match &settings.iam.enforce {
         Some(p) => format!(
             "{summary}, IAM enforced ({}{})",
@@ -525,6 +565,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => format!("{summary}, IAM not enforced"),
     };
+    let deny_assume_role = settings.deny_assume_role.clone();
     let state = Arc::new(Mutex::new(LabState::new(settings, SystemTime::now())));
     // A first scan before answering anything: pre-existing state is Config's baseline.
     world::tick(&up, &state).await.context("first scan of the emulator failed")?;
@@ -536,6 +577,7 @@ async fn main() -> anyhow::Result<()> {
         front.holds.arm(spec);
     }
     front.faults.set(plan).map_err(|e| anyhow::anyhow!("--wire-faults: {e}"))?;
+    front.roles.set_denied(&deny_assume_role).map_err(|e| anyhow::anyhow!("--deny-assume-role: {e}"))?;
     if let Some(skew) = &args.clock_skew {
         front = front.with_clock_skew(signed_seconds(skew, "--clock-skew")?);
     }

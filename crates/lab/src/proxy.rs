@@ -22,8 +22,9 @@ use tracing::{debug, info, warn};
 
 use crate::config_api::{self, TARGET_PREFIX};
 use crate::emulator_gaps;
-use crate::iam::{self, Enforcer, Verdict};
+use crate::iam::{self, Caller, Enforcer, Scope, Verdict};
 use crate::recorder::FileRecorder;
+use crate::roles::{self, AssumedRole, Roles};
 use crate::settings::{Fault, FaultKind};
 use crate::state::LabState;
 use crate::wire::{self, Decision, FaultPlan, Faults, HoldSpec, Holds, Phase};
@@ -46,6 +47,9 @@ pub struct Front {
     pub holds: Holds,
     /// Random faults on the wire (`--wire-faults`, `PUT /_lab/faults`).
     pub faults: Faults,
+    /// The credentials `AssumeRole` handed out, and the accounts whose roles it refuses
+    /// (`--deny-assume-role`, `PUT /_lab/assume-role-denials`).
+    pub roles: Roles,
 }
 
 impl Front {
@@ -59,6 +63,7 @@ impl Front {
             clock_skew: 0,
             holds: Holds::default(),
             faults: Faults::default(),
+            roles: Roles::default(),
         }
     }
 
@@ -77,8 +82,9 @@ impl Front {
         }
     }
 
-    /// Evaluates the requests of the access keys `enforcer` knows before forwarding them;
-    /// `ec2` (on the emulator) reads the current tags of the groups they act on.
+    /// Evaluates the requests of the access keys `enforcer` knows (and of credentials of
+    /// the roles it knows) before forwarding them; `ec2` (on the emulator) reads the
+    /// current tags of the groups they act on (in the role's account for a role's).
     pub fn with_iam(mut self, enforcer: Arc<Enforcer>, ec2: aws_sdk_ec2::Client) -> Self {
         self.iam = Some((enforcer, ec2));
         self
@@ -99,6 +105,11 @@ impl Front {
     /// request names (`targets`), the `tags` it writes and, for an authorize, the rules it
     /// `created`; `fault`
     /// when a wire fault hit the call, and `held` (`before`/`after`) when it was held.
+    /// Calls signed with credentials an `AssumeRole` through the lab handed out carry the
+    /// `role_arn` and `account` they act as; an `AssumeRole` carries the `target_role_arn`
+    /// and `target_account` it asks for, and when the lab refused it
+    /// (`--deny-assume-role`) `denied: true`, `lab_denied_assume_role: true` and
+    /// `iam_allowed` (what IAM enforcement said before: true, or null when not evaluated).
     pub fn with_call_log(mut self, file: std::fs::File) -> Self {
         self.calls = Some(Mutex::new(file));
         self
@@ -160,12 +171,35 @@ pub fn service_of(headers: &hyper::HeaderMap) -> Option<String> {
     credential_scope(headers).map(|(_, service)| service.to_string())
 }
 
+/// The region a request is signed for, from its SigV4 credential scope.
+pub fn region_of(headers: &hyper::HeaderMap) -> Option<String> {
+    sigv4_scope(headers).map(|scope| scope[2].to_string()).filter(|r| !r.is_empty())
+}
+
 /// The access key id and service of a request's SigV4 credential scope.
 fn credential_scope(headers: &hyper::HeaderMap) -> Option<(&str, &str)> {
+    sigv4_scope(headers).map(|scope| (scope[0], scope[3]))
+}
+
+/// `[AKID, DATE, REGION, SERVICE, aws4_request, ...]` of a request's SigV4 credential scope.
+fn sigv4_scope(headers: &hyper::HeaderMap) -> Option<Vec<&str>> {
     let auth = headers.get("authorization")?.to_str().ok()?;
     let cred = auth.split("Credential=").nth(1)?;
     let scope: Vec<&str> = cred.split([',', ' ']).next()?.split('/').collect();
-    (scope.len() >= 5).then(|| (scope[0], scope[3]))
+    (scope.len() >= 5).then_some(scope)
+}
+
+/// The `RoleArn` and `RoleSessionName` of an `sts:AssumeRole` (query or JSON protocol).
+fn assume_role_request(parts: &hyper::http::request::Parts, body: &[u8]) -> Option<(String, String)> {
+    let params = query_params(parts, body);
+    let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    if let Some(role_arn) = get("RoleArn") {
+        return Some((role_arn, get("RoleSessionName").unwrap_or_default()));
+    }
+    let json: Value = serde_json::from_slice(body).ok()?;
+    let role_arn = json.get("RoleArn")?.as_str()?.to_string();
+    let session = json.get("RoleSessionName").and_then(Value::as_str).unwrap_or_default().to_string();
+    Some((role_arn, session))
 }
 
 fn respond(status: u16, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -216,9 +250,16 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
     if call.is_none() && parts.uri.path().starts_with(ADMIN_PREFIX) {
         return Ok(admin(&front, &parts, &body).await);
     }
-    let verdict = match (&front.iam, &call) {
-        (Some((enforcer, ec2)), Some((key, action))) if enforcer.enforces(key) => {
-            match enforce(enforcer, ec2, &parts, &body, key, action).await {
+    // Credentials an AssumeRole through the lab handed out act as their role.
+    let session = call.as_ref().and_then(|(key, _)| front.roles.session(key));
+    let region = region_of(&parts.headers);
+    let caller = match (&front.iam, &call) {
+        (Some((enforcer, _)), Some((key, _))) => enforcer.caller(key, session.as_ref(), region.as_deref()),
+        _ => None,
+    };
+    let verdict = match (&front.iam, &call, &caller) {
+        (Some((enforcer, ec2)), Some((key, action)), Some(caller)) => {
+            match enforce(enforcer, ec2, &parts, &body, caller, key, action).await {
                 Ok(v) => v,
                 Err(e) => {
                     warn!(access_key = %key, action = %action, error = %e, "could not evaluate IAM");
@@ -233,6 +274,20 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
         _ => Verdict::NotEvaluated,
     };
     let mut line = call.as_ref().map(|(key, action)| call_line(key, action, &verdict, &parts, &body));
+    if let (Some(l), Some(role)) = (line.as_mut(), &session) {
+        l["role_arn"] = role.role_arn.clone().into();
+        l["account"] = role.account.clone().into();
+    }
+    let assume_role = match &call {
+        Some((_, action)) if action == "sts:AssumeRole" => assume_role_request(&parts, &body),
+        _ => None,
+    };
+    if let (Some(l), Some((role_arn, _))) = (line.as_mut(), &assume_role) {
+        l["target_role_arn"] = role_arn.clone().into();
+        if let Some(role) = roles::parse_role_arn(role_arn) {
+            l["target_account"] = role.account.into();
+        }
+    }
     if let Verdict::Denied { denial, token } = &verdict {
         front.log(line);
         let service = service_of(&parts.headers).unwrap_or_default();
@@ -244,6 +299,35 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
             r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static(t));
         }
         return Ok(r);
+    }
+    if let (Some((key, _)), Some((role_arn, _))) = (&call, &assume_role) {
+        if front.roles.refuses(role_arn) {
+            // The role's account refuses (the role is missing, or does not trust the
+            // caller): STS's answer, whatever the caller's own policy allowed.
+            let who = caller_arn(&front, key, session.as_ref(), caller.as_ref(), region.as_deref());
+            if let Some(l) = line.as_mut() {
+                l["iam_allowed"] = l["allowed"].clone();
+                l["allowed"] = false.into();
+                l["denied"] = true.into();
+                l["lab_denied_assume_role"] = true.into();
+                l["denied_action"] = "sts:AssumeRole".into();
+                l["resources"] = serde_json::json!([role_arn]);
+                l["status"] = 403.into();
+            }
+            front.log(line);
+            info!(access_key = %key, caller = %who, role_arn = %role_arn, "AssumeRole refused (--deny-assume-role)");
+            let request_id = request_id(&front);
+            let (status, content_type, text) = if parts.headers.contains_key("x-amz-target") {
+                roles::denied_json_answer(&who, role_arn)
+            } else {
+                roles::denied_answer(&who, role_arn, &request_id)
+            };
+            let mut r = respond(status, content_type, text);
+            if status == 400 {
+                r.headers_mut().insert("x-amzn-errortype", HeaderValue::from_static("AccessDenied"));
+            }
+            return Ok(r);
+        }
     }
     let service = service_of(&parts.headers);
     let protocol = iam::protocol_of(service.as_deref().unwrap_or_default(), parts.headers.contains_key("x-amz-target"));
@@ -289,6 +373,17 @@ async fn handle(front: Arc<Front>, req: Request<Incoming>) -> Result<Response<Fu
     let mut response = answer(&front, &call, parts, body.clone(), service.as_deref()).await;
 
     let status = response.status().as_u16();
+    if let (Some((role_arn, session_name)), true) = (&assume_role, status == 200) {
+        let (rparts, rbody) = response.into_parts();
+        let bytes = rbody.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        match front.roles.remember(role_arn, session_name, &String::from_utf8_lossy(&bytes)) {
+            Some((key, role)) => {
+                info!(access_key = %key, role_arn = %role.role_arn, account = %role.account, "assumed role")
+            }
+            None => warn!(role_arn = %role_arn, "could not read the credentials of an AssumeRole answer"),
+        }
+        response = Response::from_parts(rparts, Full::new(bytes));
+    }
     if let (Some(l), Some((_, action))) = (line.as_mut(), &call) {
         l["status"] = status.into();
         if action.starts_with("ec2:Authorize") {
@@ -433,6 +528,25 @@ async fn describe_network_acls(
     }
 }
 
+/// The principal a request is made by, as STS names it in a refusal: the assumed role's
+/// session, the enforced caller, or a user named after the access key in the lab's account.
+fn caller_arn(
+    front: &Front,
+    key: &str,
+    session: Option<&AssumedRole>,
+    caller: Option<&Caller>,
+    region: Option<&str>,
+) -> String {
+    if let Some(role) = session {
+        return role.arn.clone();
+    }
+    if let Some(caller) = caller {
+        return caller.principal.clone();
+    }
+    let state = front.state.lock().expect("lab state lock");
+    Scope::new(region.unwrap_or(&state.settings.region), &state.settings.account).principal(key)
+}
+
 /// The call log's line for one call: caller, IAM action, the IAM decision, and for EC2
 /// writes the groups and rules the request names (`targets`).
 fn call_line(key: &str, action: &str, verdict: &Verdict, parts: &hyper::http::request::Parts, body: &[u8]) -> Value {
@@ -543,7 +657,10 @@ fn announce_hold(id: usize, phase: Phase, key: &str, action: &str, status: Optio
 /// (a [`wire::FaultPlan`] as JSON, or `null`) replaces the plan; `GET /_lab/recorder`
 /// answers the Config recorder as `DescribeConfigurationRecorders` shows it (`null` when
 /// there is none) and `PUT /_lab/recorder` (`[config.recorder]`'s fields as JSON, or `null`
-/// for the default) replaces it.
+/// for the default) replaces it; `GET /_lab/assume-role-denials` answers the accounts whose
+/// roles `AssumeRole` refuses and `PUT /_lab/assume-role-denials` (a JSON array of account
+/// ids, or `null` for none) replaces them; `GET /_lab/assumed-roles` answers the
+/// credentials `AssumeRole` handed out and the role each acts as.
 async fn admin(front: &Front, parts: &hyper::http::request::Parts, body: &[u8]) -> Response<Full<Bytes>> {
     let path = parts.uri.path().trim_start_matches(ADMIN_PREFIX).trim_end_matches('/');
     let json = |status: u16, v: Value| respond(status, "application/json", v.to_string());
@@ -604,6 +721,31 @@ async fn admin(front: &Front, parts: &hyper::http::request::Parts, body: &[u8]) 
             },
             Err(e) => json(400, serde_json::json!({ "error": format!("not a recorder: {e}") })),
         },
+        ("GET", ["assume-role-denials"]) => json(200, serde_json::json!({ "accounts": front.roles.denied() })),
+        ("PUT", ["assume-role-denials"]) => match serde_json::from_slice::<Option<Vec<String>>>(body) {
+            Ok(accounts) => match front.roles.set_denied(accounts.unwrap_or_default()) {
+                Ok(accounts) => {
+                    info!(?accounts, "AssumeRole refused in these accounts");
+                    json(200, serde_json::json!({ "accounts": accounts }))
+                }
+                Err(e) => json(400, serde_json::json!({ "error": e })),
+            },
+            Err(e) => json(
+                400,
+                serde_json::json!({ "error": format!("not a list of account ids such as [\"333333333333\"]: {e}") }),
+            ),
+        },
+        ("GET", ["assumed-roles"]) => {
+            let sessions: Vec<Value> = front
+                .roles
+                .sessions()
+                .into_iter()
+                .map(|(key, role)| {
+                    serde_json::json!({"access_key": key, "role_arn": role.role_arn, "account": role.account, "arn": role.arn})
+                })
+                .collect();
+            json(200, serde_json::json!({ "sessions": sessions }))
+        }
         _ => json(404, serde_json::json!({ "error": format!("no admin route {method} {}", parts.uri.path()) })),
     }
 }
@@ -639,15 +781,39 @@ fn query_params(parts: &hyper::http::request::Parts, body: &[u8]) -> iam::Params
     }
 }
 
+/// The header the emulator (moto) takes the account a request acts in from.
+pub const EMULATOR_ACCOUNT_HEADER: &str = "x-moto-account-id";
+
 /// The tags a security group (`sg-…`) or network ACL (`acl-…`) has in the emulator now;
-/// none when it does not exist (or is of another kind).
-async fn current_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<(String, String)> {
+/// none when it does not exist (or is of another kind). `tags_in` (account, region) reads
+/// them in another account (an assumed role's) and region than the lab's.
+async fn current_tags(
+    ec2: &aws_sdk_ec2::Client,
+    tags_in: Option<&(String, String)>,
+    id: &str,
+) -> Vec<(String, String)> {
     let pair = |t: &aws_sdk_ec2::types::Tag| {
         (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())
     };
+    let in_account = |account: &str| {
+        let account = account.to_string();
+        move |req: &mut aws_sdk_ec2::config::http::HttpRequest| {
+            req.headers_mut().insert(EMULATOR_ACCOUNT_HEADER, account.clone());
+        }
+    };
+    let in_region = |region: &str| {
+        aws_sdk_ec2::config::Builder::default().region(aws_sdk_ec2::config::Region::new(region.to_string()))
+    };
     if id.starts_with("acl-") {
         // By id, not by the `network-acl-id` filter, which the emulator does not implement.
-        return match ec2.describe_network_acls().network_acl_ids(id).send().await {
+        let read = ec2.describe_network_acls().network_acl_ids(id);
+        let result = match tags_in {
+            Some((account, region)) => {
+                read.customize().mutate_request(in_account(account)).config_override(in_region(region)).send().await
+            }
+            None => read.send().await,
+        };
+        return match result {
             Ok(out) => out.network_acls().iter().flat_map(|a| a.tags()).map(pair).collect(),
             Err(e) => {
                 debug!(acl = id, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "no tags read");
@@ -655,7 +821,14 @@ async fn current_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<(String, Strin
             }
         };
     }
-    match ec2.describe_security_groups().group_ids(id).send().await {
+    let read = ec2.describe_security_groups().group_ids(id);
+    let result = match tags_in {
+        Some((account, region)) => {
+            read.customize().mutate_request(in_account(account)).config_override(in_region(region)).send().await
+        }
+        None => read.send().await,
+    };
+    match result {
         Ok(out) => out.security_groups().iter().flat_map(|g| g.tags()).map(pair).collect(),
         Err(e) => {
             debug!(group = id, error = %aws_sdk_ec2::error::DisplayErrorContext(&e), "no tags read");
@@ -664,13 +837,15 @@ async fn current_tags(ec2: &aws_sdk_ec2::Client, id: &str) -> Vec<(String, Strin
     }
 }
 
-/// Evaluates one request of an enforced access key, reading the tags of the security
-/// groups and network ACLs it acts on from the emulator at this moment.
+/// Evaluates one request of an enforced access key (or assumed role), reading the tags of
+/// the security groups and network ACLs it acts on from the emulator at this moment (in
+/// the caller's account).
 async fn enforce(
     enforcer: &Enforcer,
     ec2: &aws_sdk_ec2::Client,
     parts: &hyper::http::request::Parts,
     body: &[u8],
+    caller: &Caller,
     key: &str,
     action: &str,
 ) -> anyhow::Result<Verdict> {
@@ -682,14 +857,17 @@ async fn enforce(
     }
     let json: Option<Value> = serde_json::from_slice(body).ok();
     let new_rule = format!("sgr-{}", enforcer.fresh(17));
-    let checks = iam::checks_for(action, &params, json.as_ref(), &enforcer.scope, &new_rule);
-    let verdict = enforcer.evaluate(key, checks, |id| async move { Ok(current_tags(ec2, &id).await) }).await?;
+    let checks = iam::checks_for(action, &params, json.as_ref(), &caller.scope, &new_rule);
+    let tags_in = caller.tags_in.as_ref();
+    let verdict =
+        enforcer.evaluate(caller, checks, |id| async move { Ok(current_tags(ec2, tags_in, &id).await) }).await?;
     match &verdict {
         Verdict::Denied { denial, .. } => {
             let matched = serde_json::json!(denial.decision.matched).to_string();
             let context = serde_json::json!(denial.check.context).to_string();
             info!(
                 access_key = key,
+                principal = %caller.principal,
                 action = %denial.check.action,
                 resource = %denial.check.resource,
                 explicit_deny = denial.decision.explicit_deny,
@@ -700,7 +878,7 @@ async fn enforce(
             )
         }
         Verdict::Allowed { resources } => {
-            info!(access_key = key, action, resources = %resources.join(" "), "IAM allowed")
+            info!(access_key = key, principal = %caller.principal, action, resources = %resources.join(" "), "IAM allowed")
         }
         Verdict::NotEvaluated => {}
     }

@@ -125,6 +125,8 @@ pub struct LabSettings {
     pub nacl_firewall_findings: bool,
     /// The configuration recorder AWS Config describes (and the lab's rules honour).
     pub recorder: RecorderSettings,
+    /// The accounts whose roles `sts:AssumeRole` refuses (12-digit account ids, sorted).
+    pub deny_assume_role: Vec<String>,
 }
 
 /// IAM enforcement: which policies to enforce, and the evaluator that decides.
@@ -161,6 +163,25 @@ pub struct FileSettings {
     pub nacl_config: FileNaclConfig,
     #[serde(default)]
     pub nacl_firewall: FileFirewall,
+    #[serde(default)]
+    pub sts: FileSts,
+}
+
+/// `[sts]`: STS as the lab plays it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSts {
+    /// Accounts whose roles `AssumeRole` refuses, e.g. `["333333333333"]`.
+    pub deny_assume_role: Option<Vec<String>>,
+}
+
+/// Checks account ids (12 digits each) into a sorted list without repeats.
+pub fn deny_assume_role_accounts<S: AsRef<str>>(accounts: &[S]) -> Result<Vec<String>, String> {
+    let set = accounts
+        .iter()
+        .map(|a| crate::roles::validate_account(a.as_ref()))
+        .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
+    Ok(set.into_iter().collect())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -275,6 +296,8 @@ impl FileSettings {
             ));
         }
         let recorder = self.config.recorder.unwrap_or_default().resolve()?;
+        let deny_assume_role = deny_assume_role_accounts(&self.sts.deny_assume_role.unwrap_or_default())
+            .map_err(|e| format!("sts.deny_assume_role: {e}"))?;
         let remediator_on = match &self.remediator.mode {
             None => false,
             Some(m) => m.parse::<Mode>().map_err(|e| format!("remediator.mode: {e}"))? != Mode::Off,
@@ -323,6 +346,7 @@ impl FileSettings {
             nacl_firewall_alarm: self.nacl_firewall.alarm.unwrap_or_else(|| DEFAULT_NACL_ALARM.into()),
             nacl_firewall_findings: self.nacl_firewall.securityhub_findings.unwrap_or(true),
             recorder,
+            deny_assume_role,
         })
     }
 }
@@ -342,6 +366,18 @@ mod tests {
         assert!(s.remediator.is_none());
         assert!(s.config.fault.is_none());
         assert_eq!(s.iam, IamSettings::default());
+        assert!(s.deny_assume_role.is_empty());
+    }
+
+    #[test]
+    fn assume_role_denials_are_account_ids() {
+        let s = FileSettings::parse("[sts]\ndeny_assume_role = [\"333333333333\", \"222222222222\"]")
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert_eq!(s.deny_assume_role, ["222222222222", "333333333333"]);
+        let e = FileSettings::parse("[sts]\ndeny_assume_role = [\"33333\"]").unwrap().resolve().unwrap_err();
+        assert!(e.starts_with("sts.deny_assume_role: `33333` is not an AWS account id"), "{e}");
     }
 
     #[test]
