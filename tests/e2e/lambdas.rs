@@ -102,12 +102,7 @@ async fn scene(lab_args: &[&str]) -> Scene {
 /// recording every call to `$CHAOSLINGR_CALLS_LOG` when set (`cargo xtask test` sets it and
 /// then fails on any call of a function that was denied).
 fn start_lab(emu: &Emulator, args: &[&str]) -> Lab {
-    let log = std::env::var("CHAOSLINGR_CALLS_LOG").ok();
-    let mut args = args.to_vec();
-    if let Some(path) = &log {
-        args.extend(["--record-calls", path.as_str()]);
-    }
-    Lab::start_enforced(emu, &args)
+    Lab::start_recorded(emu, args)
 }
 
 /// `Ok` once all three of the lab's controls have noticed the scene's experiment: Config

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chaoslingr_e2e::*;
 use serde_json::Value;
 
+mod accounts;
 mod crash;
 mod iam;
 mod lab;

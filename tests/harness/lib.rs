@@ -222,6 +222,9 @@ impl Emulator {
             let port = free_port();
             let mut child = std::process::Command::new(&server)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                // Each request's account comes from its credentials (those from
+                // `AssumeRole` act in the role's account), never from a fixed one.
+                .env_remove("MOTO_ACCOUNT_ID")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -290,6 +293,24 @@ impl Emulator {
     /// from the caller's AWS or ChaoSlingr environment.
     pub fn cli(&self) -> tokio::process::Command {
         cli_at(&self.endpoint)
+    }
+
+    /// The SDK configuration of another account (and region) on this emulator: the
+    /// credentials of `AssumeRole` into `role` there, which the emulator files under that
+    /// account, as AWS would act in it.
+    pub async fn account(&self, account: &str, region: &str, role: &str) -> SdkConfig {
+        let arn = format!("arn:aws:iam::{account}:role/{role}");
+        let provider = aws_config::sts::AssumeRoleProvider::builder(arn)
+            .session_name("e2e-seed")
+            .region(Region::new(REGION))
+            .configure(&self.config)
+            .build()
+            .await;
+        self.config
+            .to_builder()
+            .region(Region::new(region.to_string()))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(provider))
+            .build()
     }
 }
 
@@ -462,6 +483,18 @@ impl Lab {
         Lab::start(emu, &all)
     }
 
+    /// [`Lab::start_enforced`], recording every call to `$CHAOSLINGR_CALLS_LOG` when set
+    /// (`cargo xtask test` sets it and then fails on any call of a function or a target
+    /// role that was denied).
+    pub fn start_recorded(emu: &Emulator, args: &[&str]) -> Lab {
+        let log = std::env::var("CHAOSLINGR_CALLS_LOG").ok();
+        let mut args = args.to_vec();
+        if let Some(path) = &log {
+            args.extend(["--record-calls", path.as_str()]);
+        }
+        Lab::start_enforced(emu, &args)
+    }
+
     /// `chaoslingr` pointed at the lab.
     pub fn cli(&self) -> tokio::process::Command {
         cli_at(&self.endpoint)
@@ -584,13 +617,22 @@ pub async fn finish(child: tokio::process::Child, limit: Duration) -> Output {
 // ---- seeding and inspection on the SDK ----
 
 pub async fn create_vpc(emu: &Emulator) -> String {
-    let out = emu.ec2().create_vpc().cidr_block("10.42.0.0/16").send().await.expect("create vpc");
+    create_vpc_on(&emu.ec2()).await
+}
+
+pub async fn create_vpc_on(ec2: &aws_sdk_ec2::Client) -> String {
+    let out = ec2.create_vpc().cidr_block("10.42.0.0/16").send().await.expect("create vpc");
     out.vpc().and_then(|v| v.vpc_id()).expect("vpc id").to_string()
 }
 
 /// Creates a group; `opt_in` is the opt-in tag's value, or `None` for no tag.
 pub async fn create_group(emu: &Emulator, vpc: &str, name: &str, opt_in: Option<&str>) -> String {
-    let mut req = emu.ec2().create_security_group().group_name(name).description(format!("e2e {name}")).vpc_id(vpc);
+    create_group_on(&emu.ec2(), vpc, name, opt_in).await
+}
+
+/// [`create_group`] with any EC2 client (another account or region).
+pub async fn create_group_on(ec2: &aws_sdk_ec2::Client, vpc: &str, name: &str, opt_in: Option<&str>) -> String {
+    let mut req = ec2.create_security_group().group_name(name).description(format!("e2e {name}")).vpc_id(vpc);
     if let Some(v) = opt_in {
         req = req.tag_specifications(
             TagSpecification::builder()
@@ -701,8 +743,12 @@ pub async fn ingress_of(emu: &Emulator, group: &str) -> Vec<String> {
 
 /// Every rule carrying the experiment-id tag.
 pub async fn experiment_rules(emu: &Emulator) -> Vec<SecurityGroupRule> {
-    emu.ec2()
-        .describe_security_group_rules()
+    experiment_rules_on(&emu.ec2()).await
+}
+
+/// [`experiment_rules`] with any EC2 client (another account or region).
+pub async fn experiment_rules_on(ec2: &aws_sdk_ec2::Client) -> Vec<SecurityGroupRule> {
+    ec2.describe_security_group_rules()
         .filters(Filter::builder().name("tag-key").values(EXPERIMENT_TAG).build())
         .send()
         .await

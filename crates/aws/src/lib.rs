@@ -12,6 +12,7 @@ pub mod ec2;
 mod errors;
 pub mod metrics_history;
 mod recorder;
+pub mod scope;
 
 pub use detectors::AwsDetectors;
 pub use ec2::{denial_source_of, AwsClock, Ec2};
@@ -63,6 +64,14 @@ impl AwsAdapters {
             recorder: AwsRecorder::new(cloudwatch, aws_sdk_sns::Client::new(conf), namespace, topic_arn),
             region,
         }
+    }
+
+    /// The adapters of one account and region: the techniques' EC2 and the detectors on
+    /// `scope` (the target's credentials and region), the recorder on `hub` (metrics and
+    /// the topic stay with the deployment).
+    pub fn for_scope(hub: &SdkConfig, scope: &SdkConfig, namespace: String, topic_arn: Option<String>) -> Self {
+        let on_scope = AwsAdapters::new(scope, namespace.clone(), topic_arn.clone());
+        AwsAdapters { recorder: AwsAdapters::new(hub, namespace, topic_arn).recorder, ..on_scope }
     }
 }
 

@@ -17,9 +17,9 @@ use crate::errors::call_error;
 /// [`Recorder`] on CloudWatch and SNS.
 #[derive(Debug, Clone)]
 pub struct AwsRecorder {
-    cloudwatch: aws_sdk_cloudwatch::Client,
+    pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
     sns: aws_sdk_sns::Client,
-    namespace: String,
+    pub(crate) namespace: String,
     topic_arn: Option<String>,
 }
 

@@ -134,6 +134,71 @@ struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    scopes: ScopeArgs,
+}
+
+/// Which accounts and regions a command works in. Without any: the credentials' own
+/// account, in AWS_REGION (or CHAOSLINGR_TARGETS and the other variables below).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Accounts and regions")]
+pub struct ScopeArgs {
+    /// Target accounts, comma-separated 12-digit ids, each reached by assuming --role
+    /// there. Replaces CHAOSLINGR_ACCOUNTS and the accounts of the targets file.
+    #[arg(long, value_name = "IDS")]
+    accounts: Option<String>,
+
+    /// Regions, comma-separated, e.g. us-east-1,eu-west-1 [default: AWS_REGION].
+    /// Replaces CHAOSLINGR_REGIONS.
+    #[arg(long, value_name = "REGIONS")]
+    regions: Option<String>,
+
+    /// The role assumed in each target account: NAME or PATH/NAME
+    /// [default: chaoslingr-target]. Replaces CHAOSLINGR_ROLE.
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+
+    /// The external id the target role's trust policy requires. Replaces
+    /// CHAOSLINGR_EXTERNAL_ID.
+    #[arg(long, value_name = "ID")]
+    external_id: Option<String>,
+
+    /// The targets as a JSON file, the form of CHAOSLINGR_TARGETS (which it replaces):
+    /// {"accounts": [{"id": "111111111111", "regions": ["eu-west-1"]}, {"id":
+    /// "222222222222"}], "regions": ["us-east-1"], "role": "chaoslingr-target",
+    /// "external_id": "..."}. The flags above replace its fields.
+    #[arg(long, value_name = "FILE")]
+    targets_file: Option<std::path::PathBuf>,
+}
+
+impl ScopeArgs {
+    fn flags(&self) -> Result<config::TargetFlags, Failure> {
+        let file = match &self.targets_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Failure {
+                    status: exit::BAD_INPUT,
+                    error: anyhow::anyhow!("--targets-file {}: {e}", path.display()),
+                })?;
+                Some((path.display().to_string(), text))
+            }
+            None => None,
+        };
+        Ok(config::TargetFlags {
+            file,
+            accounts: self.accounts.clone(),
+            regions: self.regions.clone(),
+            role: self.role.clone(),
+            external_id: self.external_id.clone(),
+        })
+    }
+
+    /// The settings from the environment with these flags over its targets.
+    fn settings(&self) -> Result<Settings, Failure> {
+        let mut s = Settings::from_env()?;
+        s.override_targets(&self.flags()?)?;
+        Ok(s)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +250,9 @@ pub struct RunArgs {
     /// Print the outcome object (schema chaoslingr.outcome/v1) instead of a summary.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    scopes: ScopeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -193,8 +261,9 @@ struct RevertArgs {
     /// The experiment to revert (see `chaoslingr status`).
     experiment_id: Option<String>,
 
-    /// Revert every active experiment in this account and region. Rules that carry
-    /// ChaoSlingr's tags but are not rules ChaoSlingr creates are listed, never removed.
+    /// Revert every active experiment in every target account and region (this account
+    /// and region by default). Rules that carry ChaoSlingr's tags but are not rules
+    /// ChaoSlingr creates are listed, never removed.
     #[arg(long)]
     all: bool,
 
@@ -206,6 +275,9 @@ struct RevertArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    scopes: ScopeArgs,
 }
 
 /// A failure with the exit status it maps to.
@@ -239,8 +311,9 @@ impl From<anyhow::Error> for Failure {
 
 pub use chaoslingr_techniques::AwsEngine;
 
-/// Builds the engine once: settings validated, AWS configuration loaded, clients built.
-async fn engine(settings: Settings) -> Result<AwsEngine, Failure> {
+/// Builds the engines once: settings validated, AWS configuration loaded, one engine
+/// per target account and region (the role in each account is assumed on first use).
+async fn fleet(settings: Settings) -> Result<chaoslingr_fleet::Fleet, Failure> {
     let conf = chaoslingr_aws::load_config().await;
     if conf.region().is_none() {
         return Err(Failure {
@@ -248,7 +321,9 @@ async fn engine(settings: Settings) -> Result<AwsEngine, Failure> {
             error: anyhow::anyhow!("no AWS region configured: set AWS_REGION or a region in your AWS profile"),
         });
     }
-    Ok(chaoslingr_techniques::aws_engine(&conf, settings))
+    chaoslingr_fleet::Fleet::new(&conf, settings, "chaoslingr-cli")
+        .await
+        .map_err(|e| Failure { status: exit::BAD_INPUT, error: anyhow::anyhow!(e) })
 }
 
 /// Settings from the environment, then the run flags on top, all validated before any
@@ -320,12 +395,12 @@ fn init_logging(verbose: u8, json: bool) {
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Targets(args) => {
-            let engine = engine(Settings::from_env()?).await?;
-            inspect::targets(&engine, args.json).await
+            let fleet = fleet(args.scopes.settings()?).await?;
+            inspect::targets(&fleet, args.json).await
         }
         Command::Status(args) => {
-            let engine = engine(Settings::from_env()?).await?;
-            inspect::status(&engine, args.json).await
+            let fleet = fleet(args.scopes.settings()?).await?;
+            inspect::status(&fleet, args.json).await
         }
         Command::Revert(args) => {
             let id = match &args.experiment_id {
@@ -351,11 +426,11 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                         ),
                     });
                 }
-                let engine = engine(Settings::from_env()?).await?;
-                return inspect::revert_force(&engine, rule, args.json).await;
+                let fleet = fleet(args.scopes.settings()?).await?;
+                return inspect::revert_force(&fleet, rule, args.json).await;
             }
-            let engine = engine(Settings::from_env()?).await?;
-            inspect::revert(&engine, id, args.json).await
+            let fleet = fleet(args.scopes.settings()?).await?;
+            inspect::revert(&fleet, id, args.json).await
         }
         Command::Report(args) => {
             let since = humantime::parse_duration(&args.since).map_err(|e| Failure {
@@ -374,16 +449,17 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
             .await
         }
         Command::Judge(args) => {
-            let engine = engine(Settings::from_env()?).await?;
-            inspect::judge(&engine, args.json).await
+            let fleet = fleet(args.scopes.settings()?).await?;
+            inspect::judge(&fleet, args.json).await
         }
         Command::Run(args) => {
-            let settings = run_settings(&args)?;
+            let mut settings = run_settings(&args)?;
+            settings.override_targets(&args.scopes.flags()?)?;
             // Signal handlers are installed before anything is written, so a Ctrl-C at
             // any moment is turned into "stop and revert" instead of killing the process.
             let signals = run::Signals::install().context("could not install signal handlers")?;
-            let engine = engine(settings).await?;
-            run::run(&engine, &args, signals).await
+            let fleet = fleet(settings).await?;
+            run::run(&fleet, &args, signals).await
         }
     }
 }

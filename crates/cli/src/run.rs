@@ -13,6 +13,8 @@ use rand::SeedableRng;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::output::{print_dry_run, print_summary, progress_line};
+use chaoslingr_fleet::{Chosen, Fleet};
+
 use crate::{exit, AwsEngine, Failure, RunArgs};
 
 /// SIGINT, SIGTERM and SIGHUP (the terminal or SSH session went away), registered up
@@ -87,9 +89,18 @@ impl Signals {
     }
 }
 
-pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result<u8, Failure> {
+pub async fn run(fleet: &Fleet, args: &RunArgs, signals: Signals) -> Result<u8, Failure> {
     let request = RunRequest { experiment: args.experiment.clone(), target: args.target.clone(), scheduled: false };
     let mut rng = StdRng::from_os_rng();
+    let (engine, request) = match fleet.choose(&request, &mut rng).await? {
+        Chosen::Scope { member, request } => {
+            if !fleet.is_single() {
+                eprintln!("chaoslingr: running in {}", member.scope);
+            }
+            (&member.engine, request)
+        }
+        Chosen::Ended(end) => return finish(None, end, args, SystemTime::now(), false),
+    };
     let tty = std::io::stderr().is_terminal() && !args.json;
     let mut announced = false;
     let mut progress = |p: &Progress<'_>| {
@@ -121,10 +132,25 @@ pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result
     if tty && announced {
         eprintln!();
     }
+    finish(Some(engine), end, args, started, fired.load(Ordering::SeqCst))
+}
+
+/// Prints how the run ended and maps it to the exit status. `engine`: the scope's, when
+/// a scope was chosen (a dry run's JSON then names its region).
+fn finish(
+    engine: Option<&AwsEngine>,
+    end: RunEnd,
+    args: &RunArgs,
+    started: SystemTime,
+    interrupted: bool,
+) -> Result<u8, Failure> {
     match end {
         RunEnd::DryRun(report) => {
             if args.json {
-                println!("{}", serde_json::to_string(&report).expect("serializable"));
+                let mut value = serde_json::to_value(&report).expect("serializable");
+                value["region"] = serde_json::json!(engine.and_then(|e| e.region.clone()));
+                value["account"] = serde_json::json!(report.plan.account);
+                println!("{value}");
             } else {
                 print_dry_run(&report);
             }
@@ -139,7 +165,7 @@ pub async fn run(engine: &AwsEngine, args: &RunArgs, signals: Signals) -> Result
             if !report.reverted {
                 return Ok(exit::FAILURE);
             }
-            if fired.load(Ordering::SeqCst) {
+            if interrupted {
                 return Ok(exit::INTERRUPTED);
             }
             Ok(match report.outcome {

@@ -20,7 +20,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(source_name: &str, value: &str, expected: impl Into<String>) -> Self {
+    pub(crate) fn new(source_name: &str, value: &str, expected: impl Into<String>) -> Self {
         ConfigError { source_name: source_name.to_string(), value: value.to_string(), expected: expected.into() }
     }
 }
@@ -139,8 +139,18 @@ pub struct Settings {
     pub topic_arn: Option<String>,
     /// CloudWatch namespace (`CHAOSLINGR_NAMESPACE`).
     pub namespace: String,
-    /// Most experiments active at once in an account and region (`CHAOSLINGR_MAX_ACTIVE`).
+    /// Most experiments active at once in one account, over all its target regions
+    /// (`CHAOSLINGR_MAX_ACTIVE`).
     pub max_active: usize,
+    /// Most experiments active at once over every target (`CHAOSLINGR_MAX_ACTIVE_TOTAL`).
+    pub max_active_total: usize,
+    /// The accounts, regions and role experiments run in (`CHAOSLINGR_TARGETS` and
+    /// `CHAOSLINGR_ACCOUNTS`, `CHAOSLINGR_REGIONS`, `CHAOSLINGR_ROLE`,
+    /// `CHAOSLINGR_EXTERNAL_ID`); the default is the credentials' own account and region.
+    pub targets: crate::fleet::Targets,
+    /// How many account × region scopes a command or tick works on at once
+    /// (`CHAOSLINGR_SCOPE_CONCURRENCY`).
+    pub scope_concurrency: usize,
     /// The kill switch (`CHAOSLINGR_ENABLED`): false means every run aborts.
     pub enabled: bool,
     /// Plan and check permissions only, never write (`CHAOSLINGR_DRY_RUN`).
@@ -173,6 +183,9 @@ impl Default for Settings {
             topic_arn: None,
             namespace: "ChaoSlingr".into(),
             max_active: 1,
+            max_active_total: 5,
+            targets: crate::fleet::Targets::default(),
+            scope_concurrency: crate::fleet::DEFAULT_CONCURRENCY,
             enabled: true,
             dry_run: false,
             stop_alarms: Vec::new(),
@@ -205,7 +218,17 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("CHAOSLINGR_AUTHORIZED_PORTS", "ports never injected, e.g. tcp:22,tcp:443,udp:53,8000-8080"),
     ("CHAOSLINGR_TOPIC_ARN", "SNS topic for outcomes [default: none]"),
     ("CHAOSLINGR_NAMESPACE", "CloudWatch namespace [default: ChaoSlingr]"),
-    ("CHAOSLINGR_MAX_ACTIVE", "most active experiments per account and region [default: 1]"),
+    ("CHAOSLINGR_MAX_ACTIVE", "most active experiments per account, over its regions [default: 1]"),
+    ("CHAOSLINGR_MAX_ACTIVE_TOTAL", "most active experiments over every target account and region [default: 5]"),
+    (
+        "CHAOSLINGR_TARGETS",
+        "accounts and regions as JSON: {\"accounts\":[{\"id\":\"111111111111\",\"regions\":[..]}],\"regions\":[..],\"role\":\"..\",\"external_id\":\"..\"} [default: this account]",
+    ),
+    ("CHAOSLINGR_ACCOUNTS", "target accounts, comma-separated 12-digit ids, reached through CHAOSLINGR_ROLE [default: this account]"),
+    ("CHAOSLINGR_REGIONS", "target regions, comma-separated [default: AWS_REGION]"),
+    ("CHAOSLINGR_ROLE", "role assumed in each target account, NAME or PATH/NAME [default: chaoslingr-target]"),
+    ("CHAOSLINGR_EXTERNAL_ID", "external id the target role's trust policy requires [default: none]"),
+    ("CHAOSLINGR_SCOPE_CONCURRENCY", "account x region scopes worked on at once, 1..64 [default: 8]"),
     ("CHAOSLINGR_ENABLED", "kill switch: false stops every run [default: true]"),
     ("CHAOSLINGR_DRY_RUN", "plan and check permissions without writing [default: false]"),
     ("CHAOSLINGR_STOP_ALARMS", "comma-separated alarms that block starts while in ALARM"),
@@ -267,6 +290,13 @@ impl Settings {
         if let Some(v) = get("CHAOSLINGR_MAX_ACTIVE") {
             s.max_active = bounded(&v, "CHAOSLINGR_MAX_ACTIVE", 1, 100)? as usize;
         }
+        if let Some(v) = get("CHAOSLINGR_MAX_ACTIVE_TOTAL") {
+            s.max_active_total = bounded(&v, "CHAOSLINGR_MAX_ACTIVE_TOTAL", 1, 1000)? as usize;
+        }
+        if let Some(v) = get("CHAOSLINGR_SCOPE_CONCURRENCY") {
+            s.scope_concurrency = bounded(&v, "CHAOSLINGR_SCOPE_CONCURRENCY", 1, 64)? as usize;
+        }
+        s.targets = targets_from(&get)?;
         if let Some(v) = get("CHAOSLINGR_ENABLED") {
             s.enabled = boolean(&v, "CHAOSLINGR_ENABLED")?;
         }
@@ -284,6 +314,28 @@ impl Settings {
         }
         s.check()?;
         Ok(s)
+    }
+
+    /// Applies the CLI's target flags over the targets read from the environment:
+    /// `--targets FILE` replaces `CHAOSLINGR_TARGETS`, then `--accounts`, `--regions`,
+    /// `--role` and `--external-id` replace their fields.
+    pub fn override_targets(&mut self, flags: &TargetFlags) -> Result<(), ConfigError> {
+        if let Some((path, text)) = &flags.file {
+            self.targets = crate::fleet::Targets::from_json(text, &format!("--targets {path}"))?;
+        }
+        if let Some(v) = &flags.accounts {
+            self.targets.accounts = crate::fleet::account_list(v, "--accounts")?;
+        }
+        if let Some(v) = &flags.regions {
+            self.targets.regions = crate::fleet::region_list(v, "--regions")?;
+        }
+        if let Some(v) = &flags.role {
+            self.targets.role = Some(crate::fleet::role_name(v, "--role")?);
+        }
+        if let Some(v) = &flags.external_id {
+            self.targets.external_id = Some(crate::fleet::external_id(v, "--external-id")?);
+        }
+        self.targets.check("--accounts")
     }
 
     /// Reads the process environment.
@@ -330,6 +382,41 @@ impl Settings {
     pub fn is_opted_in<'a>(&self, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {
         tags.into_iter().any(|(k, v)| k == self.opt_in_tag && v.to_lowercase() == self.opt_in_value.to_lowercase())
     }
+}
+
+/// The CLI's target flags, as given (see [`Settings::override_targets`]).
+#[derive(Debug, Clone, Default)]
+pub struct TargetFlags {
+    /// `--targets FILE`: its path and its text.
+    pub file: Option<(String, String)>,
+    pub accounts: Option<String>,
+    pub regions: Option<String>,
+    pub role: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// The targets from `CHAOSLINGR_TARGETS` (JSON), then `CHAOSLINGR_ACCOUNTS`,
+/// `CHAOSLINGR_REGIONS`, `CHAOSLINGR_ROLE` and `CHAOSLINGR_EXTERNAL_ID` over its fields.
+fn targets_from(get: &impl Fn(&str) -> Option<String>) -> Result<crate::fleet::Targets, ConfigError> {
+    use crate::fleet;
+    let mut t = match get("CHAOSLINGR_TARGETS") {
+        Some(v) => fleet::Targets::from_json(&v, "CHAOSLINGR_TARGETS")?,
+        None => fleet::Targets::default(),
+    };
+    if let Some(v) = get("CHAOSLINGR_ACCOUNTS") {
+        t.accounts = fleet::account_list(&v, "CHAOSLINGR_ACCOUNTS")?;
+    }
+    if let Some(v) = get("CHAOSLINGR_REGIONS") {
+        t.regions = fleet::region_list(&v, "CHAOSLINGR_REGIONS")?;
+    }
+    if let Some(v) = get("CHAOSLINGR_ROLE") {
+        t.role = Some(fleet::role_name(&v, "CHAOSLINGR_ROLE")?);
+    }
+    if let Some(v) = get("CHAOSLINGR_EXTERNAL_ID") {
+        t.external_id = Some(fleet::external_id(&v, "CHAOSLINGR_EXTERNAL_ID")?);
+    }
+    t.check("CHAOSLINGR_ACCOUNTS")?;
+    Ok(t)
 }
 
 /// Parsers shared by the environment and the CLI flags; `source` names the variable or

@@ -73,6 +73,17 @@ pub struct RunRequest {
     pub scheduled: bool,
 }
 
+/// What one account and region offers a run (see [`Engine::candidates`]).
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    /// Targets that pass every check but the Config compliance one.
+    pub eligible: Vec<GroupInfo>,
+    /// Ids of every opted-in target of the technique, eligible or not.
+    pub opted_in: Vec<String>,
+    /// Ids of the experiments active there.
+    pub active: Vec<String>,
+}
+
 /// A group and whether it can take an experiment now.
 #[derive(Debug, Clone)]
 pub struct TargetStatus {
@@ -359,12 +370,66 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             .collect()
     }
 
-    /// Pre-flight, on what was read: any doubt means no injection.
-    fn preflight(&self, active: &[TaggedRule], alarms: Result<Vec<AlarmState>, CallError>) -> Result<(), String> {
+    /// The pre-flight checks that need no AWS call: the kill switch and the allowed
+    /// hours. Checked once for every target before anything is listed.
+    pub fn schedule_preflight(&self) -> Result<(), String> {
         let s = &self.settings;
         if !s.enabled {
             return Err("the kill switch is on (CHAOSLINGR_ENABLED=false)".into());
         }
+        let now = self.clock.now();
+        if let Some(hours) = s.allowed_hours {
+            if !hours.contains(now) {
+                return Err(format!("{} is outside the allowed hours (CHAOSLINGR_ALLOWED_HOURS)", rfc3339(now)));
+            }
+        }
+        Ok(())
+    }
+
+    /// What one account and region offers a run of `technique`: its targets that pass
+    /// the checks needing no further call (opted in, not busy, free ports), and the ids
+    /// of its active experiments (for the limits across accounts).
+    pub async fn candidates(&self, technique: TechniqueRef) -> Result<Candidates, CallError> {
+        let (groups, rules) =
+            tokio::join!(self.ingress.groups_with_tag_key(&self.settings.opt_in_tag), self.ingress.experiment_rules());
+        let (groups, rules) = (groups?, rules?);
+        let mut active = by_group(&rules);
+        mark_busy(&mut active, &groups);
+        let mut active_ids: Vec<String> = active.values().map(ToString::to_string).collect();
+        active_ids.sort();
+        let mine: Vec<GroupInfo> = groups.into_iter().filter(|g| technique.owns_target(&g.id)).collect();
+        let opted_in = mine.iter().filter(|g| self.settings.is_opted_in(g.tag_pairs())).map(|g| g.id.clone()).collect();
+        let eligible =
+            mine.into_iter().filter(|g| selection::basic_eligibility(g, &active, &self.settings).is_ok()).collect();
+        Ok(Candidates { eligible, opted_in, active: active_ids })
+    }
+
+    /// Whether a candidate is not already NON_COMPLIANT for a configured Config rule (one
+    /// call per group, so it is asked only of the candidate about to be chosen).
+    pub async fn config_eligible(&self, group: &GroupInfo) -> Result<Result<(), Ineligible>, CallError> {
+        self.config_eligibility(group).await
+    }
+
+    /// Records an abort decided before anything was planned (published `quiet` when a
+    /// schedule started the run and `quiet` is asked, as pre-flight aborts are).
+    pub async fn abort_unplanned(
+        &self,
+        request: &RunRequest,
+        reason: String,
+        quiet: bool,
+    ) -> Result<RunEnd, EngineError> {
+        let technique = self.requested_technique(request)?;
+        Ok(if quiet && request.scheduled {
+            self.aborted_quietly(technique, reason).await
+        } else {
+            self.aborted_before_plan(technique, reason).await
+        })
+    }
+
+    /// Pre-flight, on what was read: any doubt means no injection.
+    fn preflight(&self, active: &[TaggedRule], alarms: Result<Vec<AlarmState>, CallError>) -> Result<(), String> {
+        let s = &self.settings;
+        self.schedule_preflight()?;
         let now = self.clock.now();
         // Injection times and deadlines are written from this clock, and the judge reads
         // them with AWS's: refuse to start when the two disagree.
@@ -379,11 +444,6 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                     crate::time::human(off),
                     crate::time::human(CLOCK_TOLERANCE)
                 ));
-            }
-        }
-        if let Some(hours) = s.allowed_hours {
-            if !hours.contains(now) {
-                return Err(format!("{} is outside the allowed hours (CHAOSLINGR_ALLOWED_HOURS)", rfc3339(now)));
             }
         }
         if active.len() >= s.max_active {

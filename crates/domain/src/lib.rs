@@ -14,6 +14,7 @@ pub mod detector;
 pub mod discovery;
 pub mod engine;
 pub mod experiment;
+pub mod fleet;
 pub mod history;
 pub mod judge;
 pub mod marker;

@@ -14,7 +14,7 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let functions = Scheduled::from_env().await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
+    let functions = Scheduled::from_env("inject").await.inspect_err(|e| tracing::error!(error = %e, "cannot start"))?;
     let functions = &functions;
     // The payload stays a `Value` for the runtime: the handler reads it into the typed event
     // (`chaoslingr_scheduled::event`), so that a malformed one is failed as
