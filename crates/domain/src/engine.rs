@@ -176,6 +176,9 @@ pub struct Engine<I, D, R, C> {
     pub settings: Settings,
     /// The AWS region, for reports.
     pub region: Option<String>,
+    /// The account, when known without asking (a target account of a hub deployment):
+    /// for reports whose change does not name its owner.
+    pub account: Option<String>,
 }
 
 const REVERT_ATTEMPTS: u32 = 4;
@@ -1245,7 +1248,10 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             schema: SCHEMA,
             experiment_id: id.to_string(),
             experiment: technique.name,
-            account: record.and_then(|r| r.account.clone()).or(plan.and_then(|p| p.account.clone())),
+            account: record
+                .and_then(|r| r.account.clone())
+                .or(plan.and_then(|p| p.account.clone()))
+                .or(self.account.clone()),
             region: self.region.clone(),
             target_type: technique.arn_resource,
             security_group_id: target_id.clone().filter(|_| is_group),

@@ -123,7 +123,8 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             Ok(record) => record,
             Err(end) => return Ok(InjectEnd::Ended(end)),
         };
-        let start = StartReport::new(plan.technique, &record, self.region.clone());
+        let mut start = StartReport::new(plan.technique, &record, self.region.clone());
+        start.account = start.account.or(self.account.clone());
         let failures = self.recorder.record_start(&start).await;
         info!(experiment_id = %record.id, deadline = %rfc3339(record.deadline), "started; the judge concludes it");
         Ok(InjectEnd::Started { record, start, record_failures: failures.iter().map(ToString::to_string).collect() })

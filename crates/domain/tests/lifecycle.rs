@@ -614,6 +614,7 @@ impl Harness {
             clock: self.clock.clone(),
             settings,
             region: Some("eu-west-1".into()),
+            account: None,
         }
     }
 

@@ -128,7 +128,7 @@ impl Fleet {
         for scope in settings.targets.scopes(&region) {
             let conf = chaoslingr_aws::scope::scope_config(hub, &scope, &settings.targets, session).await;
             let adapters = AwsAdapters::for_scope(hub, &conf, namespace.clone(), topic.clone());
-            let engine = chaoslingr_techniques::engine_on(adapters.clone(), settings.clone());
+            let engine = engine_in(&scope, &adapters, &settings);
             members.push(Member { scope, engine, adapters });
         }
         let hub_adapters = AwsAdapters::new(hub, namespace, topic);
@@ -151,7 +151,7 @@ impl Fleet {
             .iter()
             .map(|m| Member {
                 scope: m.scope.clone(),
-                engine: chaoslingr_techniques::engine_on(m.adapters.clone(), settings.clone()),
+                engine: engine_in(&m.scope, &m.adapters, &settings),
                 adapters: m.adapters.clone(),
             })
             .collect();
@@ -398,6 +398,13 @@ impl Fleet {
             }
         }
     }
+}
+
+/// A scope's engine: its account named for reports whose change does not name it.
+fn engine_in(scope: &Scope, adapters: &AwsAdapters, settings: &Settings) -> AwsEngine {
+    let mut engine = chaoslingr_techniques::engine_on(adapters.clone(), settings.clone());
+    engine.account = scope.account.clone();
+    engine
 }
 
 fn summary(scope: &Scope, report: &TickReport, failed: bool) -> ScopeSummary {

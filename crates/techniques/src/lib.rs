@@ -242,6 +242,7 @@ pub fn engine_on(adapters: AwsAdapters, settings: Settings) -> AwsEngine {
         clock: SystemClock,
         settings,
         region: adapters.region,
+        account: None,
     }
 }
 
