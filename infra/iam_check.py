@@ -3,23 +3,28 @@
 terraform/modules/function-policies), and fails when a call of a function was denied.
 
 The function binaries run through the lab with their own access key ids (AKIDINJECT,
-AKIDJUDGE, AKIDNOTIFY), so each call is attributed to its function and evaluated against
-that function's policy. A denied call means the deployed role would refuse what the code
-does. The only denials expected there are a service control policy's explicit Deny: a
-test playing a preventive control (`--scp`), where `prevented` is the outcome under test.
-Tests that expect the functions' own policies to deny (tests/e2e/iam.rs) keep their own
-call log and never write to this one.
+AKIDJUDGE, AKIDNOTIFY, AKIDARCHIVE), so each call is attributed to its function and
+evaluated against that function's policy. A hub deployment's inject and judge (the root
+module's policies when `targets` is set: sts:AssumeRole on the target roles, metrics and
+the topic, no EC2 or detector permission) run with AKIDHUBINJECT and AKIDHUBJUDGE and
+are checked as the functions `hub-inject` and `hub-judge`, like the others: a denied
+call fails, and so does having no calls. A denied call means the deployed role would
+refuse what the code does. The only denials expected there are a service control
+policy's explicit Deny: a test playing a preventive control (`--scp`), where `prevented`
+is the outcome under test. Tests that expect the functions' own policies to deny
+(tests/e2e/iam.rs) keep their own call log and never write to this one.
 
 Every function call must also have been evaluated: a call with `allowed: null` came from
 a lab without enforcement, which would make this check vacuous.
 
 Many accounts: a call signed with credentials an `sts:AssumeRole` through the lab handed
-out carries the `role_arn` it acts as; all such calls, whatever the account, are
-attributed to one function, `target-role`, and checked like the functions' against the
-role's rendered policy (the policies file's role ARN keys). It must have calls when the
-policies name a role. An `AssumeRole` the lab itself refused (`--deny-assume-role`, a test
-playing a role missing in one account; `lab_denied_assume_role: true`) is expected, not a
-failure; its `iam_allowed` tells whether IAM enforcement evaluated it first.
+out carries the `role_arn` it acts as; all such calls, whatever the account and
+whichever function assumed the role (a hub's inject and judge do), are attributed to one
+function, `target-role`, and checked like the functions' against the role's rendered
+policy (the policies file's role ARN keys). It must have calls when the policies name a
+role. An `AssumeRole` the lab itself refused (`--deny-assume-role`, a test playing a
+role missing in one account; `lab_denied_assume_role: true`) is expected, not a failure;
+its `iam_allowed` tells whether IAM enforcement evaluated it first.
 
 Per function it reports the distinct actions called and allowed and, given the rendered
 policies, the granted actions no test exercised (information, not a failure: some are
@@ -34,7 +39,15 @@ import json
 import pathlib
 import sys
 
-FUNCTIONS = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify", "AKIDARCHIVE": "archive"}
+FUNCTIONS = {
+    "AKIDINJECT": "inject",
+    "AKIDJUDGE": "judge",
+    "AKIDNOTIFY": "notify",
+    "AKIDARCHIVE": "archive",
+    # A hub deployment's (targets set): their own calls are sts:AssumeRole, metrics and SNS.
+    "AKIDHUBINJECT": "hub-inject",
+    "AKIDHUBJUDGE": "hub-judge",
+}
 # Calls made with assumed-role credentials (any account) are this function's.
 TARGET_ROLE = "target-role"
 

