@@ -8,6 +8,7 @@ use serde_json::Value;
 
 mod accounts;
 mod crash;
+mod fleet;
 mod iam;
 mod lab;
 mod lambdas;

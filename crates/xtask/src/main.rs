@@ -24,6 +24,7 @@ Usage:
                                          run every check CI runs
   cargo xtask soak [OPTIONS]             run many experiments through random faults on the wire
   cargo xtask bench [OPTIONS]            measure against the original ChaoSlingr, write BENCHMARKS.md
+  cargo xtask bench-fleet [OPTIONS]      measure one judge tick over 3 accounts x 2 regions
   cargo xtask help                       show this text
 
 demo:
@@ -92,6 +93,19 @@ bench:
   Options: --groups N,N,... [default: 100,1000,3000,10000], --runs N [default: 5, 3
   above 1000 groups], --cold-starts N [default: 10], --no-build, --output FILE
 
+bench-fleet:
+  One emulator with three target accounts (111111111111, 222222222222, 333333333333)
+  in us-east-1 and eu-west-1, each reached by AssumeRole, the lab in front; the real
+  inject and judge functions (debug builds) of a hub deployment through the loopback
+  Runtime API. Measures the judge tick idle (the first of a cold function assumes the
+  roles), watching one experiment per scope, with account 3's role refused (its two
+  scopes fail, the other four are ticked), concluding, and a single account and region
+  for comparison: wall time and AWS calls per tick. Prints a Markdown table for
+  BENCHMARKS.md. The end-to-end tests run the same functions in hub mode under IAM.
+  Options: --groups N opted-in groups per scope [default: 20], --ticks N per case
+  [default: 5]
+  Example: cargo xtask bench-fleet --groups 50
+
 The target directory is $CARGO_TARGET_DIR when set, else <workspace>/target.
 ";
 
@@ -123,6 +137,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "bench" => bench::bench(rest),
         "soak" => soak(rest),
+        "bench-fleet" => bench_fleet(rest),
         other => {
             eprintln!("xtask: unknown command `{other}`\n");
             eprint!("{USAGE}");
@@ -563,6 +578,61 @@ fn demo() -> Result<()> {
 }
 
 // --- cargo xtask test -------------------------------------------------------------------
+
+/// `cargo xtask bench-fleet`: the ignored measurement of one judge tick over 3 accounts ×
+/// 2 regions (`tests/e2e/fleet.rs`), with its knobs in `CHAOSLINGR_FLEET_*`.
+fn bench_fleet(args: &[String]) -> Result<()> {
+    let ws = Workspace::discover()?;
+    let mut env: Vec<(&str, String)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let (name, check): (&str, fn(&str) -> bool) = match flag.as_str() {
+            "--groups" => ("CHAOSLINGR_FLEET_GROUPS", |v| v.parse::<usize>().is_ok_and(|n| (1..=500).contains(&n))),
+            "--ticks" => ("CHAOSLINGR_FLEET_TICKS", |v| v.parse::<usize>().is_ok_and(|n| (1..=100).contains(&n))),
+            other => return Err(format!("bench-fleet: unknown option `{other}` (see `cargo xtask help`)")),
+        };
+        let value = it.next().ok_or_else(|| format!("bench-fleet: {flag} needs a value"))?;
+        if !check(value) {
+            return Err(format!("bench-fleet: {flag} `{value}` is out of range (see `cargo xtask help`)"));
+        }
+        env.push((name, value.clone()));
+    }
+    let bin = ws.chaoslingr_bin();
+    let mut cargo_test = ws.cargo([
+        "test",
+        "-p",
+        "chaoslingr-e2e",
+        "--test",
+        "e2e",
+        "--",
+        "--ignored",
+        "--exact",
+        "fleet::fleet_tick_cost",
+        "--nocapture",
+    ]);
+    cargo_test
+        .env("CHAOSLINGR_MOTO_SERVER", ws.venv_bin("moto_server"))
+        .env("CHAOSLINGR_LAB_BIN", ws.lab_bin())
+        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")));
+    for (k, v) in &env {
+        cargo_test.env(k, v);
+    }
+    let steps: Vec<(&str, Command)> = vec![
+        ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
+        (
+            "build the lab and the functions",
+            ws.cargo(["build", "-p", "chaoslingr-lab", "-p", "chaoslingr-inject", "-p", "chaoslingr-judge"]),
+        ),
+        ("measure one judge tick over 3 accounts x 2 regions", cargo_test),
+    ];
+    let started = Instant::now();
+    for (title, mut command) in steps {
+        header(title);
+        run_ok(&ws, &mut command).map_err(|e| format!("{title}: {e}"))?;
+    }
+    println!("Measured in {}.", human(started.elapsed()));
+    Ok(())
+}
 
 /// `cargo xtask soak`: the ignored soak test, with its plan in `CHAOSLINGR_SOAK_*`.
 fn soak(args: &[String]) -> Result<()> {
