@@ -328,7 +328,8 @@ def history_outcomes(count, weeks, seed, now):
         at = now - span + span * (i + rng.random()) / count
         week = int((at - (now - span)) // (7 * 86400))
         technique = "port-change" if rng.random() < 0.6 else "nacl-entry"
-        account, region = "123456789012", rng.choice(["us-east-1", "eu-west-1"])
+        account = rng.choice(["111111111111", "222222222222", "333333333333"])
+        region = rng.choice(["us-east-1", "eu-west-1"])
         experiment_id = "cs-%s-%06x" % (time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at)), rng.getrandbits(24))
         port = rng.randrange(1024, 65535)
         target = ("sg-" if technique == "port-change" else "acl-") + "%017x" % rng.getrandbits(68)

@@ -159,7 +159,12 @@ async fn fleet_tick_cost() {
         let median = ms[ms.len() / 2];
         let calls: BTreeSet<usize> = samples.iter().map(|(_, c)| *c).collect();
         let calls: Vec<String> = calls.iter().map(ToString::to_string).collect();
-        eprintln!("MEASURE {case}: median {median:.0} ms (min {:.0}, max {:.0}), calls {}", ms[0], ms[ms.len() - 1], calls.join("/"));
+        eprintln!(
+            "MEASURE {case}: median {median:.0} ms (min {:.0}, max {:.0}), calls {}",
+            ms[0],
+            ms[ms.len() - 1],
+            calls.join("/")
+        );
         rows.push(format!(
             "| {case} | {} | {median:.0} ms | {:.0}–{:.0} ms | {} |",
             samples.len(),
@@ -221,7 +226,8 @@ async fn fleet_tick_cost() {
 
     // For comparison: a single-account judge in one region of account 1 (its role's
     // credentials as its own), watching one experiment.
-    let single_env = [("CHAOSLINGR_WINDOW", "40s"), ("CHAOSLINGR_DETECTORS", "config:vpc-sg-open-only-to-authorized-ports")];
+    let single_env =
+        [("CHAOSLINGR_WINDOW", "40s"), ("CHAOSLINGR_DETECTORS", "config:vpc-sg-open-only-to-authorized-ports")];
     let account_one = emu.account(ACCOUNTS[0], REGIONS[0], "chaoslingr-target").await;
     let creds = aws_credential_types::provider::ProvideCredentials::provide_credentials(
         &account_one.credentials_provider().expect("credentials"),
@@ -229,9 +235,16 @@ async fn fleet_tick_cost() {
     .await
     .expect("assumed credentials");
     let mut env = function_env(&lab.endpoint, &single_env);
-    let (key, secret, token) =
-        (creds.access_key_id().to_string(), creds.secret_access_key().to_string(), creds.session_token().unwrap_or_default().to_string());
-    env.extend([("AWS_ACCESS_KEY_ID", key.as_str()), ("AWS_SECRET_ACCESS_KEY", secret.as_str()), ("AWS_SESSION_TOKEN", token.as_str())]);
+    let (key, secret, token) = (
+        creds.access_key_id().to_string(),
+        creds.secret_access_key().to_string(),
+        creds.session_token().unwrap_or_default().to_string(),
+    );
+    env.extend([
+        ("AWS_ACCESS_KEY_ID", key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+        ("AWS_SESSION_TOKEN", token.as_str()),
+    ]);
     let single_inject = FunctionProcess::start("inject", &function_bin("inject"), &env).await;
     let single_judge = FunctionProcess::start("judge", &function_bin("judge"), &env).await;
     let target = by_scope[&(ACCOUNTS[0].to_string(), REGIONS[0].to_string())].clone();

@@ -158,6 +158,19 @@ async fn report_reads_hundreds_of_archived_outcomes_and_draws_them_in_a_real_bro
     let weeks = port["weeks"].as_array().unwrap();
     assert!((9..=10).contains(&weeks.len()), "{}", weeks.len());
     assert_eq!(weeks.iter().map(|w| w["runs"].as_u64().unwrap()).sum::<u64>(), port["runs"].as_u64().unwrap());
+    // AND per account and region, every experiment but the scheduled skips, once
+    let scopes = v["scopes"].as_array().unwrap();
+    assert_eq!(scopes.len(), 6, "3 accounts x 2 regions: {scopes:?}");
+    let ran = objects.iter().filter(|o| o["quiet"] != true).count() as u64;
+    assert_eq!(scopes.iter().map(|s| s["runs"].as_u64().unwrap()).sum::<u64>(), ran);
+    let undetected_in = |s: &Value| {
+        objects
+            .iter()
+            .filter(|o| o["account"] == s["account"] && o["region"] == s["region"] && o["outcome"] == "undetected")
+            .count() as u64
+    };
+    assert!(scopes.iter().all(|s| s["undetected"].as_u64() == Some(undetected_in(s))), "{scopes:?}");
+    assert!(std::fs::read_to_string(&page).unwrap().contains(r#"data-table="scopes""#));
     let gaps = v["gaps"].as_array().unwrap();
     let undetected = objects.iter().filter(|o| o["outcome"] == "undetected").count();
     assert!(gaps.len() >= undetected && undetected > 0, "{} gaps, {undetected} undetected", gaps.len());

@@ -230,6 +230,50 @@ fn p90_of(entries: &[&Entry], detector: &str) -> Option<f64> {
 
 /// Summarises the outcomes concluded in `[since, until)`, per technique and detector,
 /// comparing each detector's p90 with the period of the same length before.
+/// How the experiments of one account and region ended over a period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeSummary {
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// Experiments concluded, not counting scheduled pre-flight skips.
+    pub runs: usize,
+    /// Runs whose change was made.
+    pub injected: usize,
+    /// Of those, the ones no detector noticed and nothing removed: the gaps.
+    pub undetected: usize,
+    /// Every outcome with its count.
+    pub outcomes: BTreeMap<&'static str, usize>,
+    /// `undetected / injected`.
+    pub undetected_rate: Option<f64>,
+}
+
+/// The experiments of `entries` per account and region (scheduled pre-flight skips left
+/// out: they concern no target), in account and region order.
+pub fn by_scope<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<ScopeSummary> {
+    let mut out: BTreeMap<(Option<String>, Option<String>), ScopeSummary> = BTreeMap::new();
+    for e in entries.into_iter().filter(|e| !e.quiet) {
+        let s = out.entry((e.account.clone(), e.region.clone())).or_insert_with(|| ScopeSummary {
+            account: e.account.clone(),
+            region: e.region.clone(),
+            runs: 0,
+            injected: 0,
+            undetected: 0,
+            outcomes: BTreeMap::new(),
+            undetected_rate: None,
+        });
+        s.runs += 1;
+        s.injected += usize::from(e.injected());
+        s.undetected += usize::from(e.outcome == Outcome::Undetected);
+        *s.outcomes.entry(e.outcome.as_str()).or_default() += 1;
+    }
+    out.into_values()
+        .map(|mut s| {
+            s.undetected_rate = (s.injected > 0).then(|| s.undetected as f64 / s.injected as f64);
+            s
+        })
+        .collect()
+}
+
 pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec<TechniqueSummary> {
     let length = until.duration_since(since).unwrap_or_default();
     let before = since.checked_sub(length).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -329,6 +373,30 @@ pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn experiments_are_counted_per_account_and_region_without_scheduled_skips() {
+        let entry = |id: &str, account: &str, region: &str, outcome: &str, quiet: bool| {
+            let mut v = json!({"schema": "chaoslingr.outcome/v1", "experiment_id": id, "account": account,
+                "region": region, "concluded_at": "2026-11-30T10:00:00Z", "outcome": outcome, "quiet": quiet});
+            if outcome != "aborted" {
+                v["injected_at"] = json!("2026-11-30T09:50:00Z");
+            }
+            Entry::from_json(&v).unwrap()
+        };
+        let entries = [
+            entry("cs-1", "111111111111", "eu-west-1", "undetected", false),
+            entry("cs-2", "111111111111", "eu-west-1", "detected", false),
+            entry("cs-3", "222222222222", "us-east-1", "aborted", false),
+            entry("cs-4", "222222222222", "us-east-1", "aborted", true),
+        ];
+        let scopes = by_scope(&entries);
+        assert_eq!(scopes.len(), 2);
+        assert_eq!((scopes[0].account.as_deref(), scopes[0].runs, scopes[0].undetected), (Some("111111111111"), 2, 1));
+        assert_eq!(scopes[0].undetected_rate, Some(0.5));
+        assert_eq!((scopes[1].runs, scopes[1].injected, scopes[1].undetected_rate), (1, 0, None));
+        assert_eq!(scopes[1].outcomes.get("aborted"), Some(&1));
+    }
 
     fn at(day: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000 + day * 86_400)

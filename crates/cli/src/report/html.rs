@@ -482,6 +482,24 @@ pub fn render(report: &Report) -> String {
     out.push_str("<h2>Outcomes per week</h2>");
     out.push_str(&outcomes_per_week(report));
 
+    let scopes = chaoslingr_domain::history::by_scope(report.entries.iter().copied());
+    if scopes.len() > 1 {
+        out.push_str(r#"<h2>By account and region</h2><table data-table="scopes"><thead><tr><th>Account</th><th>Region</th><th>Runs</th><th>Injected</th><th>Undetected</th><th>Undetected rate</th></tr></thead><tbody>"#);
+        for s in &scopes {
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="{}">{}</td><td>{}</td></tr>"#,
+                esc(s.account.as_deref().unwrap_or("-")),
+                esc(s.region.as_deref().unwrap_or("-")),
+                s.runs,
+                s.injected,
+                if s.undetected > 0 { "bad" } else { "" },
+                s.undetected,
+                s.undetected_rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into()),
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
     let _ = write!(out, r#"<h2>Gaps ({})</h2>"#, report.gaps.len());
     out.push_str(r#"<table data-table="gaps"><thead><tr><th>Concluded</th><th>Experiment</th><th>Technique</th><th>Account</th><th>Region</th><th>Target</th><th>Change</th><th>Outcome</th><th>Missed by</th></tr></thead><tbody>"#);
     for g in &report.gaps {

@@ -195,6 +195,7 @@ impl<'a> Report<'a> {
             "techniques": self.summary,
             "verdicts": self.verdicts(),
             "gaps": self.gaps,
+            "scopes": history::by_scope(self.entries.iter().copied()),
             "warnings": self.warnings,
         });
         serde_json::to_string_pretty(&v).expect("serializable") + "\n"
@@ -274,6 +275,24 @@ impl<'a> Report<'a> {
                 out.push_str(&table(&["DETECTOR", "DETECTED", "RATE", "P50", "P90", "MAX", "TREND"], &rows));
                 out.push_str(&weekly_lines(t));
             }
+        }
+        let scopes = history::by_scope(self.entries.iter().copied());
+        if scopes.len() > 1 {
+            let rows: Vec<Vec<String>> = scopes
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.account.clone().unwrap_or_else(|| "-".into()),
+                        s.region.clone().unwrap_or_else(|| "-".into()),
+                        s.runs.to_string(),
+                        s.injected.to_string(),
+                        s.undetected.to_string(),
+                        s.undetected_rate.map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            out.push_str("\nBy account and region:\n");
+            out.push_str(&table(&["ACCOUNT", "REGION", "RUNS", "INJECTED", "UNDETECTED", "UNDETECTED RATE"], &rows));
         }
         if !self.gaps.is_empty() {
             // The most recent ones; JSON, CSV and HTML list them all.
