@@ -203,7 +203,7 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
         assert!(out.stderr.contains(&format!("{}/{region}", ACCOUNTS[2])), "names the failing scope: {}", out.stderr);
     }
     assert!(out.stderr.contains("could not be reached"), "{}", out.stderr);
-    for ((account, region), _) in &open {
+    for (account, region) in open.keys() {
         let left = experiment_rules_on(&ec2_in(&emu, account, region).await).await;
         assert_eq!(left.is_empty(), account != ACCOUNTS[2], "{account}/{region}: {left:?}");
     }
@@ -243,7 +243,7 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
     set_denied(&lab, &[]).await;
     let out = lab.run_cli(&with_fleet(&["revert", "--all"], &flags), LIMIT).await;
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
-    for ((account, region), _) in &open {
+    for (account, region) in open.keys() {
         assert!(experiment_rules_on(&ec2_in(&emu, account, region).await).await.is_empty(), "{account}/{region}");
     }
 }

@@ -99,6 +99,8 @@ impl FleetTick {
 }
 
 /// Where a run goes after the choice across scopes.
+// One value per run, moved once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Chosen<'a> {
     /// Run there: the engine of the chosen scope, with the chosen target named.
     Scope { member: &'a Member, request: RunRequest },
