@@ -68,7 +68,15 @@ async fn hub_functions_start_and_conclude_experiments_in_target_accounts_under_t
     let emu = Emulator::start().await;
     let groups = seed_fleet(&emu, 1).await;
     let lab = Lab::start_recorded(&emu, &[]);
-    let env = [("CHAOSLINGR_WINDOW", "10s"), ("CHAOSLINGR_MAX_ACTIVE_TOTAL", "2")];
+    // The topic in the hub (the rendered hub policies may publish to `outcomes` only);
+    // the Config rule is read in each target account with its role.
+    let (topic, inbox) = topic_with_inbox(&emu).await;
+    let env = [
+        ("CHAOSLINGR_WINDOW", "10s"),
+        ("CHAOSLINGR_MAX_ACTIVE_TOTAL", "2"),
+        ("CHAOSLINGR_TOPIC_ARN", topic.as_str()),
+        ("CHAOSLINGR_DETECTORS", "config:vpc-sg-open-only-to-authorized-ports"),
+    ];
     let inject = hub_fn("inject", "AKIDHUBINJECT", &lab.endpoint, &env).await;
     let judge = hub_fn("judge", "AKIDHUBJUDGE", &lab.endpoint, &env).await;
 
@@ -107,6 +115,21 @@ async fn hub_functions_start_and_conclude_experiments_in_target_accounts_under_t
         let ec2 = aws_sdk_ec2::Client::new(&emu.account(account, region, "chaoslingr-target").await);
         assert!(experiment_rules_on(&ec2).await.is_empty(), "{account}/{region}");
     }
+
+    // The hub's topic got both starts and both outcomes, each naming the target's account
+    // and region, and the quiet abort.
+    let mut messages: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while messages.len() < 5 && Instant::now() < deadline {
+        let got = receive_all(&emu, &inbox).await;
+        messages.extend(got.into_iter().map(|(body, _)| serde_json::from_str::<Value>(&body).unwrap()));
+    }
+    let of = |schema: &str, quiet: bool| -> Vec<Value> {
+        messages.iter().filter(|m| m["schema"] == schema && (m["quiet"] == true) == quiet).cloned().collect()
+    };
+    assert_eq!(scopes_of(&of("chaoslingr.started/v1", false)), started, "{messages:?}");
+    assert_eq!(scopes_of(&of("chaoslingr.outcome/v1", false)), started, "{messages:?}");
+    assert_eq!(of("chaoslingr.outcome/v1", true).len(), 1, "{messages:?}");
 }
 
 // ---- the measurement ---------------------------------------------------------------------
@@ -121,6 +144,26 @@ async fn tick(judge: &FunctionProcess, log: &Path) -> (Duration, usize, Value) {
     let t = Instant::now();
     let answer = ok(&judge.invoke(json!({}), INVOKE).await, judge);
     (t.elapsed(), lines(log) - before, answer)
+}
+
+/// The calls logged after line `from`, by where they went: the hub (its own key) or a
+/// target account (the role's credentials), with their actions.
+fn where_calls_went(log: &Path, from: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut by: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for line in text.lines().skip(from) {
+        let v: Value = serde_json::from_str(line).unwrap_or(Value::Null);
+        let place = v["account"].as_str().map(String::from).unwrap_or_else(|| "hub".into());
+        let action = v["action"].as_str().unwrap_or("?").to_string();
+        *by.entry(place).or_default().entry(action).or_default() += 1;
+    }
+    by.iter()
+        .map(|(place, actions)| {
+            let list: Vec<String> = actions.iter().map(|(a, n)| format!("{a} ×{n}")).collect();
+            format!("{place}: {} ({})", actions.values().sum::<usize>(), list.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -195,12 +238,16 @@ async fn fleet_tick_cost() {
         assert_eq!(answer["status"], "started", "{answer}");
     }
     let mut watching = Vec::new();
+    let mut split = String::new();
     for _ in 0..ticks {
+        let before = lines(&log);
         let (d, c, answer) = tick(&judge, &log).await;
         assert_eq!(answer["watching"].as_array().unwrap().len(), 6, "{answer}");
         watching.push((d, c));
+        split = where_calls_went(&log, before);
     }
     measure("watching 6 experiments, one per scope", &watching);
+    eprintln!("MEASURE where the last watching tick's calls went: {split}");
 
     // Account 3's role refused: its two scopes fail, the other four are ticked.
     let (status, body) = lab.admin("PUT", "/_lab/assume-role-denials", &json!([ACCOUNTS[2]])).await;
