@@ -335,7 +335,13 @@ impl Settings {
         if let Some(v) = &flags.external_id {
             self.targets.external_id = Some(crate::fleet::external_id(v, "--external-id")?);
         }
-        self.targets.check("--accounts")
+        let source = match (&flags.role, &flags.external_id, &flags.file) {
+            (Some(_), _, _) => "--role".to_string(),
+            (None, Some(_), _) => "--external-id".to_string(),
+            (None, None, Some((path, _))) => format!("--targets-file {path}"),
+            (None, None, None) => "CHAOSLINGR_TARGETS".to_string(),
+        };
+        self.targets.check(&source)
     }
 
     /// Reads the process environment.
@@ -415,7 +421,14 @@ fn targets_from(get: &impl Fn(&str) -> Option<String>) -> Result<crate::fleet::T
     if let Some(v) = get("CHAOSLINGR_EXTERNAL_ID") {
         t.external_id = Some(fleet::external_id(&v, "CHAOSLINGR_EXTERNAL_ID")?);
     }
-    t.check("CHAOSLINGR_ACCOUNTS")?;
+    let source = if get("CHAOSLINGR_ROLE").is_some() {
+        "CHAOSLINGR_ROLE"
+    } else if get("CHAOSLINGR_EXTERNAL_ID").is_some() {
+        "CHAOSLINGR_EXTERNAL_ID"
+    } else {
+        "CHAOSLINGR_TARGETS"
+    };
+    t.check(source)?;
     Ok(t)
 }
 
@@ -581,6 +594,52 @@ mod tests {
     fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn targets_come_from_the_json_then_the_single_variables_then_the_flags() {
+        let s = from(&[
+            (
+                "CHAOSLINGR_TARGETS",
+                r#"{"accounts": [{"id": "111111111111", "regions": ["eu-west-1"]}], "regions": ["us-east-1"]}"#,
+            ),
+            ("CHAOSLINGR_ROLE", "team/chaoslingr-target"),
+            ("CHAOSLINGR_MAX_ACTIVE_TOTAL", "3"),
+            ("CHAOSLINGR_SCOPE_CONCURRENCY", "2"),
+        ])
+        .unwrap();
+        assert_eq!(s.targets.accounts.len(), 1);
+        assert_eq!(s.targets.role(), "team/chaoslingr-target");
+        assert_eq!((s.max_active_total, s.scope_concurrency), (3, 2));
+        let scopes: Vec<String> = s.targets.scopes("ap-south-1").iter().map(ToString::to_string).collect();
+        assert_eq!(scopes, ["111111111111/eu-west-1"]);
+
+        let mut s = s;
+        let flags = TargetFlags {
+            accounts: Some("222222222222,333333333333".into()),
+            regions: Some("eu-west-1,us-east-1".into()),
+            external_id: Some("ext-123".into()),
+            ..TargetFlags::default()
+        };
+        s.override_targets(&flags).unwrap();
+        assert_eq!(s.targets.scopes("x").len(), 4);
+        assert_eq!(s.targets.external_id.as_deref(), Some("ext-123"));
+        assert_eq!(s.targets.role(), "team/chaoslingr-target", "a flag left out keeps the environment's");
+
+        // Each bad value names its own source, and an external id is never echoed.
+        let e = from(&[("CHAOSLINGR_ROLE", "x")]).unwrap_err();
+        assert_eq!(e.source_name, "CHAOSLINGR_ROLE");
+        assert!(e.to_string().contains("target accounts too"), "{e}");
+        let e = from(&[("CHAOSLINGR_EXTERNAL_ID", "secret-value")]).unwrap_err();
+        assert_eq!(e.source_name, "CHAOSLINGR_EXTERNAL_ID");
+        assert!(!e.to_string().contains("secret-value"), "{e}");
+        let e = from(&[("CHAOSLINGR_SCOPE_CONCURRENCY", "0")]).unwrap_err();
+        assert_eq!(e.source_name, "CHAOSLINGR_SCOPE_CONCURRENCY");
+        let e = from(&[("CHAOSLINGR_REGIONS", "us-east-1,us-east-1")]).unwrap_err();
+        assert!(e.to_string().contains("each region once"), "{e}");
+        let mut s = Settings::default();
+        let e = s.override_targets(&TargetFlags { role: Some("r".into()), ..TargetFlags::default() }).unwrap_err();
+        assert_eq!(e.source_name, "--role");
     }
 
     #[test]

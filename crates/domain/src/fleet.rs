@@ -146,7 +146,7 @@ impl Targets {
         if !self.is_hub() && (self.role.is_some() || self.external_id.is_some()) {
             return Err(ConfigError::new(
                 source,
-                self.role.as_deref().or(self.external_id.as_deref()).unwrap_or_default(),
+                self.role.as_deref().unwrap_or("(external id hidden)"),
                 "target accounts too: a role and an external id are only used to reach named accounts (CHAOSLINGR_ACCOUNTS or `accounts`)",
             ));
         }
