@@ -14,8 +14,9 @@
 //!   scope that fails (a role that cannot be assumed, a region not enabled, a service
 //!   down) is reported and counted (`ScopeErrors`), and never holds up another.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
@@ -116,6 +117,19 @@ pub struct Fleet {
     /// was chosen) with the hub's own credentials; it never touches a target.
     hub: AwsEngine,
     recorder: AwsRecorder,
+    /// The scopes whose last command failed (kept across the invocations of one warm
+    /// function): worked on after the others, so that however many of them hang, they
+    /// never hold up a healthy scope's turn.
+    suspects: Arc<Mutex<BTreeSet<Scope>>>,
+}
+
+/// The order scopes are worked on: those that did not fail last time first (in their
+/// configured order), then those that did.
+pub fn work_order(scopes: &[Scope], suspects: &BTreeSet<Scope>) -> Vec<usize> {
+    let (mut healthy, failed): (Vec<usize>, Vec<usize>) =
+        (0..scopes.len()).partition(|i| !suspects.contains(&scopes[*i]));
+    healthy.extend(failed);
+    healthy
 }
 
 impl Fleet {
@@ -134,14 +148,19 @@ impl Fleet {
             members.push(Member { scope, engine, adapters });
         }
         let hub_adapters = AwsAdapters::new(hub, namespace, topic);
-        Ok(Fleet::assemble(settings, members, hub_adapters))
+        Ok(Fleet::assemble(settings, members, hub_adapters, Arc::default()))
     }
 
-    fn assemble(settings: Settings, members: Vec<Member>, hub_adapters: AwsAdapters) -> Fleet {
+    fn assemble(
+        settings: Settings,
+        members: Vec<Member>,
+        hub_adapters: AwsAdapters,
+        suspects: Arc<Mutex<BTreeSet<Scope>>>,
+    ) -> Fleet {
         let recorder = hub_adapters.recorder.clone();
         let mut hub = chaoslingr_techniques::engine_on(hub_adapters, settings.clone());
         hub.region = None;
-        Fleet { settings, members, hub, recorder }
+        Fleet { settings, members, hub, recorder, suspects }
     }
 
     /// The same scopes and clients with other settings (an inject event's overrides).
@@ -160,7 +179,7 @@ impl Fleet {
         let mut hub_adapters = self.members[0].adapters.clone();
         hub_adapters.recorder = self.recorder.clone();
         hub_adapters.region = None;
-        Fleet::assemble(settings, members, hub_adapters)
+        Fleet::assemble(settings, members, hub_adapters, self.suspects.clone())
     }
 
     /// One scope in the credentials' own account: every command is the engine's own.
@@ -180,7 +199,8 @@ impl Fleet {
 
     /// Runs `f` on every scope's engine, at most `CHAOSLINGR_SCOPE_CONCURRENCY` at once,
     /// each within `budget`; the answers in scope order. A scope that fails or runs out of
-    /// time is an `Err` with the reason, and is counted in `ScopeErrors`.
+    /// time is an `Err` with the reason, and is counted in `ScopeErrors`. Scopes that
+    /// failed last time go last.
     pub async fn each<'a, T, E, F, Fut>(&'a self, budget: Duration, f: F) -> Vec<ScopeResult<T>>
     where
         F: Fn(&'a AwsEngine) -> Fut,
@@ -188,7 +208,10 @@ impl Fleet {
         E: std::fmt::Display,
         T: 'a,
     {
-        let runs = self.members.iter().enumerate().map(|(i, m)| {
+        let suspects = self.suspects.lock().map(|s| s.clone()).unwrap_or_default();
+        let order = work_order(&self.scopes(), &suspects);
+        let runs = order.into_iter().map(|i| {
+            let m = &self.members[i];
             let work = f(&m.engine);
             async move {
                 let result = match tokio::time::timeout(budget, work).await {
@@ -203,6 +226,15 @@ impl Fleet {
             stream::iter(runs).buffer_unordered(self.settings.scope_concurrency.max(1)).collect().await;
         out.sort_by_key(|(i, _)| *i);
         let out: Vec<ScopeResult<T>> = out.into_iter().map(|(_, r)| r).collect();
+        if let Ok(mut s) = self.suspects.lock() {
+            for r in &out {
+                if r.result.is_err() {
+                    s.insert(r.scope.clone());
+                } else {
+                    s.remove(&r.scope);
+                }
+            }
+        }
         self.count_failures(out.iter().filter(|r| r.result.is_err()).map(|r| &r.scope)).await;
         out
     }
@@ -417,5 +449,21 @@ fn summary(scope: &Scope, report: &TickReport, failed: bool) -> ScopeSummary {
         watching: report.watching.len(),
         reverted: report.reverts.iter().filter(|r| r.reverted).count(),
         failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_that_failed_last_time_are_worked_on_last() {
+        let scopes: Vec<Scope> = ["111111111111", "222222222222", "333333333333"]
+            .iter()
+            .flat_map(|a| ["us-east-1", "eu-west-1"].map(|r| Scope::new(Some(a), r)))
+            .collect();
+        assert_eq!(work_order(&scopes, &BTreeSet::new()), [0, 1, 2, 3, 4, 5]);
+        let suspects = BTreeSet::from([scopes[0].clone(), scopes[3].clone()]);
+        assert_eq!(work_order(&scopes, &suspects), [1, 2, 4, 5, 0, 3]);
     }
 }
