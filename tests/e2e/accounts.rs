@@ -230,14 +230,27 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
         .send()
         .await
         .expect("list metrics");
-    let counted: BTreeSet<String> = metrics
+    let counted: BTreeSet<Vec<(String, String)>> = metrics
         .metrics()
         .iter()
-        .flat_map(|m| m.dimensions())
-        .filter(|d| d.name() == Some("Account"))
-        .filter_map(|d| d.value().map(String::from))
+        .map(|m| {
+            let mut dims: Vec<(String, String)> = m
+                .dimensions()
+                .iter()
+                .map(|d| (d.name().unwrap_or_default().to_string(), d.value().unwrap_or_default().to_string()))
+                .collect();
+            dims.sort();
+            dims
+        })
         .collect();
-    assert_eq!(counted, BTreeSet::from([ACCOUNTS[2].to_string()]), "ScopeErrors counts the failing account");
+    let expected_counted: BTreeSet<Vec<(String, String)>> = REGIONS
+        .iter()
+        .map(|r| vec![("Account".to_string(), ACCOUNTS[2].to_string()), ("Region".to_string(), r.to_string())])
+        .collect();
+    assert_eq!(
+        counted, expected_counted,
+        "ScopeErrors counts exactly the failing account's scopes, by Account and Region"
+    );
 
     // Once the role can be assumed again, the emergency stop closes the rest.
     set_denied(&lab, &[]).await;
@@ -266,7 +279,7 @@ async fn the_judge_concludes_overdue_experiments_in_each_account_and_region_with
         let _ = child.wait_with_output().await;
     }
     // Past the deadline and the grace a person's run gets.
-    let_time_pass("the 10s windows and the 5s grace", Duration::from_secs(16)).await;
+    let_time_pass("the 10s windows and the 5s grace", Duration::from_secs(18)).await;
     let flags = vec![
         "--accounts".to_string(),
         format!("{},{}", ACCOUNTS[0], ACCOUNTS[1]),

@@ -100,12 +100,24 @@ async fn hub_functions_start_and_conclude_experiments_in_target_accounts_under_t
     assert!(third["outcome"]["reason"].as_str().unwrap().contains("CHAOSLINGR_MAX_ACTIVE_TOTAL"), "{third}");
     assert_eq!(third["outcome"]["quiet"], true);
 
+    // A named target obeys the limits too: one in a started account's other region.
+    let (full_account, full_region) = started.iter().next().unwrap().clone();
+    let other =
+        groups.iter().find(|(_, (a, r))| *a == full_account && *r != full_region).map(|(g, _)| g.clone()).unwrap();
+    let named = ok(&inject.invoke(json!({"target": other}), INVOKE).await, &inject);
+    assert_eq!(named["status"], "ended", "{named}");
+    assert_eq!(named["outcome"]["outcome"], "aborted", "{named}");
+    assert!(named["outcome"]["reason"].as_str().unwrap().contains("CHAOSLINGR_MAX_ACTIVE"), "{named}");
+    let other_region = if full_region == REGIONS[0] { REGIONS[1] } else { REGIONS[0] };
+    let ec2 = aws_sdk_ec2::Client::new(&emu.account(&full_account, other_region, "chaoslingr-target").await);
+    assert!(experiment_rules_on(&ec2).await.is_empty(), "nothing opened in {full_account}/{other_region}");
+
     let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
     assert_eq!(tick["watching"].as_array().unwrap().len(), 2, "{tick}");
     assert_eq!(tick["scopes"].as_array().unwrap().len(), 6, "{tick}");
     assert!(tick["failed_scopes"].as_array().unwrap().is_empty(), "{tick}");
 
-    let_time_pass("the 10s window", Duration::from_secs(11)).await;
+    let_time_pass("the 10s window", Duration::from_secs(12)).await;
     let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
     let concluded = tick["concluded"].as_array().unwrap();
     assert_eq!(concluded.len(), 2, "{tick}");
@@ -117,10 +129,10 @@ async fn hub_functions_start_and_conclude_experiments_in_target_accounts_under_t
     }
 
     // The hub's topic got both starts and both outcomes, each naming the target's account
-    // and region, and the quiet abort.
+    // and region, and the two quiet aborts.
     let mut messages: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while messages.len() < 5 && Instant::now() < deadline {
+    while messages.len() < 6 && Instant::now() < deadline {
         let got = receive_all(&emu, &inbox).await;
         messages.extend(got.into_iter().map(|(body, _)| serde_json::from_str::<Value>(&body).unwrap()));
     }
@@ -129,7 +141,7 @@ async fn hub_functions_start_and_conclude_experiments_in_target_accounts_under_t
     };
     assert_eq!(scopes_of(&of("chaoslingr.started/v1", false)), started, "{messages:?}");
     assert_eq!(scopes_of(&of("chaoslingr.outcome/v1", false)), started, "{messages:?}");
-    assert_eq!(of("chaoslingr.outcome/v1", true).len(), 1, "{messages:?}");
+    assert_eq!(of("chaoslingr.outcome/v1", true).len(), 2, "{messages:?}");
 }
 
 // ---- the measurement ---------------------------------------------------------------------
@@ -190,6 +202,7 @@ async fn fleet_tick_cost() {
     // One Config rule as the detector: one compliance read per watched experiment.
     let env = [
         ("CHAOSLINGR_WINDOW", "40s"),
+        ("CHAOSLINGR_MAX_ACTIVE", "2"),
         ("CHAOSLINGR_MAX_ACTIVE_TOTAL", "6"),
         ("CHAOSLINGR_DETECTORS", "config:vpc-sg-open-only-to-authorized-ports"),
     ];
@@ -217,10 +230,10 @@ async fn fleet_tick_cost() {
         ));
     };
 
-    // The first tick assumes the six roles (three accounts) and fills the caches.
+    // The first tick assumes the three roles (one per account, shared by its regions).
     let (d, c, first) = tick(&judge, &log).await;
     assert!(first["failed_scopes"].as_array().unwrap().is_empty(), "{first}");
-    measure("idle, first tick of a cold function (assumes 3 roles)", &[(d, c)]);
+    measure("idle, first tick of a cold function (assumes the 3 roles)", &[(d, c)]);
     let mut idle = Vec::new();
     for _ in 0..ticks {
         let (d, c, _) = tick(&judge, &log).await;

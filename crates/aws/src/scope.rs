@@ -16,28 +16,39 @@ use crate::AwsRecorder;
 /// How long the assumed role's credentials last; the SDK renews them before they end.
 pub const SESSION_LENGTH: Duration = Duration::from_secs(3600);
 
-/// The SDK configuration of `scope`: `hub` in the scope's region and, when the scope
-/// names an account, with credentials from assuming `targets`' role there (session
-/// `session`, e.g. `chaoslingr-judge`). Nothing is called here: the role is assumed on
-/// the scope's first call and its credentials are cached and renewed by the SDK, so a
-/// role that cannot be assumed shows as that scope's calls failing, and no other's.
-pub async fn scope_config(hub: &SdkConfig, scope: &Scope, targets: &Targets, session: &str) -> SdkConfig {
-    let region = Region::new(scope.region.clone());
-    let mut builder = hub.to_builder().region(region.clone());
-    if let Some(account) = &scope.account {
-        let hub_region = hub.region().map(|r| r.as_ref().to_string()).unwrap_or_else(|| scope.region.clone());
-        let arn = targets.role_arn(crate::partition(&hub_region), account);
-        let mut role = AssumeRoleProvider::builder(arn)
-            .session_name(session)
-            .session_length(SESSION_LENGTH)
-            // STS in the hub's own region: regional endpoints keep working when the
-            // target region is one the hub never enabled.
-            .region(hub.region().cloned().unwrap_or(region));
-        if let Some(id) = &targets.external_id {
-            role = role.external_id(id);
-        }
-        let provider = role.configure(hub).build().await;
-        builder = builder.credentials_provider(SharedCredentialsProvider::new(provider));
+/// The credentials of `account`'s target role: assumed from `hub`'s credentials (session
+/// `session`, e.g. `chaoslingr-judge`, so CloudTrail there shows who acted), through STS
+/// in the hub's region. Nothing is called here: the role is assumed on first use, and the
+/// credentials are cached and renewed by the SDK for every client that shares this
+/// provider (one per account, whatever its regions).
+pub async fn role_credentials(
+    hub: &SdkConfig,
+    account: &str,
+    targets: &Targets,
+    session: &str,
+) -> SharedCredentialsProvider {
+    let hub_region = hub.region().map(|r| r.as_ref().to_string()).unwrap_or_else(|| "us-east-1".into());
+    let arn = targets.role_arn(crate::partition(&hub_region), account);
+    let mut role = AssumeRoleProvider::builder(arn)
+        .session_name(session)
+        .session_length(SESSION_LENGTH)
+        // STS in the hub's own region: regional endpoints keep working when the target
+        // region is one the hub never enabled.
+        .region(Region::new(hub_region));
+    if let Some(id) = &targets.external_id {
+        role = role.external_id(id);
+    }
+    SharedCredentialsProvider::new(role.configure(hub).build().await)
+}
+
+/// The SDK configuration of `scope`: `hub` in the scope's region, with `credentials`
+/// (the account's target role, see [`role_credentials`]) when the scope names an
+/// account. A role that cannot be assumed shows as that scope's calls failing, and no
+/// other's.
+pub fn scope_config(hub: &SdkConfig, scope: &Scope, credentials: Option<SharedCredentialsProvider>) -> SdkConfig {
+    let mut builder = hub.to_builder().region(Region::new(scope.region.clone()));
+    if let Some(c) = credentials {
+        builder = builder.credentials_provider(c);
     }
     builder.build()
 }
@@ -47,21 +58,29 @@ pub async fn scope_config(hub: &SdkConfig, scope: &Scope, targets: &Targets, ses
 pub const SCOPE_ERRORS_METRIC: &str = "ScopeErrors";
 
 impl AwsRecorder {
-    /// Counts one scope a command could not work on (a role that cannot be assumed, a
-    /// region not enabled, a service failing there).
-    pub async fn count_scope_error(&self, scope: &Scope) -> Result<(), CallError> {
+    /// Counts the scopes a command could not work on (a role that cannot be assumed, a
+    /// region not enabled, a service failing there), one datum each, in one request.
+    pub async fn count_scope_errors(&self, scopes: &[Scope]) -> Result<(), CallError> {
+        if scopes.is_empty() {
+            return Ok(());
+        }
         let dimension = |name: &str, value: &str| Dimension::builder().name(name).value(value).build();
-        let datum = MetricDatum::builder()
-            .metric_name(SCOPE_ERRORS_METRIC)
-            .dimensions(dimension("Account", scope.account.as_deref().unwrap_or("self")))
-            .dimensions(dimension("Region", &scope.region))
-            .value(1.0)
-            .unit(StandardUnit::Count)
-            .build();
+        let data: Vec<MetricDatum> = scopes
+            .iter()
+            .map(|scope| {
+                MetricDatum::builder()
+                    .metric_name(SCOPE_ERRORS_METRIC)
+                    .dimensions(dimension("Account", scope.account.as_deref().unwrap_or("self")))
+                    .dimensions(dimension("Region", &scope.region))
+                    .value(1.0)
+                    .unit(StandardUnit::Count)
+                    .build()
+            })
+            .collect();
         self.cloudwatch
             .put_metric_data()
             .namespace(&self.namespace)
-            .metric_data(datum)
+            .set_metric_data(Some(data))
             .send()
             .await
             .map(|_| ())

@@ -203,7 +203,14 @@ pub async fn status(fleet: &Fleet, json: bool) -> Result<u8, Failure> {
         }
     }
     if experiments.is_empty() && damaged.is_empty() {
-        println!("No active experiments.");
+        println!(
+            "{}",
+            if failed > 0 {
+                "No active experiments in the accounts and regions reached."
+            } else {
+                "No active experiments."
+            }
+        );
         return Ok(status_of(failed));
     }
     let mut rows: Vec<Vec<String>> = experiments
@@ -290,6 +297,9 @@ pub async fn revert(fleet: &Fleet, id: Option<ExperimentId>, json: bool) -> Resu
     } else if reports.is_empty() {
         match &id {
             Some(id) => println!("Nothing to revert: no experiment {id} was found."),
+            None if failed_scopes > 0 => {
+                println!("Nothing to revert in the accounts and regions reached: no active experiments there.")
+            }
             None => println!("Nothing to revert: no active experiments."),
         }
     } else {
@@ -393,7 +403,11 @@ pub async fn judge(fleet: &Fleet, json: bool) -> Result<u8, Failure> {
             println!("error     {e}");
         }
         if report.concluded.is_empty() && report.watching.is_empty() && report.left_to_their_starter.is_empty() {
-            println!("No active experiments.");
+            if tick.failed_scopes.is_empty() {
+                println!("No active experiments.");
+            } else {
+                println!("No active experiments in the accounts and regions reached.");
+            }
         }
         if !fleet.is_single() {
             let ok = tick.scopes.len() - tick.failed_scopes.len();

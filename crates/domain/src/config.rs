@@ -317,11 +317,11 @@ impl Settings {
     }
 
     /// Applies the CLI's target flags over the targets read from the environment:
-    /// `--targets FILE` replaces `CHAOSLINGR_TARGETS`, then `--accounts`, `--regions`,
+    /// `--targets-file FILE` replaces `CHAOSLINGR_TARGETS`, then `--accounts`, `--regions`,
     /// `--role` and `--external-id` replace their fields.
     pub fn override_targets(&mut self, flags: &TargetFlags) -> Result<(), ConfigError> {
         if let Some((path, text)) = &flags.file {
-            self.targets = crate::fleet::Targets::from_json(text, &format!("--targets {path}"))?;
+            self.targets = crate::fleet::Targets::from_json(text, &format!("--targets-file {path}"))?;
         }
         if let Some(v) = &flags.accounts {
             self.targets.accounts = crate::fleet::account_list(v, "--accounts")?;
@@ -393,7 +393,7 @@ impl Settings {
 /// The CLI's target flags, as given (see [`Settings::override_targets`]).
 #[derive(Debug, Clone, Default)]
 pub struct TargetFlags {
-    /// `--targets FILE`: its path and its text.
+    /// `--targets-file FILE`: its path and its text.
     pub file: Option<(String, String)>,
     pub accounts: Option<String>,
     pub regions: Option<String>,

@@ -11,7 +11,7 @@
 //! as often as an account with one. [`Limits`] keep at most `per_account` experiments
 //! active in one account (over all its regions) and `total` over every target.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use rand::seq::SliceRandom;
@@ -60,7 +60,7 @@ pub struct AccountTargets {
 
 /// Where experiments may run (`CHAOSLINGR_TARGETS`, `CHAOSLINGR_ACCOUNTS`,
 /// `CHAOSLINGR_REGIONS`, `CHAOSLINGR_ROLE`, `CHAOSLINGR_EXTERNAL_ID`; the CLI's
-/// `--targets`, `--accounts`, `--regions`, `--role`, `--external-id`).
+/// `--targets-file`, `--accounts`, `--regions`, `--role`, `--external-id`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Targets {
@@ -110,13 +110,13 @@ impl Targets {
         out
     }
 
-    /// Parses the JSON form (`CHAOSLINGR_TARGETS`, `--targets FILE`) and validates it.
+    /// Parses the JSON form (`CHAOSLINGR_TARGETS`, `--targets-file FILE`) and validates it.
     pub fn from_json(text: &str, source: &str) -> Result<Targets, ConfigError> {
-        let shown = if text.len() > 120 { format!("{}…", &text[..120]) } else { text.to_string() };
+        // The text is not echoed: it may hold the external id.
         let t: Targets = serde_json::from_str(text).map_err(|e| {
             ConfigError::new(
                 source,
-                &shown,
+                "(not shown)",
                 format!(
                     "JSON such as {{\"accounts\": [{{\"id\": \"111111111111\", \"regions\": [\"eu-west-1\"]}}], \"regions\": [\"us-east-1\"], \"role\": \"{DEFAULT_ROLE}\", \"external_id\": \"…\"}} ({e})"
                 ),
@@ -246,33 +246,59 @@ pub struct Limits {
     pub total: usize,
 }
 
-/// The accounts that may take one more experiment, given the active experiments per
-/// scope; `Err` with the reason when none may (the total is reached, or every account
-/// is at its own maximum).
+/// The accounts that may take one more experiment, given the active experiments of the
+/// scopes that could be listed; `Err` with the reason when none may (the total is
+/// reached, or every account is at its own maximum).
+///
+/// `unknown`: accounts with a scope that could not be listed. Any doubt means no
+/// injection there: such an account is closed, and counts toward the total as if it had
+/// its maximum (or what was seen, if more).
 pub fn open_accounts(
     active: &BTreeMap<Scope, Vec<String>>,
+    unknown: &BTreeSet<Option<String>>,
     scopes: &[Scope],
     limits: Limits,
 ) -> Result<HashSet<Option<String>>, String> {
-    let total: usize = active.values().map(Vec::len).sum();
-    if total >= limits.total {
-        let ids: Vec<&str> = active.values().flatten().map(String::as_str).collect();
-        return Err(format!(
-            "{total} experiment(s) already active across the targets ({}), the maximum is {} (CHAOSLINGR_MAX_ACTIVE_TOTAL)",
-            ids.join(", "),
-            limits.total
-        ));
-    }
     let mut per_account: BTreeMap<Option<String>, usize> = BTreeMap::new();
     for (scope, ids) in active {
         *per_account.entry(scope.account.clone()).or_default() += ids.len();
     }
-    let accounts: HashSet<Option<String>> = scopes.iter().map(|s| s.account.clone()).collect();
-    let open: HashSet<Option<String>> =
-        accounts.into_iter().filter(|a| per_account.get(a).copied().unwrap_or_default() < limits.per_account).collect();
+    let accounts: BTreeSet<Option<String>> = scopes.iter().map(|s| s.account.clone()).collect();
+    let total: usize = accounts
+        .iter()
+        .map(|a| {
+            let seen = per_account.get(a).copied().unwrap_or_default();
+            if unknown.contains(a) {
+                seen.max(limits.per_account)
+            } else {
+                seen
+            }
+        })
+        .sum();
+    let unreachable = if unknown.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} account(s) could not be listed and count as full ({})",
+            unknown.len(),
+            unknown.iter().map(|a| a.as_deref().unwrap_or("this account")).collect::<Vec<_>>().join(", ")
+        )
+    };
+    if total >= limits.total {
+        let ids: Vec<&str> = active.values().flatten().map(String::as_str).collect();
+        return Err(format!(
+            "{total} experiment(s) active across the targets ({}){unreachable}, the maximum is {} (CHAOSLINGR_MAX_ACTIVE_TOTAL)",
+            ids.join(", "),
+            limits.total
+        ));
+    }
+    let open: HashSet<Option<String>> = accounts
+        .into_iter()
+        .filter(|a| !unknown.contains(a) && per_account.get(a).copied().unwrap_or_default() < limits.per_account)
+        .collect();
     if open.is_empty() {
         return Err(format!(
-            "every target account already has {} active experiment(s), the maximum per account (CHAOSLINGR_MAX_ACTIVE)",
+            "every target account already has {} active experiment(s), the maximum per account (CHAOSLINGR_MAX_ACTIVE){unreachable}",
             limits.per_account
         ));
     }
@@ -330,11 +356,13 @@ mod tests {
             ("[1]", "JSON such as"),
         ];
         for (text, expected) in bad {
-            let e = Targets::from_json(text, "--targets t.json").unwrap_err();
-            assert_eq!(e.source_name, "--targets t.json");
+            let e = Targets::from_json(text, "--targets-file t.json").unwrap_err();
+            assert_eq!(e.source_name, "--targets-file t.json");
             assert!(e.to_string().contains(expected), "{text}: {e}");
         }
         assert!(e_hidden());
+        let e = Targets::from_json(r#"{"external_id": "TOP-SECRET", "rol": "x", "note": "é…"}"#, "X").unwrap_err();
+        assert!(!e.to_string().contains("TOP-SECRET"), "{e}");
         assert_eq!(account_list("111111111111, 222222222222", "X").unwrap().len(), 2);
         assert!(account_list("111111111111,111111111111", "X").is_err());
         assert_eq!(region_list("us-east-1,us-gov-west-1,cn-north-1", "X").unwrap().len(), 3);
@@ -359,14 +387,31 @@ mod tests {
     fn limits_count_per_account_over_its_regions_and_in_total() {
         let scopes = hub().scopes("us-east-1");
         let limits = Limits { per_account: 1, total: 5 };
-        let open = open_accounts(&active(&[("111111111111", "eu-west-1", 1)]), &scopes, limits).unwrap();
+        let none = BTreeSet::new();
+        let open = open_accounts(&active(&[("111111111111", "eu-west-1", 1)]), &none, &scopes, limits).unwrap();
         assert_eq!(open, HashSet::from([Some("222222222222".to_string())]));
         let all_full = active(&[("111111111111", "eu-west-1", 1), ("222222222222", "eu-west-1", 1)]);
-        let e = open_accounts(&all_full, &scopes, limits).unwrap_err();
+        let e = open_accounts(&all_full, &none, &scopes, limits).unwrap_err();
         assert!(e.contains("maximum per account (CHAOSLINGR_MAX_ACTIVE)"), "{e}");
-        let e = open_accounts(&all_full, &scopes, Limits { per_account: 3, total: 2 }).unwrap_err();
-        assert!(e.contains("2 experiment(s) already active") && e.contains("CHAOSLINGR_MAX_ACTIVE_TOTAL"), "{e}");
-        assert_eq!(open_accounts(&all_full, &scopes, Limits { per_account: 2, total: 3 }).unwrap().len(), 2);
+        let e = open_accounts(&all_full, &none, &scopes, Limits { per_account: 3, total: 2 }).unwrap_err();
+        assert!(e.contains("2 experiment(s) active") && e.contains("CHAOSLINGR_MAX_ACTIVE_TOTAL"), "{e}");
+        assert_eq!(open_accounts(&all_full, &none, &scopes, Limits { per_account: 2, total: 3 }).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_account_that_could_not_be_listed_is_closed_and_counts_as_full() {
+        let scopes = hub().scopes("us-east-1");
+        let unknown = BTreeSet::from([Some("111111111111".to_string())]);
+        // Account 1's eu-west-1 failed to list: its us-east-1 must not be chosen either.
+        let open = open_accounts(&BTreeMap::new(), &unknown, &scopes, Limits { per_account: 1, total: 5 }).unwrap();
+        assert_eq!(open, HashSet::from([Some("222222222222".to_string())]));
+        // And it counts toward the total as if at its maximum.
+        let e = open_accounts(&BTreeMap::new(), &unknown, &scopes, Limits { per_account: 2, total: 2 }).unwrap_err();
+        assert!(e.contains("could not be listed and count as full (111111111111)"), "{e}");
+        assert!(e.contains("CHAOSLINGR_MAX_ACTIVE_TOTAL"), "{e}");
+        let both = BTreeSet::from([Some("111111111111".to_string()), Some("222222222222".to_string())]);
+        let e = open_accounts(&BTreeMap::new(), &both, &scopes, Limits { per_account: 1, total: 5 }).unwrap_err();
+        assert!(e.contains("CHAOSLINGR_MAX_ACTIVE)") && e.contains("count as full"), "{e}");
     }
 
     #[test]

@@ -228,8 +228,6 @@ fn p90_of(entries: &[&Entry], detector: &str) -> Option<f64> {
     quantile(&times, 0.9)
 }
 
-/// Summarises the outcomes concluded in `[since, until)`, per technique and detector,
-/// comparing each detector's p90 with the period of the same length before.
 /// How the experiments of one account and region ended over a period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScopeSummary {
@@ -274,6 +272,8 @@ pub fn by_scope<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<ScopeSu
         .collect()
 }
 
+/// Summarises the outcomes concluded in `[since, until)`, per technique and detector,
+/// comparing each detector's p90 with the period of the same length before.
 pub fn summarize(entries: &[Entry], since: SystemTime, until: SystemTime) -> Vec<TechniqueSummary> {
     let length = until.duration_since(since).unwrap_or_default();
     let before = since.checked_sub(length).unwrap_or(SystemTime::UNIX_EPOCH);

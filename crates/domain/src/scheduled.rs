@@ -89,6 +89,22 @@ impl TickReport {
     }
 }
 
+/// What a tick's first phase found and reverted, for its second phase.
+#[derive(Debug)]
+pub struct TickReverts {
+    found: crate::discovery::Discovered,
+    now: SystemTime,
+    early: Vec<RevertReport>,
+    report: TickReport,
+}
+
+impl TickReverts {
+    /// The reverts of the first phase.
+    pub fn reverts(&self) -> &[RevertReport] {
+        &self.early
+    }
+}
+
 /// How long after its injection time a marked experiment's change may still be missing
 /// without being judged gone: techniques that write the record before the change (see
 /// `IngressRequest::tags`) create it within this time.
@@ -149,8 +165,17 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
 
     /// One judge tick over every experiment: revert what is concluded, overdue, opted out
     /// or damaged; then observe and judge the rest; record; finish whatever a crashed
-    /// tick left.
+    /// tick left. [`Engine::tick_reverts`] then [`Engine::tick_judge`].
     pub async fn judge_tick(&self) -> Result<TickReport, EngineError> {
+        let reverted = self.tick_reverts().await?;
+        Ok(self.tick_judge(reverted).await)
+    }
+
+    /// A tick's first phase: find every experiment and revert, at once, each within its
+    /// budget, every one that is concluded, overdue, opted out or damaged; no detector is
+    /// read. Across many accounts every account's first phase runs before any account's
+    /// second, so closing what is overdue never waits on another account's judging.
+    pub async fn tick_reverts(&self) -> Result<TickReverts, EngineError> {
         let mut report = TickReport::default();
         let found = self.discover().await?;
         report.errors.extend(found.errors.iter().cloned());
@@ -168,7 +193,13 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
             found.experiments.iter().filter(|f| f.open_and_ours() && self.must_close(f, now)).collect();
         let early: Vec<RevertReport> =
             futures_util::future::join_all(closing.iter().map(|f| self.revert_within_budget(f))).await;
+        Ok(TickReverts { found, now, early, report })
+    }
 
+    /// A tick's second phase, after [`Engine::tick_reverts`]: observe, judge and record
+    /// every experiment; finish what a crashed tick left; remove damaged markers.
+    pub async fn tick_judge(&self, reverted: TickReverts) -> TickReport {
+        let TickReverts { found, now, early, mut report } = reverted;
         // 2. Observe, judge, record: every experiment at once.
         // Rules that are not ours are never judged, except a marked experiment's own rule
         // that someone changed: that experiment is concluded (and its marker removed).
@@ -201,7 +232,7 @@ impl<I: Ingress, D: Detectors, R: Recorder, C: Clock> Engine<I, D, R, C> {
                 }
             }
         }
-        Ok(report)
+        report
     }
 
     /// Whether an experiment must be closed now, before anything else is read.
