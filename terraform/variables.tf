@@ -95,7 +95,7 @@ variable "inject_timeout" {
 }
 
 variable "judge_timeout" {
-  description = "Timeout of the judge function, in seconds. One tick observes every active experiment; keep it at most the judge's schedule period."
+  description = "Timeout of the judge function, in seconds. One tick observes every active experiment; keep it at most the judge's schedule period. With `targets`, keep the default 60 or more: a tick gives every account and region up to 30 s to revert, then up to 25 s to judge."
   type        = number
   default     = 60
 
