@@ -313,7 +313,7 @@ pub async fn revert(fleet: &Fleet, id: Option<ExperimentId>, json: bool) -> Resu
     }
     if failed_scopes > 0 {
         eprintln!(
-            "chaoslingr: {failed_scopes} account(s) and region(s) could not be reached: any experiment there is still open; the judge retries every minute"
+            "chaoslingr: {failed_scopes} account(s) and region(s) could not be reached: any experiment there may still be open; the judge retries every minute"
         );
     }
     Ok(if failed == 0 && failed_scopes == 0 { exit::OK } else { exit::FAILURE })

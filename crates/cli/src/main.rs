@@ -378,7 +378,8 @@ fn run_settings(args: &RunArgs) -> Result<Settings, ConfigError> {
 
 fn init_logging(verbose: u8, json: bool) {
     let default = match verbose {
-        0 => "warn",
+        // The SDK's own warning about a refused AssumeRole repeats what the command says.
+        0 => "warn,aws_config=error",
         1 => "info,aws_config=warn,aws_smithy_runtime=warn",
         _ => "debug,aws_smithy_runtime=info,hyper=info,aws_config=info",
     };

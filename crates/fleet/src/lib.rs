@@ -307,7 +307,7 @@ impl Fleet {
     /// failure to count is logged, never fatal.
     async fn count_failures(&self, failed: &[Scope]) {
         for scope in failed {
-            warn!(scope = %scope, "could not work in this account and region");
+            info!(scope = %scope, "could not work in this account and region");
         }
         if let Err(e) = self.recorder.count_scope_errors(failed).await {
             warn!(error = %e, "could not count the scope errors");
@@ -441,7 +441,7 @@ impl Fleet {
             match r.result {
                 Ok(c) => answered.push((i, c)),
                 Err(e) => {
-                    warn!(error = %e, "a scope could not be listed; its account takes no experiment now");
+                    info!(error = %e, "a scope could not be listed; its account takes no experiment now");
                     unknown.insert(r.scope.account.clone());
                     failures.push(e);
                 }
