@@ -203,6 +203,14 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
         assert!(out.stderr.contains(&format!("{}/{region}", ACCOUNTS[2])), "names the failing scope: {}", out.stderr);
     }
     assert!(out.stderr.contains("could not be reached"), "{}", out.stderr);
+    // One readable line per failing scope, naming the role and STS's answer.
+    let lines: Vec<&str> =
+        out.stderr.lines().filter(|l| l.contains("could not assume the target role: AccessDenied")).collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(
+        lines.iter().all(|l| l.contains("arn:aws:iam::333333333333:role/chaoslingr-target") && l.len() < 400),
+        "{lines:?}"
+    );
     for (account, region) in open.keys() {
         let left = experiment_rules_on(&ec2_in(&emu, account, region).await).await;
         assert_eq!(left.is_empty(), account != ACCOUNTS[2], "{account}/{region}: {left:?}");
