@@ -204,8 +204,11 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
     }
     assert!(out.stderr.contains("could not be reached"), "{}", out.stderr);
     // One readable line per failing scope, naming the role and STS's answer.
-    let lines: Vec<&str> =
-        out.stderr.lines().filter(|l| l.contains("could not assume the target role: AccessDenied")).collect();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("chaoslingr: error:") && l.contains("could not assume the target role: AccessDenied"))
+        .collect();
     assert_eq!(lines.len(), 2, "{}", out.stderr);
     assert!(
         lines.iter().all(|l| l.contains("arn:aws:iam::333333333333:role/chaoslingr-target") && l.len() < 400),
