@@ -582,124 +582,120 @@ fn demo() -> Result<()> {
 
 // --- cargo xtask test -------------------------------------------------------------------
 
+/// An option of a command that runs one ignored test: its flag, the environment
+/// variable the test reads it from, and the check its value must pass.
+type EnvOption = (&'static str, &'static str, fn(&str) -> bool);
+
+/// Reads `--flag VALUE` pairs of `command` into the environment variables of `options`,
+/// refusing unknown flags, missing values and values out of range.
+fn env_options(command: &str, args: &[String], options: &[EnvOption]) -> Result<Vec<(&'static str, String)>> {
+    let mut env = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let Some((_, name, check)) = options.iter().find(|(f, _, _)| f == flag) else {
+            return Err(format!("{command}: unknown option `{flag}` (see `cargo xtask help`)"));
+        };
+        let value = it.next().ok_or_else(|| format!("{command}: {flag} needs a value"))?;
+        if !check(value) {
+            return Err(format!("{command}: {flag} `{value}` is out of range (see `cargo xtask help`)"));
+        }
+        env.push((*name, value.clone()));
+    }
+    Ok(env)
+}
+
+/// `cargo test` of the one ignored end-to-end test `name`, with the emulator, the lab and
+/// the function binaries located, and `env`.
+fn ignored_test(ws: &Workspace, name: &str, env: &[(&str, String)]) -> Command {
+    let bin = ws.chaoslingr_bin();
+    let mut cargo_test =
+        ws.cargo(["test", "-p", "chaoslingr-e2e", "--test", "e2e", "--", "--ignored", "--exact", name, "--nocapture"]);
+    cargo_test
+        .env("CHAOSLINGR_MOTO_SERVER", ws.venv_bin("moto_server"))
+        .env("CHAOSLINGR_BIN", &bin)
+        .env("CHAOSLINGR_LAB_BIN", ws.lab_bin())
+        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")));
+    for (k, v) in env {
+        cargo_test.env(k, v);
+    }
+    cargo_test
+}
+
+/// Runs `steps` in order, each under its title, stopping at the first failure; how long
+/// they took.
+fn run_steps(ws: &Workspace, steps: Vec<(&str, Command)>) -> Result<Duration> {
+    let started = Instant::now();
+    for (title, mut command) in steps {
+        header(title);
+        run_ok(ws, &mut command).map_err(|e| format!("{title}: {e}"))?;
+    }
+    Ok(started.elapsed())
+}
+
+/// The build the ignored tests need: the lab and the scheduled functions.
+fn build_lab_and_functions(ws: &Workspace) -> Command {
+    ws.cargo(["build", "-p", "chaoslingr-lab", "-p", "chaoslingr-inject", "-p", "chaoslingr-judge"])
+}
+
 /// `cargo xtask bench-fleet`: the ignored measurement of one judge tick over 3 accounts ×
 /// 2 regions (`tests/e2e/fleet.rs`), with its knobs in `CHAOSLINGR_FLEET_*`.
 fn bench_fleet(args: &[String]) -> Result<()> {
     let ws = Workspace::discover()?;
-    let mut env: Vec<(&str, String)> = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let (name, check): (&str, fn(&str) -> bool) = match flag.as_str() {
-            "--groups" => ("CHAOSLINGR_FLEET_GROUPS", |v| v.parse::<usize>().is_ok_and(|n| (1..=500).contains(&n))),
-            "--ticks" => ("CHAOSLINGR_FLEET_TICKS", |v| v.parse::<usize>().is_ok_and(|n| (1..=100).contains(&n))),
-            other => return Err(format!("bench-fleet: unknown option `{other}` (see `cargo xtask help`)")),
-        };
-        let value = it.next().ok_or_else(|| format!("bench-fleet: {flag} needs a value"))?;
-        if !check(value) {
-            return Err(format!("bench-fleet: {flag} `{value}` is out of range (see `cargo xtask help`)"));
-        }
-        env.push((name, value.clone()));
-    }
-    let bin = ws.chaoslingr_bin();
-    let mut cargo_test = ws.cargo([
-        "test",
-        "-p",
-        "chaoslingr-e2e",
-        "--test",
-        "e2e",
-        "--",
-        "--ignored",
-        "--exact",
-        "fleet::fleet_tick_cost",
-        "--nocapture",
-    ]);
-    cargo_test
-        .env("CHAOSLINGR_MOTO_SERVER", ws.venv_bin("moto_server"))
-        .env("CHAOSLINGR_LAB_BIN", ws.lab_bin())
-        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")));
-    for (k, v) in &env {
-        cargo_test.env(k, v);
-    }
-    let steps: Vec<(&str, Command)> = vec![
-        ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
-        (
-            "build the lab and the functions",
-            ws.cargo(["build", "-p", "chaoslingr-lab", "-p", "chaoslingr-inject", "-p", "chaoslingr-judge"]),
-        ),
-        ("measure one judge tick over 3 accounts x 2 regions", cargo_test),
-    ];
-    let started = Instant::now();
-    for (title, mut command) in steps {
-        header(title);
-        run_ok(&ws, &mut command).map_err(|e| format!("{title}: {e}"))?;
-    }
-    println!("Measured in {}.", human(started.elapsed()));
+    let env = env_options(
+        "bench-fleet",
+        args,
+        &[
+            ("--groups", "CHAOSLINGR_FLEET_GROUPS", |v| v.parse::<usize>().is_ok_and(|n| (1..=500).contains(&n))),
+            ("--ticks", "CHAOSLINGR_FLEET_TICKS", |v| v.parse::<usize>().is_ok_and(|n| (1..=100).contains(&n))),
+        ],
+    )?;
+    let took = run_steps(
+        &ws,
+        vec![
+            ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
+            ("build the lab and the functions", build_lab_and_functions(&ws)),
+            ("measure one judge tick over 3 accounts x 2 regions", ignored_test(&ws, "fleet::fleet_tick_cost", &env)),
+        ],
+    )?;
+    println!("Measured in {}.", human(took));
     Ok(())
 }
 
 /// `cargo xtask soak`: the ignored soak test, with its plan in `CHAOSLINGR_SOAK_*`.
 fn soak(args: &[String]) -> Result<()> {
     let ws = Workspace::discover()?;
-    let mut env: Vec<(&str, String)> = Vec::new();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let (name, check): (&str, fn(&str) -> bool) = match flag.as_str() {
-            "--runs" => ("CHAOSLINGR_SOAK_RUNS", |v| v.parse::<usize>().is_ok_and(|n| n >= 1)),
-            "--fault-rate" => {
-                ("CHAOSLINGR_SOAK_FAULT_RATE", |v| v.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r)))
-            }
-            "--seed" => ("CHAOSLINGR_SOAK_SEED", |v| v.parse::<u64>().is_ok()),
-            "--worlds" => ("CHAOSLINGR_SOAK_WORLDS", |v| v.parse::<usize>().is_ok_and(|n| (1..=16).contains(&n))),
-            "--groups" => ("CHAOSLINGR_SOAK_GROUPS", |v| v.parse::<usize>().is_ok_and(|n| (2..=200).contains(&n))),
-            "--drain" => ("CHAOSLINGR_SOAK_DRAIN_SECS", |v| v.parse::<u64>().is_ok_and(|n| n >= 10)),
-            other => return Err(format!("soak: unknown option `{other}` (see `cargo xtask help`)")),
-        };
-        let value = it.next().ok_or_else(|| format!("soak: {flag} needs a value"))?;
-        if !check(value) {
-            return Err(format!("soak: {flag} `{value}` is out of range (see `cargo xtask help`)"));
-        }
-        env.push((name, value.clone()));
-    }
+    let env = env_options(
+        "soak",
+        args,
+        &[
+            ("--runs", "CHAOSLINGR_SOAK_RUNS", |v| v.parse::<usize>().is_ok_and(|n| n >= 1)),
+            ("--fault-rate", "CHAOSLINGR_SOAK_FAULT_RATE", |v| {
+                v.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r))
+            }),
+            ("--seed", "CHAOSLINGR_SOAK_SEED", |v| v.parse::<u64>().is_ok()),
+            ("--worlds", "CHAOSLINGR_SOAK_WORLDS", |v| v.parse::<usize>().is_ok_and(|n| (1..=16).contains(&n))),
+            ("--groups", "CHAOSLINGR_SOAK_GROUPS", |v| v.parse::<usize>().is_ok_and(|n| (2..=200).contains(&n))),
+            ("--drain", "CHAOSLINGR_SOAK_DRAIN_SECS", |v| v.parse::<u64>().is_ok_and(|n| n >= 10)),
+        ],
+    )?;
     let policies = ws.target_dir.join("chaoslingr-iam-policies.json");
     let policies_arg = policies.to_string_lossy().into_owned();
-    let bin = ws.chaoslingr_bin();
-    let mut cargo_test = ws.cargo([
-        "test",
-        "-p",
-        "chaoslingr-e2e",
-        "--test",
-        "e2e",
-        "--",
-        "--ignored",
-        "--exact",
-        "soak::soak_from_the_environment",
-        "--nocapture",
-    ]);
-    cargo_test
-        .env("CHAOSLINGR_MOTO_SERVER", ws.venv_bin("moto_server"))
-        .env("CHAOSLINGR_BIN", &bin)
-        .env("CHAOSLINGR_LAB_BIN", ws.lab_bin())
-        .env("CHAOSLINGR_LAMBDA_BIN_DIR", bin.parent().unwrap_or(Path::new(".")))
-        .env("CHAOSLINGR_IAM_POLICIES", &policies);
-    for (k, v) in &env {
-        cargo_test.env(k, v);
-    }
-    let steps: Vec<(&str, Command)> = vec![
-        ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
-        ("install the IAM evaluator", ws.script("iam.sh", &["install"])),
-        (
-            "build the lab and the functions",
-            ws.cargo(["build", "-p", "chaoslingr-lab", "-p", "chaoslingr-inject", "-p", "chaoslingr-judge"]),
-        ),
-        ("render the function policies with Terraform core", ws.script("terraform.sh", &["policies", &policies_arg])),
-        ("soak", cargo_test),
-    ];
-    let started = Instant::now();
-    for (title, mut command) in steps {
-        header(title);
-        run_ok(&ws, &mut command).map_err(|e| format!("{title}: {e}"))?;
-    }
-    println!("Soak passed in {}.", human(started.elapsed()));
+    let mut soak = ignored_test(&ws, "soak::soak_from_the_environment", &env);
+    soak.env("CHAOSLINGR_IAM_POLICIES", &policies);
+    let took = run_steps(
+        &ws,
+        vec![
+            ("install the AWS API emulator", ws.script("emulator.sh", &["install"])),
+            ("install the IAM evaluator", ws.script("iam.sh", &["install"])),
+            ("build the lab and the functions", build_lab_and_functions(&ws)),
+            (
+                "render the function policies with Terraform core",
+                ws.script("terraform.sh", &["policies", &policies_arg]),
+            ),
+            ("soak", soak),
+        ],
+    )?;
+    println!("Soak passed in {}.", human(took));
     Ok(())
 }
 
