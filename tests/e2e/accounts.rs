@@ -11,9 +11,9 @@ use std::time::Duration;
 use chaoslingr_e2e::*;
 use serde_json::{json, Value};
 
-const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
-const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
-const ROLE: &str = "chaoslingr-target";
+const ACCOUNTS: [&str; 3] = TARGET_ACCOUNTS;
+const REGIONS: [&str; 2] = TARGET_REGIONS;
+const ROLE: &str = TARGET_ROLE;
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// The flags that name every target account and region.
@@ -27,28 +27,6 @@ fn with_fleet<'a>(args: &[&'a str], flags: &'a [String]) -> Vec<&'a str> {
     all
 }
 
-/// An EC2 client in `account` and `region`, as its role sees it.
-async fn ec2_in(emu: &Emulator, account: &str, region: &str) -> aws_sdk_ec2::Client {
-    aws_sdk_ec2::Client::new(&emu.account(account, region, ROLE).await)
-}
-
-/// Creates `opted_in` opted-in groups and one opted-out group in every listed scope,
-/// one call at a time (the emulator is not safe under concurrent group creation).
-/// Returns each opted-in group's scope.
-async fn seed(emu: &Emulator, layout: &[(&str, &str, usize)]) -> BTreeMap<String, (String, String)> {
-    let mut groups = BTreeMap::new();
-    for (account, region, opted_in) in layout {
-        let ec2 = ec2_in(emu, account, region).await;
-        let vpc = create_vpc_on(&ec2).await;
-        for i in 0..*opted_in {
-            let g = create_group_on(&ec2, &vpc, &format!("opted-{i}"), Some("true")).await;
-            groups.insert(g, (account.to_string(), region.to_string()));
-        }
-        create_group_on(&ec2, &vpc, "opted-out", Some("false")).await;
-    }
-    groups
-}
-
 async fn set_denied(lab: &Lab, accounts: &[&str]) {
     let (status, body) = lab.admin("PUT", "/_lab/assume-role-denials", &json!(accounts)).await;
     assert_eq!(status, 200, "setting the AssumeRole denials: {body}");
@@ -59,16 +37,14 @@ async fn choice_is_uniform_over_every_target_of_every_account_and_region() {
     let emu = Emulator::start().await;
     // One target in account 1, one in account 2, ten in account 3 over its two regions;
     // and one in the hub's own account, which is not a target.
-    let groups = seed(
-        &emu,
-        &[
+    let groups = emu
+        .seed_targets(&[
             (ACCOUNTS[0], REGIONS[0], 1),
             (ACCOUNTS[1], REGIONS[0], 1),
             (ACCOUNTS[2], REGIONS[0], 5),
             (ACCOUNTS[2], REGIONS[1], 5),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let hub_vpc = create_vpc(&emu).await;
     let hub_group = create_group(&emu, &hub_vpc, "hub", Some("true")).await;
     let lab = Lab::start_recorded(&emu, &[]);
@@ -136,7 +112,7 @@ async fn choice_is_uniform_over_every_target_of_every_account_and_region() {
 
     // Nothing was written anywhere.
     for (account, region, _) in [(ACCOUNTS[0], REGIONS[0], 0), (ACCOUNTS[2], REGIONS[1], 0)] {
-        assert!(experiment_rules_on(&ec2_in(&emu, account, region).await).await.is_empty());
+        assert!(experiment_rules_on(&emu.ec2_in(account, region).await).await.is_empty());
     }
 }
 
@@ -148,7 +124,7 @@ async fn leave_open(lab: &Lab, emu: &Emulator, account: &str, region: &str) -> S
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let child = cmd.spawn().expect("spawn chaoslingr run");
-    let ec2 = ec2_in(emu, account, region).await;
+    let ec2 = emu.ec2_in(account, region).await;
     let rule = poll_until(&format!("an experiment rule in {account}/{region}"), LIMIT, || async {
         experiment_rules_on(&ec2).await.into_iter().next()
     })
@@ -163,7 +139,7 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
     let emu = Emulator::start().await;
     let layout: Vec<(&str, &str, usize)> =
         ACCOUNTS.iter().flat_map(|a| REGIONS.iter().map(move |r| (*a, *r, 1))).collect();
-    seed(&emu, &layout).await;
+    emu.seed_targets(&layout).await;
     let lab = Lab::start_recorded(&emu, &[]);
     let flags = fleet_flags();
 
@@ -215,7 +191,7 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
         "{lines:?}"
     );
     for (account, region) in open.keys() {
-        let left = experiment_rules_on(&ec2_in(&emu, account, region).await).await;
+        let left = experiment_rules_on(&emu.ec2_in(account, region).await).await;
         assert_eq!(left.is_empty(), account != ACCOUNTS[2], "{account}/{region}: {left:?}");
     }
 
@@ -268,7 +244,7 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
     let out = lab.run_cli(&with_fleet(&["revert", "--all"], &flags), LIMIT).await;
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     for (account, region) in open.keys() {
-        assert!(experiment_rules_on(&ec2_in(&emu, account, region).await).await.is_empty(), "{account}/{region}");
+        assert!(experiment_rules_on(&emu.ec2_in(account, region).await).await.is_empty(), "{account}/{region}");
     }
 }
 
@@ -276,7 +252,7 @@ async fn revert_all_reaches_every_account_and_region_and_a_denied_account_fails_
 async fn the_judge_concludes_overdue_experiments_in_each_account_and_region_with_both_in_the_outcome() {
     let emu = Emulator::start().await;
     let layout = [(ACCOUNTS[0], REGIONS[1], 1), (ACCOUNTS[1], REGIONS[0], 1)];
-    seed(&emu, &layout).await;
+    emu.seed_targets(&layout).await;
     let lab = Lab::start_recorded(&emu, &[]);
     for (account, region, _) in layout {
         let mut cmd = lab.cli();
@@ -284,7 +260,7 @@ async fn the_judge_concludes_overdue_experiments_in_each_account_and_region_with
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let child = cmd.spawn().expect("spawn chaoslingr run");
-        let ec2 = ec2_in(&emu, account, region).await;
+        let ec2 = emu.ec2_in(account, region).await;
         poll_until("the experiment rule", LIMIT, || async { experiment_rules_on(&ec2).await.into_iter().next() }).await;
         signal(&child, "KILL");
         let _ = child.wait_with_output().await;
@@ -319,6 +295,6 @@ async fn the_judge_concludes_overdue_experiments_in_each_account_and_region_with
     let expected: BTreeSet<(String, String)> = layout.iter().map(|(a, r, _)| (a.to_string(), r.to_string())).collect();
     assert_eq!(concluded, expected, "{tick}");
     for (account, region, _) in layout {
-        assert!(experiment_rules_on(&ec2_in(&emu, account, region).await).await.is_empty());
+        assert!(experiment_rules_on(&emu.ec2_in(account, region).await).await.is_empty());
     }
 }

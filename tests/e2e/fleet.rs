@@ -14,30 +14,21 @@ use serde_json::{json, Value};
 
 use crate::lambdas::{function_bin, function_env};
 
-const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
-const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+const ACCOUNTS: [&str; 3] = TARGET_ACCOUNTS;
+const REGIONS: [&str; 2] = TARGET_REGIONS;
 const INVOKE: Duration = Duration::from_secs(90);
 
 fn targets_json() -> String {
     let accounts: Vec<Value> = ACCOUNTS.iter().map(|a| json!({"id": a})).collect();
-    json!({"accounts": accounts, "regions": REGIONS, "role": "chaoslingr-target"}).to_string()
+    json!({"accounts": accounts, "regions": REGIONS, "role": TARGET_ROLE}).to_string()
 }
 
-/// `groups` opted-in groups in every account and region, one call at a time; each
-/// group's scope.
+/// `groups` opted-in groups (and one opted out) in every account and region; each
+/// opted-in group's scope.
 async fn seed_fleet(emu: &Emulator, groups: usize) -> BTreeMap<String, (String, String)> {
-    let mut out = BTreeMap::new();
-    for account in ACCOUNTS {
-        for region in REGIONS {
-            let ec2 = aws_sdk_ec2::Client::new(&emu.account(account, region, "chaoslingr-target").await);
-            let vpc = create_vpc_on(&ec2).await;
-            for i in 0..groups {
-                let g = create_group_on(&ec2, &vpc, &format!("g{i}"), Some("true")).await;
-                out.insert(g, (account.to_string(), region.to_string()));
-            }
-        }
-    }
-    out
+    let layout: Vec<(&str, &str, usize)> =
+        ACCOUNTS.iter().flat_map(|a| REGIONS.iter().map(move |r| (*a, *r, groups))).collect();
+    emu.seed_targets(&layout).await
 }
 
 /// A hub function (`inject` or `judge`) with the hub's access key and the targets.
@@ -109,7 +100,7 @@ async fn hub_functions_start_and_conclude_experiments_in_target_accounts_under_t
     assert_eq!(named["outcome"]["outcome"], "aborted", "{named}");
     assert!(named["outcome"]["reason"].as_str().unwrap().contains("CHAOSLINGR_MAX_ACTIVE"), "{named}");
     let other_region = if full_region == REGIONS[0] { REGIONS[1] } else { REGIONS[0] };
-    let ec2 = aws_sdk_ec2::Client::new(&emu.account(&full_account, other_region, "chaoslingr-target").await);
+    let ec2 = emu.ec2_in(&full_account, other_region).await;
     assert!(experiment_rules_on(&ec2).await.is_empty(), "nothing opened in {full_account}/{other_region}");
 
     let tick = ok(&judge.invoke(json!({}), INVOKE).await, &judge);
@@ -124,7 +115,7 @@ async fn hub_functions_start_and_conclude_experiments_in_target_accounts_under_t
     assert!(concluded.iter().all(|o| o["outcome"] == "undetected" && o["reverted"] == true), "{tick}");
     assert_eq!(scopes_of(concluded), started);
     for (account, region) in &started {
-        let ec2 = aws_sdk_ec2::Client::new(&emu.account(account, region, "chaoslingr-target").await);
+        let ec2 = emu.ec2_in(account, region).await;
         assert!(experiment_rules_on(&ec2).await.is_empty(), "{account}/{region}");
     }
 
@@ -288,7 +279,7 @@ async fn fleet_tick_cost() {
     // credentials as its own), watching one experiment.
     let single_env =
         [("CHAOSLINGR_WINDOW", "40s"), ("CHAOSLINGR_DETECTORS", "config:vpc-sg-open-only-to-authorized-ports")];
-    let account_one = emu.account(ACCOUNTS[0], REGIONS[0], "chaoslingr-target").await;
+    let account_one = emu.account(ACCOUNTS[0], REGIONS[0], TARGET_ROLE).await;
     let creds = aws_credential_types::provider::ProvideCredentials::provide_credentials(
         &account_one.credentials_provider().expect("credentials"),
     )

@@ -21,6 +21,11 @@ pub mod runtime_api;
 pub const REGION: &str = "us-east-1";
 pub const OPT_IN: &str = "chaoslingr:opt-in";
 pub const EXPERIMENT_TAG: &str = "chaoslingr:experiment-id";
+/// The target accounts of the many-accounts tests, their regions, and the role assumed
+/// in each.
+pub const TARGET_ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
+pub const TARGET_REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+pub const TARGET_ROLE: &str = "chaoslingr-target";
 
 // ---- waiting: for a condition, or for time itself ----
 
@@ -293,6 +298,31 @@ impl Emulator {
     /// from the caller's AWS or ChaoSlingr environment.
     pub fn cli(&self) -> tokio::process::Command {
         cli_at(&self.endpoint)
+    }
+
+    /// An EC2 client in a target account and region, as its role ([`TARGET_ROLE`]) sees it.
+    pub async fn ec2_in(&self, account: &str, region: &str) -> aws_sdk_ec2::Client {
+        aws_sdk_ec2::Client::new(&self.account(account, region, TARGET_ROLE).await)
+    }
+
+    /// Creates, in each `(account, region, n)` of `layout`, `n` opted-in groups and one
+    /// opted-out group, one call at a time (the emulator is not safe under concurrent
+    /// group creation). Returns each opted-in group's account and region.
+    pub async fn seed_targets(
+        &self,
+        layout: &[(&str, &str, usize)],
+    ) -> std::collections::BTreeMap<String, (String, String)> {
+        let mut groups = std::collections::BTreeMap::new();
+        for (account, region, opted_in) in layout {
+            let ec2 = self.ec2_in(account, region).await;
+            let vpc = create_vpc_on(&ec2).await;
+            for i in 0..*opted_in {
+                let g = create_group_on(&ec2, &vpc, &format!("opted-{i}"), Some("true")).await;
+                groups.insert(g, (account.to_string(), region.to_string()));
+            }
+            create_group_on(&ec2, &vpc, "opted-out", Some("false")).await;
+        }
+        groups
     }
 
     /// The SDK configuration of another account (and region) on this emulator: the
